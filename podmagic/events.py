@@ -1,0 +1,69 @@
+"""Typed run events and the journal that writes them to `events.jsonl`.
+
+The runner emits events; front ends (run view, CLI printer) and the journal
+consume them. Output chunks and ticks are not journaled: the log itself is on
+disk. Event names follow runpod-deploy's where they exist
+(`gpu_selected`, `datacenter_failover`, `artifact_pull_*`, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+NOT_JOURNALED = frozenset({"output", "tick"})
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str
+    data: dict[str, Any] = field(default_factory=dict)
+    ts: float = field(default_factory=time.time)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+
+Listener = Callable[[Event], None]
+
+
+def utc_iso(ts: float | None = None) -> str:
+    moment = datetime.fromtimestamp(time.time() if ts is None else ts, tz=timezone.utc)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class Journal:
+    """Appends journaled events to `events.jsonl`, one JSON object a line."""
+
+    def __init__(self, path: Path, redact: Callable[[str], str] = lambda s: s):
+        self._path = path
+        self._redact = redact
+        self._lock = threading.Lock()
+
+    def __call__(self, event: Event) -> None:
+        if event.kind in NOT_JOURNALED:
+            return
+        record = {"ts_utc": utc_iso(event.ts), "event": event.kind, **event.data}
+        line = self._redact(json.dumps(record, default=str)) + "\n"
+        with self._lock, self._path.open("a", encoding="utf-8") as fh:
+            fh.write(line)
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    """All well-formed events of a journal (a torn last line is skipped)."""
+    events = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    for line in lines:
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return events
