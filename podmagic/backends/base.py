@@ -89,8 +89,16 @@ class Launch:
     body: str
     env: Mapping[str, str] = field(default_factory=dict)
     heartbeat_path: str | None = None
-    heartbeat_timeout_sec: int | None = None
-    max_runtime_sec: int | None = None
+    heartbeat_timeout_sec: float | None = None
+    max_runtime_sec: float | None = None
+    watchdog_interval_sec: float = 5.0
+    watchdog_command: str | None = None
+    """Run on the pod after the watchdog ends the job (e.g. terminate the pod)."""
+
+    @property
+    def control_prefix(self) -> str:
+        """Pod path prefix of the launcher's files: `.pid`, `.ended_by`, `.sh`."""
+        return self.exit_path
 
 
 class Pod(Protocol):
