@@ -1,0 +1,85 @@
+"""What the simulated RunPod sells: GPU types, datacenters, prices, stock.
+
+Prices are plausible secure/community on-demand rates in USD per GPU-hour.
+Stock is a count of free GPUs per (GPU type, datacenter); `None` means
+unlimited. The error texts are RunPod's own, verbatim, because clients
+(runpod-deploy, podmagic) classify them by substring.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+NO_INSTANCES = (
+    "There are no longer any instances available with the requested specifications. "
+    "Please refresh and try again."
+)
+NO_RESOURCES = (
+    "This machine does not have the resources to deploy your pod. "
+    "Please try a different machine"
+)
+NOT_ENOUGH_GPUS = "There are not enough free GPUs on the host machine to start this pod."
+CAPACITY_MESSAGES = (NO_INSTANCES, NO_RESOURCES, NOT_ENOUGH_GPUS)
+
+VOLUME_USD_PER_GB_MONTH = 0.20
+"""Volume disk of a stopped pod, RunPod's idle rate ($/GB per 30-day month)."""
+RUNNING_VOLUME_USD_PER_GB_MONTH = 0.10
+"""Volume and container disk of a running pod ($/GB per 30-day month)."""
+
+
+@dataclass(frozen=True)
+class GpuType:
+    """One GPU type as `gpuTypes` describes it."""
+
+    id: str
+    display_name: str
+    memory_gb: int
+    secure_price: float
+    community_price: float
+    max_gpu_count: int = 8
+    manufacturer: str = "Nvidia"
+    cuda_cores: int = 0
+
+    def price(self, cloud_type: str) -> float:
+        """On-demand $/GPU-hour for a cloud type (ALL takes the cheaper)."""
+        if cloud_type == "COMMUNITY":
+            return self.community_price
+        if cloud_type == "SECURE":
+            return self.secure_price
+        return min(self.secure_price, self.community_price)
+
+    def as_graphql(self, gpu_count: int = 1) -> dict:
+        return {
+            "id": self.id, "displayName": self.display_name, "memoryInGb": self.memory_gb,
+            "maxGpuCount": self.max_gpu_count, "manufacturer": self.manufacturer,
+            "cudaCores": self.cuda_cores, "secureCloud": True, "communityCloud": True,
+            "securePrice": self.secure_price, "communityPrice": self.community_price,
+            "oneMonthPrice": round(self.secure_price * 0.9, 2),
+            "threeMonthPrice": round(self.secure_price * 0.85, 2),
+            "oneWeekPrice": round(self.secure_price * 0.95, 2),
+            "communitySpotPrice": round(self.community_price * 0.5, 2),
+            "secureSpotPrice": round(self.secure_price * 0.5, 2),
+            "lowestPrice": {
+                "minimumBidPrice": round(self.community_price * 0.5 * gpu_count, 3),
+                "uninterruptablePrice": round(self.community_price * gpu_count, 3),
+            },
+        }
+
+
+DEFAULT_GPUS: tuple[GpuType, ...] = (
+    GpuType("NVIDIA H100 80GB HBM3", "H100 SXM", 80, 2.99, 2.69, cuda_cores=16896),
+    GpuType("NVIDIA H100 PCIe", "H100 PCIe", 80, 2.39, 1.99, cuda_cores=14592),
+    GpuType("NVIDIA A100 80GB PCIe", "A100 PCIe", 80, 1.64, 1.19, cuda_cores=6912),
+    GpuType("NVIDIA A100-SXM4-80GB", "A100 SXM", 80, 1.89, 1.39, cuda_cores=6912),
+    GpuType("NVIDIA L40S", "L40S", 48, 0.86, 0.79, cuda_cores=18176),
+    GpuType("NVIDIA RTX A6000", "RTX A6000", 48, 0.49, 0.33, cuda_cores=10752),
+    GpuType("NVIDIA GeForce RTX 4090", "RTX 4090", 24, 0.69, 0.34, cuda_cores=16384),
+)
+
+DEFAULT_DATACENTERS: tuple[str, ...] = (
+    "EU-RO-1", "EU-SE-1", "EU-NL-1", "US-MD-1", "US-TX-3", "US-CA-2", "CA-MTL-1",
+)
+
+Stock = Mapping[tuple[str, str], "int | None"]
+
