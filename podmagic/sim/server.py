@@ -50,7 +50,7 @@ class GraphQLServer:
         return f"http://{host}:{port}"
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._httpd.serve_forever,
+        self._thread = threading.Thread(target=lambda: self._httpd.serve_forever(poll_interval=0.05),
                                         name="runpod-sim-http", daemon=True)
         self._thread.start()
 
