@@ -1,0 +1,302 @@
+"""One persistent, self-healing SSH connection (paramiko, imported lazily).
+
+`SSHTransport` owns a paramiko `Transport`: it connects, checks the host key
+against podmagic's known-hosts file (first use recorded, a change refused),
+authenticates with key files then the agent, keeps the link alive, and
+re-connects with backoff when it drops. Everything above it (the SSH pod, the
+RunPod backend's pods) speaks through `exec`, `stream_in`, `stream_out` and
+`retrying`; an operation that may safely be repeated (reading a log from an
+offset, polling an exit file) is wrapped in `retrying` so a dropped
+connection costs a reconnect, never a lost or repeated byte.
+"""
+
+from __future__ import annotations
+
+import codecs
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Callable, Iterator, TypeVar
+
+from .base import BackendError, CommandResult, OnOutput
+from .ssh_hostkeys import HostKeyChanged, HostKeySeen, check_server_key, known_hosts_path
+from .ssh_hosts import SSHTarget
+
+T = TypeVar("T")
+WINDOW = 32 << 20
+PACKET = 1 << 18
+BACKOFF = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
+
+
+class ConnectionLost(BackendError):
+    """The connection dropped while a non-repeatable command ran."""
+
+
+@dataclass(frozen=True)
+class TransportOptions:
+    connect_timeout_sec: float = 15.0
+    keepalive_sec: int = 15
+    io_timeout_sec: float = 60.0
+    reconnect_timeout_sec: float = 300.0
+    use_agent: bool = True
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """Errors that mean 'the link is gone' rather than 'the command failed'."""
+    import paramiko
+
+    if isinstance(exc, (EOFError, socket.timeout, ConnectionError, paramiko.SSHException)):
+        return not isinstance(exc, paramiko.AuthenticationException)
+    return isinstance(exc, OSError) and exc.errno is None and "closed" in str(exc).lower()
+
+
+class SSHTransport:
+    """A persistent connection to one `SSHTarget`, reconnecting on demand."""
+
+    def __init__(self, target: SSHTarget, *, known_hosts: str | Path | None = None,
+                 options: TransportOptions = TransportOptions(),
+                 on_host_trusted: Callable[[HostKeySeen], None] | None = None,
+                 on_reconnect: Callable[[int, BaseException], None] | None = None):
+        self.target = target
+        self.known_hosts = known_hosts_path(known_hosts)
+        self.options = options
+        self._on_trust = on_host_trusted
+        self._on_reconnect = on_reconnect
+        self._lock = threading.RLock()
+        self._transport = None
+        self._sftp = None
+        self.reconnects = 0
+
+    # -- connection ------------------------------------------------------
+    def connect(self) -> "SSHTransport":
+        with self._lock:
+            if self._transport is None or not self._transport.is_active():
+                self._close_quietly()
+                self._transport = self._open()
+            return self
+
+    def close(self) -> None:
+        with self._lock:
+            self._close_quietly()
+
+    def drop(self) -> None:
+        """Close the socket under the transport, as a network failure would."""
+        with self._lock:
+            if self._transport is not None:
+                self._transport.sock.close()
+
+    def _close_quietly(self) -> None:
+        for thing in (self._sftp, self._transport):
+            try:
+                if thing is not None:
+                    thing.close()
+            except Exception:  # noqa: BLE001 - already broken, nothing to save
+                pass
+        self._sftp = self._transport = None
+
+    def _open(self):
+        import paramiko
+
+        opts, target = self.options, self.target
+        try:
+            sock = socket.create_connection((target.host, target.port), timeout=opts.connect_timeout_sec)
+        except OSError as exc:
+            raise ConnectionError(f"cannot reach {target.spec}: {exc}") from exc
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        transport = paramiko.Transport(sock, default_window_size=WINDOW, default_max_packet_size=PACKET)
+        transport.banner_timeout = opts.connect_timeout_sec
+        try:
+            transport.start_client(timeout=opts.connect_timeout_sec)
+            key = transport.get_remote_server_key()
+            check_server_key(self.known_hosts, target.known_hosts_name, key.get_name(),
+                             key.asbytes(), self._on_trust)
+            self._authenticate(transport)
+        except BaseException:
+            transport.close()
+            raise
+        transport.set_keepalive(opts.keepalive_sec)
+        return transport
+
+    def _authenticate(self, transport) -> None:
+        import paramiko
+
+        tried = []
+        for pkey in self._keys():
+            try:
+                transport.auth_publickey(self.target.user, pkey)
+                return
+            except paramiko.AuthenticationException:
+                tried.append(pkey.get_name())
+        raise BackendError(
+            f"SSH authentication to {self.target.spec} failed (keys tried: "
+            f"{', '.join(self.target.key_paths) or 'none'}{'; agent' if self.options.use_agent else ''}). "
+            "Set ssh.key_path to a key the host accepts, or load it into ssh-agent."
+        )
+
+    def _keys(self) -> Iterator:
+        import paramiko
+
+        for path in self.target.key_paths:
+            if Path(path).is_file():
+                try:
+                    yield paramiko.PKey.from_path(path)
+                except (paramiko.SSHException, ValueError, OSError):
+                    continue
+        if self.options.use_agent:
+            try:
+                yield from paramiko.Agent().get_keys()
+            except paramiko.SSHException:
+                return
+
+    # -- retrying --------------------------------------------------------
+    def retrying(self, operation: Callable[[], T]) -> T:
+        """Run a repeatable `operation`; on a dropped link reconnect with backoff."""
+        deadline = time.monotonic() + self.options.reconnect_timeout_sec
+        attempt = 0
+        while True:
+            try:
+                self.connect()
+                return operation()
+            except HostKeyChanged:
+                raise
+            except Exception as exc:  # noqa: BLE001 - classified below
+                if not is_connection_error(exc) or time.monotonic() >= deadline:
+                    raise
+                self._after_drop(attempt, exc)
+                attempt += 1
+
+    def _after_drop(self, attempt: int, exc: BaseException) -> None:
+        with self._lock:
+            self._close_quietly()
+        self.reconnects += 1
+        if self._on_reconnect:
+            self._on_reconnect(attempt, exc)
+        time.sleep(BACKOFF[min(attempt, len(BACKOFF) - 1)])
+
+    # -- channels --------------------------------------------------------
+    def sftp(self):
+        """The connection's one SFTP session (re-opened after a reconnect)."""
+        import paramiko
+
+        with self._lock:
+            self.connect()
+            if self._sftp is None:
+                self._sftp = paramiko.SFTPClient.from_transport(self._transport)
+                self._sftp.get_channel().settimeout(self.options.io_timeout_sec)
+            return self._sftp
+
+    def channel(self, command: str):
+        with self._lock:
+            self.connect()
+            chan = self._transport.open_session(timeout=self.options.connect_timeout_sec)
+        chan.settimeout(self.options.io_timeout_sec)
+        chan.exec_command(command)
+        return chan
+
+    def exec(self, command: str, *, timeout: float, on_output: OnOutput | None = None,
+             stdin: bytes | None = None) -> CommandResult:
+        """Run `command`, stdout and stderr merged; `timeout` bounds the whole call."""
+        chan = self.channel(command)
+        chan.set_combine_stderr(True)
+        try:
+            if stdin is not None:
+                chan.sendall(stdin)
+            chan.shutdown_write()
+            output = _drain(chan, time.monotonic() + timeout, on_output)
+            return CommandResult(_status(chan), output)
+        finally:
+            chan.close()
+
+    def exec_bytes(self, command: str, *, stdin: bytes | None = None) -> tuple[int, bytes, bytes]:
+        """Run `command` and return (exit status, stdout bytes, stderr bytes)."""
+        chan = self.channel(command)
+        try:
+            if stdin is not None:
+                chan.sendall(stdin)
+            chan.shutdown_write()
+            out = chan.makefile("rb").read()
+            err = chan.makefile_stderr("rb").read()
+            return _status(chan), out, err
+        finally:
+            chan.close()
+
+    def stream_in(self, command: str, produce: Callable[[IO[bytes]], None]) -> tuple[int, str]:
+        """Run `command`, feeding its stdin from `produce(writer)`; returns (status, output)."""
+        chan = self.channel(command)
+        chan.set_combine_stderr(True)
+        try:
+            writer = _ChannelWriter(chan)
+            produce(writer)
+            chan.shutdown_write()
+            out = chan.makefile("rb").read()
+            return _status(chan), out.decode("utf-8", "replace")
+        finally:
+            chan.close()
+
+    def stream_out(self, command: str, consume: Callable[[IO[bytes]], T], stdin: bytes = b"") -> tuple[int, T, str]:
+        """Run `command`, handing its stdout to `consume(reader)`; returns (status, value, stderr)."""
+        chan = self.channel(command)
+        try:
+            if stdin:
+                chan.sendall(stdin)
+            chan.shutdown_write()
+            value = consume(chan.makefile("rb", 1 << 20))
+            err = chan.makefile_stderr("rb").read().decode("utf-8", "replace")
+            return _status(chan), value, err
+        finally:
+            chan.close()
+
+
+class _ChannelWriter:
+    """A minimal binary writer onto a channel's stdin (what tarfile needs)."""
+
+    def __init__(self, chan):
+        self._chan = chan
+        self.bytes_written = 0
+
+    def write(self, data: bytes) -> int:
+        self._chan.sendall(data)
+        self.bytes_written += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def _status(chan) -> int:
+    """The exit status; a channel closed by a dead link raises instead of -1."""
+    code = chan.recv_exit_status()
+    if code == -1 and (chan.transport is None or not chan.transport.is_active()):
+        raise EOFError("connection lost before the command reported its exit status")
+    return code
+
+
+def _drain(chan, deadline: float, on_output: OnOutput | None) -> str:
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    parts: list[str] = []
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("remote command exceeded its timeout")
+        chan.settimeout(min(remaining, 5.0))
+        try:
+            data = chan.recv(1 << 16)
+        except socket.timeout:
+            if chan.transport is None or not chan.transport.is_active():
+                raise EOFError("connection lost")
+            continue
+        if not data:
+            break
+        text = decoder.decode(data)
+        if text:
+            parts.append(text)
+            if on_output:
+                on_output(text)
+    tail = decoder.decode(b"", final=True)
+    if tail:
+        parts.append(tail)
+        if on_output:
+            on_output(tail)
+    return "".join(parts)
