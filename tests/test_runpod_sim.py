@@ -259,3 +259,35 @@ def test_command_line_prints_its_base_url(tmp_path):
         assert proc.wait(timeout=10) == 0
     assert json.loads((tmp_path / "cli" / "state.json").read_text())["pods"] == []
     assert os.path.exists(tmp_path / "cli" / "account_key.pub")
+
+
+def test_never_ready_pod_terminates_promptly_and_state_reloads(tmp_path, monkeypatch):
+    sim = RunPodSimulator(tmp_path / "sim", timing=FAST, private_port_entry=True).start()
+    monkeypatch.setenv("RUNPOD_API_BASE_URL", sim.base_url)
+    monkeypatch.setattr(runpod, "api_key", sim.api_key)
+    try:
+        sim.set_timing(provision_sec=float("inf"))
+        stuck = create(name="stuck")
+        time.sleep(0.3)
+        assert runpod.get_pod(stuck["id"])["runtime"] is None
+        started = time.monotonic()
+        runpod.terminate_pod(stuck["id"])
+        assert time.monotonic() - started < 2
+
+        sim.set_timing(provision_sec=0.1)
+        kept = create(name="kept")
+        wait_ssh_port(kept["id"])
+        entries = runpod.get_pod(kept["id"])["runtime"]["ports"]
+        assert [e["isIpPublic"] for e in entries] == [False, True]
+        runpod.stop_pod(kept["id"])
+        assert runpod.stop_pod(kept["id"])["desiredStatus"] == "EXITED"
+    finally:
+        sim.stop()
+
+    again = RunPodSimulator(tmp_path / "sim", api_key=sim.api_key).start()
+    try:
+        monkeypatch.setenv("RUNPOD_API_BASE_URL", again.base_url)
+        assert [(p["name"], p["desiredStatus"]) for p in runpod.get_pods()] == [("kept", "EXITED")]
+        assert [p["desired_status"] for p in again.pods()] == ["TERMINATED", "EXITED"]
+    finally:
+        again.stop()

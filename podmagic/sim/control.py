@@ -156,19 +156,20 @@ class ControlPlane:
 
     def _op_podStop(self, field: Field) -> dict:
         pod = self._live(field)
-        if pod.desired_status == "RUNNING":
-            pod = self.halt(pod.id, "EXITED", "Exited by User")
+        pod = self.halt(pod.id, "EXITED", "Exited by User") or pod
         return {"id": pod.id, "desiredStatus": pod.desired_status}
 
     def _op_podResume(self, field: Field) -> dict:
-        pod = self._live(field)
-        if pod.desired_status == "EXITED":
+        with self.store.lock:
+            pod = self._live(field)
+            if pod.desired_status != "EXITED":
+                return deploy_view(pod)
             try:
                 self.stock.reacquire(pod.gpu_type_id, pod.data_center_id, pod.gpu_count)
             except OutOfStock as exc:
                 raise ApiError(str(exc)) from None
             pod = self._transition(pod.id, "RUNNING", "Resumed by User", "resumed")
-            self.boot(pod)
+        self.boot(pod)
         return deploy_view(self.store.get(pod.id))
 
     def _op_podTerminate(self, field: Field) -> None:
@@ -176,8 +177,7 @@ class ControlPlane:
         pod = self.store.get(pod_id)
         if pod is None:
             raise ApiError("Pod not found.")
-        if pod.desired_status != "TERMINATED":
-            self.halt(pod_id, "TERMINATED", "Terminated by User")
+        self.halt(pod_id, "TERMINATED", "Terminated by User")
         return None
 
     def _live(self, field: Field) -> PodRecord:
@@ -194,12 +194,15 @@ class ControlPlane:
                            last_status_change=time.time(), boot=None, ssh_port=None)
         return self.store.update(pod_id, change, event)
 
-    def halt(self, pod_id: str, status: str, reason: str) -> PodRecord:
+    def halt(self, pod_id: str, status: str, reason: str) -> PodRecord | None:
         """Stop, terminate or kill: the host dies, GPUs go back to stock."""
-        before = self.store.get(pod_id)
-        pod = self._transition(pod_id, status, reason, status.lower())
-        if before.desired_status == "RUNNING":
-            self.stock.release(pod.gpu_type_id, pod.data_center_id, pod.gpu_count)
+        with self.store.lock:
+            before = self.store.get(pod_id)
+            if before is None or not before.live or before.desired_status == status:
+                return before
+            pod = self._transition(pod_id, status, reason, status.lower())
+            if before.desired_status == "RUNNING":
+                self.stock.release(pod.gpu_type_id, pod.data_center_id, pod.gpu_count)
         host = self.host(pod)
         if status == "TERMINATED":
             host.destroy()

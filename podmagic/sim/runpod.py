@@ -181,6 +181,8 @@ class RunPodSimulator:
         """The host dies: sshd and all pod processes are killed; EXITED or TERMINATED."""
         if status not in ("EXITED", "TERMINATED"):
             raise ValueError("status must be EXITED or TERMINATED")
+        if self.store.get(pod_id) is None:
+            raise KeyError(pod_id)
         reason = "Exited by host" if status == "EXITED" else "Terminated by host"
         return inspect(self.plane.halt(pod_id, status, reason))
 

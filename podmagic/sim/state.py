@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -125,6 +126,7 @@ def _from_json(data: dict) -> PodRecord:
     data["env"] = tuple(tuple(kv) for kv in data.get("env", ()))
     data["history"] = tuple(data.get("history", ()))
     data["boot"] = Boot(**data["boot"]) if data.get("boot") else None
+    data.setdefault("api_key", f"rpa_POD{secrets.token_hex(16)}")  # never written out
     return PodRecord(**data)
 
 
