@@ -56,7 +56,7 @@ def launcher_script(launch: Launch, exports: dict[str, str] | None = None) -> st
         "# podmagic launcher (generated): runs the job detached and records its end.",
         f"echo $$ > {q(c + '.launcher_pid')}",
         *(f"export {k}={q(v)}" for k, v in (exports or {}).items()),
-        f"cd {q(launch.workdir)} 2>/dev/null || cd \"$HOME\"",
+        f"cd {q(launch.workdir)} 2>/dev/null || cd \"$HOME\"" if launch.workdir else 'cd "$HOME"',
         "set -m  # job control: the job gets a process group of its own",
         f"bash {q(launch.script_path)} > {q(launch.log_path)} 2>&1 < /dev/null &",
         "job=$!",

@@ -11,7 +11,7 @@ from jupyter_server.utils import url_path_join
 
 from .. import schema, store
 from .project import run_dir_for
-from .views import log_tail, run_detail, run_list
+from .views import log_tail, run_detail, run_list, run_row
 
 NAMESPACE = "podmagic"
 RUN_ID = r"(?P<run_id>[^/]+)"
@@ -74,11 +74,13 @@ class LogHandler(_Base):
 
 
 class StopHandler(_Base):
-    """POST: ask a live run to stop; its runner polls the stop file."""
+    """POST: ask a live run to stop (409 if it is not live); its runner polls the stop file."""
 
     @tornado.web.authenticated
     def post(self, run_id: str) -> None:
         run_dir = self.run_dir(run_id)
+        if not run_row(run_dir)["live"]:
+            raise tornado.web.HTTPError(409, f"run {run_id} is not live")
         store.request_stop(run_dir, f"stop requested from JupyterLab by {self.current_user!s:.80}")
         self.send({"run_id": run_id, "stop_requested": True})
 

@@ -1,0 +1,143 @@
+"""The Python API every front end uses: prepare a run, then execute it.
+
+`prepare` parses, resolves the project, reconciles the pin and builds the
+plan (no pod, no cost, no files written). `start` creates the run directory
+and records the spec and plan. `execute` runs it on a backend. The magics,
+the CLI, sweeps and relaunch are all this sequence.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from . import plan as plan_mod
+from . import reconcile, spec as spec_mod, store
+from .events import Journal, Listener
+from .redact import Redactor
+
+
+@dataclass(frozen=True)
+class Prepared:
+    spec: spec_mod.JobSpec
+    plan: plan_mod.Plan
+    notes: tuple[reconcile.Note, ...]
+    redactor: Redactor
+    backend_options: Mapping[str, object]
+    context: plan_mod.Context
+
+
+def run_suffix() -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(2)
+
+
+def parse_assignments(items: Iterable[str], flag: str = "--var") -> tuple[tuple[str, str], ...]:
+    """`k=v` strings → pairs; a bad one is an error naming the flag."""
+    out = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not spec_mod.IDENT_RE.match(key):
+            raise spec_mod.SpecError(f"{flag} expects NAME=VALUE with NAME an identifier, got {item!r}",
+                                     source=flag)
+        out.append((key, value))
+    return tuple(out)
+
+
+def project_root(spec: spec_mod.JobSpec, config_dir: Path, *, is_file: bool) -> Path:
+    """`local.project_root` (relative to the config's directory), else the repository around it."""
+    from .provenance import git_toplevel
+
+    given = spec.local.project_root
+    if given is not None:
+        root = (config_dir / Path(given).expanduser()).resolve()
+    elif is_file:
+        root = config_dir.resolve()
+    else:
+        root = (git_toplevel(config_dir) or config_dir).resolve()
+    home = Path.home().resolve()
+    if root in (home, Path(root.anchor)):
+        where = "local.project_root" if given is not None else ""
+        raise spec.error(where, f"the project root resolves to {root}: podmagic will not stage or write under "
+                         f"{'your home directory' if root == home else 'the filesystem root'}; set "
+                         "`local: {project_root: ...}` to your project's folder")
+    return root
+
+
+def resolve_backend(flag: str | None = None, configured: str | None = None) -> str:
+    """Flag, then `%config PodMagic.backend`, then PODMAGIC_BACKEND, then runpod if a key exists, else local."""
+    for choice in (flag, configured, os.environ.get("PODMAGIC_BACKEND")):
+        if choice:
+            return choice
+    if os.environ.get("RUNPOD_API_KEY") or (Path.home() / ".runpod" / "config.toml").is_file():
+        return "runpod"
+    return "local"
+
+
+def prepare(text: str, *, cwd: Path, backend: str = "local", source: str = "cell", line_offset: int = 0,
+            variables: Iterable[tuple[str, str]] = (), secret_variables: Iterable[tuple[str, str]] = (),
+            default_name: str = "pod", config_path: str | None = None, is_file: bool = False,
+            sweep: bool = False, canonical: bool = False,
+            backend_options: Mapping[str, object] | None = None) -> Prepared:
+    spec = spec_mod.parse(text, source=source, line_offset=line_offset)
+    root = project_root(spec, cwd, is_file=is_file)
+    secret_pairs = tuple(secret_variables)
+    ctx = plan_mod.Context(
+        project_root=root, config_dir=cwd.resolve(), run_suffix=run_suffix(), backend=backend,
+        cli_variables=tuple(variables) + secret_pairs, secret_variables=frozenset(k for k, _ in secret_pairs),
+        default_name=default_name, config_path=config_path,
+    )
+    built = plan_mod.build(spec, ctx)
+    pin_project = _pin_project(built)
+    notes = tuple(reconcile.check(spec, pin_project, sweep=sweep, canonical=canonical))
+    redactor = Redactor(v for _, v in secret_pairs)
+    return Prepared(spec, built, notes, redactor, dict(backend_options or {}), ctx)
+
+
+def _pin_project(plan: plan_mod.Plan) -> Path:
+    """The local folder the pin's `cd` lands in: the first staging source."""
+    if plan.staging:
+        source = Path(plan.staging[0].source)
+        if source.is_dir():
+            return source
+    return plan.project_root
+
+
+def start(prepared: Prepared) -> Prepared:
+    """Create the run directory (fresh, race-free) and record spec and plan in it."""
+    plan = prepared.plan
+    for _ in range(20):
+        try:
+            plan.run_dir.mkdir(parents=True, exist_ok=False)
+            break
+        except FileExistsError:
+            plan = plan_mod.build(prepared.spec, replace(prepared.context, run_suffix=run_suffix()))
+    prepared = replace(prepared, plan=plan)
+    store.write_text_atomic(plan.run_dir / "spec.yaml", prepared.redactor.mask(prepared.spec.text))
+    store.write_text_atomic(plan.run_dir / "plan.txt", plan_mod.describe(plan, prepared.redactor.mask) + "\n")
+    for note in prepared.notes:
+        Journal(plan.run_dir / "events.jsonl")(_note_event(note))
+    return prepared
+
+
+def _note_event(note: reconcile.Note):
+    from .events import Event
+
+    return Event("reconcile_" + note.severity, {"message": note.message})
+
+
+def execute(prepared: Prepared, *, listeners: Iterable[Listener] = (), cancel: threading.Event | None = None,
+            backend=None) -> dict:
+    """Run a started plan to the end; returns the manifest (KeyboardInterrupt re-raised after teardown)."""
+    from .backends import get_backend
+    from .runner import Runner
+
+    plan = prepared.plan
+    backend = backend or get_backend(plan.backend, **prepared.backend_options)
+    journal = Journal(plan.run_dir / "events.jsonl", prepared.redactor.mask)
+    runner = Runner(plan, backend, listeners=[journal, *listeners], redactor=prepared.redactor, cancel=cancel)
+    return runner.execute()
