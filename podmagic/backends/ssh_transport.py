@@ -67,7 +67,7 @@ class SSHTransport:
         self._lock = threading.RLock()
         self._transport = None
         self._sftp = None
-        self.reconnects = 0
+        self.connections = 0
 
     # -- connection ------------------------------------------------------
     def connect(self) -> "SSHTransport":
@@ -75,7 +75,13 @@ class SSHTransport:
             if self._transport is None or not self._transport.is_active():
                 self._close_quietly()
                 self._transport = self._open()
+                self.connections += 1
             return self
+
+    @property
+    def reconnects(self) -> int:
+        """How many times the link was re-established after the first connection."""
+        return max(0, self.connections - 1)
 
     def close(self) -> None:
         with self._lock:
@@ -170,7 +176,6 @@ class SSHTransport:
     def _after_drop(self, attempt: int, exc: BaseException) -> None:
         with self._lock:
             self._close_quietly()
-        self.reconnects += 1
         if self._on_reconnect:
             self._on_reconnect(attempt, exc)
         time.sleep(BACKOFF[min(attempt, len(BACKOFF) - 1)])

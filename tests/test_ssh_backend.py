@@ -1,0 +1,329 @@
+"""The SSH backend against a real OpenSSH sshd on 127.0.0.1 (no mocked paramiko)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from podmagic.backends.base import Launch
+from podmagic.backends.ssh_hostkeys import HostKeyChanged, forget_host
+from podmagic.backends.ssh_hosts import parse_host_spec, resolve_target
+
+from sshd_fixtures import pod_request, requires_sshd, ssh_events, ssh_pod_factory, sshd  # noqa: F401
+
+pytestmark = requires_sshd
+
+
+# -- helpers ------------------------------------------------------------------
+def tree(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def write(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def launch(tmp: str = "/workspace/job", body: str = "echo hi", **kw) -> Launch:
+    return Launch(script_path=f"{tmp}/run.sh", log_path=f"{tmp}/run.log", exit_path=f"{tmp}/run.exit",
+                  workdir="/workspace", body=body, **kw)
+
+
+def wait_exit(pod, lch: Launch, timeout: float = 20.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        code = pod.exit_code(lch)
+        if code is not None:
+            return code
+        time.sleep(0.1)
+    raise AssertionError("run did not finish")
+
+
+def follow(pod, lch: Launch, on_chunk=None, timeout: float = 30.0) -> bytes:
+    """Follow the log by byte offset until the exit file appears (as the runner does)."""
+    got, deadline = b"", time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = pod.exit_code(lch) is not None
+        chunk = pod.read_from(lch.log_path, len(got))
+        got += chunk
+        if on_chunk and chunk:
+            on_chunk(got)
+        if done and not chunk:
+            return got
+        time.sleep(0.05)
+    raise AssertionError("run did not finish")
+
+
+def group_alive(pgid: int) -> list[int]:
+    """Live (non-zombie) processes in process group `pgid`."""
+    alive = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            alive.append(int(entry.name))
+    return alive
+
+
+# -- host names ---------------------------------------------------------------
+def test_import_does_not_load_paramiko():
+    code = "import sys, podmagic.backends.ssh; print('paramiko' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_host_spec_parsing():
+    assert parse_host_spec("alice@gpu.lab:2222") == parse_host_spec("alice@gpu.lab:2222")
+    spec = parse_host_spec("alice@gpu.lab:2222")
+    assert (spec.user, spec.host, spec.port) == ("alice", "gpu.lab", 2222)
+    target = resolve_target("gpu.lab", config_path="/nonexistent")
+    assert (target.user, target.port) == ("root", 22)
+    assert resolve_target("[::1]:2200", config_path="/nonexistent").port == 2200
+    with pytest.raises(ValueError):
+        parse_host_spec("host:notaport")
+
+
+def test_alias_from_ssh_config(sshd, ssh_pod_factory, tmp_path):
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        f"Host gpubox\n  HostName {sshd.host}\n  Port {sshd.port}\n  User {sshd.user}\n"
+        f"  IdentityFile {sshd.client_key}\n"
+    )
+    target = resolve_target("gpubox", config_path=config)
+    assert (target.host, target.port, target.user, target.alias) == (sshd.host, sshd.port, sshd.user, "gpubox")
+    pod = ssh_pod_factory(host="gpubox", ssh_config=config, key_path="/nonexistent/key")
+    assert pod.run("echo via-alias", timeout=20).output == "via-alias\n"
+
+
+# -- host keys ----------------------------------------------------------------
+def test_host_key_trusted_on_first_use_then_refused_when_changed(sshd, ssh_pod_factory, ssh_events, tmp_path):
+    known = tmp_path / "known_hosts"
+    ssh_pod_factory()
+    assert f"[127.0.0.1]:{sshd.port} {sshd.host_key_pub}" in known.read_text()
+    assert [k for k, _ in ssh_events].count("ssh_host_key_trusted") == 1
+    ssh_pod_factory()
+    assert len(known.read_text().splitlines()) == 1
+    assert [k for k, _ in ssh_events].count("ssh_host_key_trusted") == 1
+
+    sshd.restart(new_host_key=True)
+    with pytest.raises(HostKeyChanged) as info:
+        ssh_pod_factory()
+    message = str(info.value)
+    assert "CHANGED" in message and "ssh-keygen -R" in message and str(known) in message
+    assert forget_host(known, f"[127.0.0.1]:{sshd.port}") == 1
+    ssh_pod_factory()
+    assert sshd.host_key_pub in known.read_text()
+
+
+# -- attached commands --------------------------------------------------------
+def test_run_maps_paths_streams_output_and_times_out(ssh_pod_factory, tmp_path):
+    pod = ssh_pod_factory()
+    chunks: list[str] = []
+    result = pod.run("mkdir -p /workspace/d && cd /workspace/d && pwd && echo $HOME && exit 7",
+                     timeout=20, on_output=chunks.append)
+    root = (tmp_path / "pod").resolve()
+    assert result.exit_code == 7
+    assert result.output == f"{root}/workspace/d\n{root}/root\n" == "".join(chunks)
+    assert pod.run("pwd", timeout=20, workdir="/workspace/d").output.strip() == f"{root}/workspace/d"
+    started = time.monotonic()
+    assert pod.run("sleep 30", timeout=1).exit_code == 124
+    assert time.monotonic() - started < 10
+
+
+# -- staging ------------------------------------------------------------------
+def test_push_honours_excludes_and_delete(ssh_pod_factory, tmp_path):
+    pod = ssh_pod_factory()
+    src = tmp_path / "src"
+    write(src, {"train.py": "print(1)\n", "pkg/mod.py": "x = 1\n", "pkg/__pycache__/mod.cpython-311.pyc": "bin",
+                "data/big.bin": "0" * 100, ".git/HEAD": "ref", "notes.tmp": "t"})
+    dest = tmp_path / "pod/workspace/repo"
+    write(dest, {"stale.py": "old", "olddir/gone.txt": "old", "keep.tmp": "excluded, so protected"})
+    excludes = (".git/", "**/__pycache__/", "**/*.pyc", "*.tmp", "/data/")
+
+    result = pod.push(src, "/workspace/repo", files=None, excludes=excludes, delete=True)
+    assert tree(dest) == {"train.py": b"print(1)\n", "pkg/mod.py": b"x = 1\n", "keep.tmp": b"excluded, so protected"}
+    assert not (dest / "olddir").exists()
+    assert result.files == 2 and result.bytes_transferred == len("print(1)\n") + len("x = 1\n")
+
+    write(dest, {"extra.txt": "stays"})
+    pod.push(src, "/workspace/repo", files=["train.py"], excludes=(), delete=False)
+    assert (dest / "extra.txt").read_text() == "stays"
+
+
+def test_push_keeps_modes_and_mtimes_and_single_files(ssh_pod_factory, tmp_path):
+    pod = ssh_pod_factory()
+    src = tmp_path / "src"
+    write(src, {"run.sh": "#!/bin/sh\necho ok\n", "cfg.yaml": "a: 1\n"})
+    (src / "run.sh").chmod(0o755)
+    pod.push(src, "/workspace/p", files=None, excludes=(), delete=True)
+    dest = tmp_path / "pod/workspace/p"
+    assert os.stat(dest / "run.sh").st_mode & 0o777 == 0o755
+    assert int(os.stat(dest / "cfg.yaml").st_mtime) == int(os.stat(src / "cfg.yaml").st_mtime)
+    assert pod.push(src / "cfg.yaml", "/workspace/single/", files=None, excludes=(), delete=False).files == 1
+    assert (tmp_path / "pod/workspace/single/cfg.yaml").read_text() == "a: 1\n"
+
+
+def test_unchanged_repush_costs_nothing(ssh_pod_factory, tmp_path):
+    pod = ssh_pod_factory()
+    src = tmp_path / "src"
+    write(src, {f"d{i % 10}/f{i}.txt": f"content {i}\n" * 20 for i in range(500)})
+    first = pod.push(src, "/workspace/repo", files=None, excludes=(), delete=True)
+    assert first.files == 500 and first.bytes_transferred > 0
+
+    started = time.monotonic()
+    again = pod.push(src, "/workspace/repo", files=None, excludes=(), delete=True)
+    assert again.bytes_transferred == 0 and again.files == 500
+    assert time.monotonic() - started < 2.0
+
+    (src / "d3/f3.txt").write_text("changed, longer\n" * 3)
+    os.utime(src / "d3/f3.txt", (time.time() + 5, time.time() + 5))
+    third = pod.push(src, "/workspace/repo", files=None, excludes=(), delete=True)
+    assert third.bytes_transferred == len("changed, longer\n" * 3)
+    assert tree(tmp_path / "pod/workspace/repo") == tree(src)
+
+
+# -- secrets ------------------------------------------------------------------
+def test_secrets_written_with_their_mode_and_never_echoed(sshd, ssh_pod_factory, ssh_events, tmp_path):
+    pod = ssh_pod_factory()
+    secret = b"HF_TOKEN=hf_s3cr3t_value\n"
+    pod.write_file("/workspace/secrets/env", secret, 0o600)
+    pod.write_file("/workspace/secrets/shared", b"x", 0o640)
+    env = tmp_path / "pod/workspace/secrets/env"
+    assert env.read_bytes() == secret
+    assert os.stat(env).st_mode & 0o777 == 0o600
+    assert os.stat(tmp_path / "pod/workspace/secrets/shared").st_mode & 0o777 == 0o640
+    assert not list((tmp_path / "pod/workspace/secrets").glob("*podmagic-tmp*"))
+    assert b"s3cr3t" not in repr(ssh_events).encode() and "s3cr3t" not in sshd.log_text()
+
+
+# -- the detached run ---------------------------------------------------------
+def test_detached_run_log_and_exit_code(ssh_pod_factory, tmp_path):
+    pod = ssh_pod_factory()
+    lch = launch(body="echo out; echo err >&2; pwd; exit 3", env={"DATA": "/workspace/data"})
+    pod.start(lch)
+    pod.start(lch)  # a repeated start (e.g. after a reconnect) does not start a second job
+    assert wait_exit(pod, lch) == 3
+    log = follow(pod, lch).decode()
+    assert log == f"out\nerr\n{(tmp_path / 'pod').resolve()}/workspace\n"
+    assert pod.ended_by(lch) is None
+
+
+@pytest.mark.parametrize("cut", ["drop_connections", "restart", "client_socket"])
+def test_connection_cut_mid_run_loses_and_repeats_no_line(sshd, ssh_pod_factory, cut):
+    pod = ssh_pod_factory()
+    lch = launch(body="for i in $(seq 1 150); do echo line-$i; sleep 0.01; done")
+    pod.start(lch)
+    cuts = []
+
+    def on_chunk(got: bytes) -> None:
+        if not cuts and got.count(b"\n") >= 20:
+            cuts.append(got.count(b"\n"))
+            if cut == "client_socket":
+                pod.transport.drop()
+            else:
+                getattr(sshd, cut)()
+
+    log = follow(pod, lch, on_chunk=on_chunk)
+    assert cuts and cuts[0] < 150
+    assert log.decode().splitlines() == [f"line-{i}" for i in range(1, 151)]
+    assert pod.transport.reconnects >= 1
+    assert wait_exit(pod, lch) == 0
+
+
+def test_kill_ends_the_remote_process_group(ssh_pod_factory, tmp_path):
+    pod = ssh_pod_factory()
+    lch = launch(body="sleep 300 & sleep 301 & (sleep 302; echo never) & echo started; wait")
+    pod.start(lch)
+    pid_file = tmp_path / "pod/workspace/job/run.exit.pid"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not (pid_file.exists() and pod.read_from(lch.log_path, 0)):
+        time.sleep(0.05)
+    pgid = int(pid_file.read_text())
+    assert len(group_alive(pgid)) >= 4
+    pod.kill(lch)
+    assert wait_exit(pod, lch) != 0
+    assert group_alive(pgid) == []
+    assert pod.ended_by(lch) == "interrupted"
+    assert b"never" not in pod.read_from(lch.log_path, 0)
+
+
+def test_watchdog_ends_run_at_max_runtime(ssh_pod_factory):
+    pod = ssh_pod_factory()
+    lch = launch(body="echo going; sleep 60", max_runtime_sec=1, watchdog_interval_sec=0.2)
+    started = time.monotonic()
+    pod.start(lch)
+    assert wait_exit(pod, lch, timeout=15) != 0
+    assert time.monotonic() - started < 8
+    assert pod.ended_by(lch) == "watchdog:max_runtime"
+
+
+def test_watchdog_ends_run_when_heartbeat_goes_stale(ssh_pod_factory):
+    pod = ssh_pod_factory()
+    lch = launch(body="sleep 60", heartbeat_path="/workspace/job/heartbeat", heartbeat_timeout_sec=2,
+                 watchdog_interval_sec=0.2)
+    pod.start(lch)
+    beat_until = time.monotonic() + 3.5
+    while time.monotonic() < beat_until:
+        assert pod.exit_code(lch) is None  # alive while the client beats
+        pod.heartbeat(lch)
+        last_beat = time.monotonic()
+        time.sleep(0.5)
+    assert wait_exit(pod, lch, timeout=15) != 0
+    assert time.monotonic() - last_beat >= 1.0  # the limit, less stat's whole-second rounding
+    assert pod.ended_by(lch) == "watchdog:heartbeat"
+
+
+# -- pulls and release --------------------------------------------------------
+def test_pull_counts_bytes_honours_excludes_and_delete(ssh_pod_factory, tmp_path):
+    pod = ssh_pod_factory()
+    remote = tmp_path / "pod/workspace/repo/out"
+    write(remote, {"metrics.json": '{"loss": 0.1}', "ckpt/model.pt": "w" * 1000, "tmp/scratch.bin": "s" * 50})
+    local = tmp_path / "run_dir/out"
+    write(local, {"old.txt": "stale", "keep.log": "excluded"})
+
+    result = pod.pull("/workspace/repo/out/", local, excludes=("tmp/", "*.log"), delete=True)
+    assert result.bytes_transferred == len('{"loss": 0.1}') + 1000 and result.files == 2
+    assert tree(local) == {"metrics.json": b'{"loss": 0.1}', "ckpt/model.pt": b"w" * 1000, "keep.log": b"excluded"}
+    assert pod.pull("/workspace/repo/out", local, excludes=("tmp/",)).bytes_transferred == 0
+
+    one = pod.pull("/workspace/repo/out/metrics.json", tmp_path / "single.json")
+    assert one == type(one)(len('{"loss": 0.1}'), 1)
+    assert (tmp_path / "single.json").read_text() == '{"loss": 0.1}'
+    with pytest.raises(FileNotFoundError):
+        pod.pull("/workspace/nothing", tmp_path / "x")
+
+
+def test_release_deletes_only_a_root_it_created(sshd, ssh_pod_factory, tmp_path):
+    pod = ssh_pod_factory()
+    assert pod.release("delete") == "deleted" and not (tmp_path / "pod").exists()
+    (tmp_path / "theirs").mkdir()
+    pod = ssh_pod_factory(root=str(tmp_path / "theirs"))
+    assert pod.release("delete") == "left" and (tmp_path / "theirs").exists()
+    pod = ssh_pod_factory(root=str(tmp_path / "mine"))
+    assert pod.release("stop") == "left" and (tmp_path / "mine/workspace").is_dir()
+
+
+def test_pod_root_from_the_server_environment(tmp_path):
+    from podmagic.backends.ssh import SSHBackend
+    from podmagic.testing.sshd import SSHServer
+
+    with SSHServer(tmp_path / "sshd", pod_root=tmp_path / "podA") as server:
+        backend = SSHBackend(server.host_spec, known_hosts=tmp_path / "kh", key_path=str(server.client_key))
+        pod = backend.provision(pod_request(), lambda *a, **k: None)
+        pod.write_file("/workspace/hello.txt", b"hi", 0o644)
+        assert (tmp_path / "podA/workspace/hello.txt").read_bytes() == b"hi"
+        assert pod.release("delete") == "deleted"
