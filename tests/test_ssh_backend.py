@@ -140,7 +140,9 @@ def test_run_maps_paths_streams_output_and_times_out(ssh_pod_factory, tmp_path):
     assert result.output == f"{root}/workspace/d\n{root}/root\n" == "".join(chunks)
     assert pod.run("pwd", timeout=20, workdir="/workspace/d").output.strip() == f"{root}/workspace/d"
     started = time.monotonic()
-    assert pod.run("sleep 30", timeout=1).exit_code == 124
+    with pytest.raises(TimeoutError):
+        pod.run("sleep 30", timeout=1)
+    assert pod.run("exit 124", timeout=5).exit_code == 124
     assert time.monotonic() - started < 10
 
 
@@ -298,7 +300,9 @@ def test_pull_counts_bytes_honours_excludes_and_delete(ssh_pod_factory, tmp_path
     result = pod.pull("/workspace/repo/out/", local, excludes=("tmp/", "*.log"), delete=True)
     assert result.bytes_transferred == len('{"loss": 0.1}') + 1000 and result.files == 2
     assert tree(local) == {"metrics.json": b'{"loss": 0.1}', "ckpt/model.pt": b"w" * 1000, "keep.log": b"excluded"}
-    assert pod.pull("/workspace/repo/out", local, excludes=("tmp/",)).bytes_transferred == 0
+    assert pod.pull("/workspace/repo/out/", local, excludes=("tmp/",)).bytes_transferred == 0
+    assert pod.pull("/workspace/repo/out", tmp_path / "named", excludes=("tmp/",)).files == 2
+    assert (tmp_path / "named/out/ckpt/model.pt").exists()
 
     one = pod.pull("/workspace/repo/out/metrics.json", tmp_path / "single.json")
     assert one == type(one)(len('{"loss": 0.1}'), 1)
@@ -309,12 +313,12 @@ def test_pull_counts_bytes_honours_excludes_and_delete(ssh_pod_factory, tmp_path
 
 def test_release_deletes_only_a_root_it_created(sshd, ssh_pod_factory, tmp_path):
     pod = ssh_pod_factory()
-    assert pod.release("delete") == "deleted" and not (tmp_path / "pod").exists()
+    assert pod.release("delete") == "TERMINATED" and not (tmp_path / "pod").exists()
     (tmp_path / "theirs").mkdir()
     pod = ssh_pod_factory(root=str(tmp_path / "theirs"))
-    assert pod.release("delete") == "left" and (tmp_path / "theirs").exists()
+    assert pod.release("delete") == "RUNNING" and (tmp_path / "theirs").exists()
     pod = ssh_pod_factory(root=str(tmp_path / "mine"))
-    assert pod.release("stop") == "left" and (tmp_path / "mine/workspace").is_dir()
+    assert pod.release("stop") == "RUNNING" and (tmp_path / "mine/workspace").is_dir()
 
 
 def test_pod_root_from_the_server_environment(tmp_path):
@@ -326,4 +330,4 @@ def test_pod_root_from_the_server_environment(tmp_path):
         pod = backend.provision(pod_request(), lambda *a, **k: None)
         pod.write_file("/workspace/hello.txt", b"hi", 0o644)
         assert (tmp_path / "podA/workspace/hello.txt").read_bytes() == b"hi"
-        assert pod.release("delete") == "deleted"
+        assert pod.release("delete") == "TERMINATED"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import posixpath
 import shlex
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Iterable
@@ -43,11 +44,12 @@ class SSHPod:
     def run(self, command: str, *, timeout: float, on_output: OnOutput | None = None,
             workdir: str | None = None) -> CommandResult:
         self.transport.retrying(self.transport.connect)
+        started = time.monotonic()
         try:
-            return self.transport.exec(self._wrap(command, workdir, timeout),
-                                       timeout=timeout + KILL_AFTER_SEC + 30, on_output=on_output)
+            result = self.transport.exec(self._wrap(command, workdir, timeout),
+                                         timeout=timeout + KILL_AFTER_SEC + 30, on_output=on_output)
         except TimeoutError:
-            return CommandResult(TIMEOUT_EXIT, f"[podmagic] command timed out after {timeout:g}s\n")
+            raise TimeoutError(f"command timed out after {timeout:g}s") from None
         except Exception as exc:
             if is_connection_error(exc):
                 raise ConnectionLost(
@@ -55,6 +57,9 @@ class SSHPod:
                     "it was not retried because it may have had effects"
                 ) from exc
             raise
+        if result.exit_code == TIMEOUT_EXIT and time.monotonic() - started >= timeout:
+            raise TimeoutError(f"command timed out after {timeout:g}s")
+        return result
 
     def _wrap(self, command: str, workdir: str | None, timeout: float) -> str:
         body = self._prelude() + self.paths.text(command)
@@ -65,8 +70,9 @@ class SSHPod:
                 f"{max(1, int(timeout))} {inner}; else exec {inner}; fi")
 
     def _prelude(self) -> str:
+        pod_id = f"export PODMAGIC_POD_ID={q(self.info.pod_id)}\n"
         home = self.paths.home
-        return f"export HOME={q(home)}; mkdir -p \"$HOME\"\n" if home else ""
+        return pod_id + (f"export HOME={q(home)}; mkdir -p \"$HOME\"\n" if home else "")
 
     # -- the detached run ----------------------------------------------------
     def mapped(self, launch: Launch) -> Launch:
@@ -90,7 +96,8 @@ class SSHPod:
         stale = [c, c + ".ended_by", c + ".pid", c + ".launcher_pid", c + ".started", m.log_path]
         self._must(f"mkdir -p {' '.join(q(d) for d in sorted(dirs))} && rm -f {' '.join(map(q, stale))}")
         self.write_file(launch.script_path, m.body.encode(), 0o700)
-        exports = {**m.env, **({"HOME": self.paths.home} if self.paths.home else {})}
+        exports = {"PODMAGIC_POD_ID": self.info.pod_id, **m.env,
+                   **({"HOME": self.paths.home} if self.paths.home else {})}
         self._put(c + ".sh", remote.launcher_script(m, exports).encode(), 0o700)
         if m.heartbeat_path:
             self._must(remote.touch_command(m.heartbeat_path))
@@ -154,18 +161,23 @@ class SSHPod:
              delete: bool = False) -> Transfer:
         real = self.paths.path(remote_path)
         try:
-            return pull_tree(self.transport, real, Path(local), excludes=tuple(excludes), delete=delete)
+            return pull_tree(self.transport, real, Path(local), excludes=tuple(excludes), delete=delete,
+                             contents=remote_path.endswith("/"))
         except FileNotFoundError as exc:
             raise FileNotFoundError(errno.ENOENT, f"{remote_path} does not exist on the pod") from exc
 
     # -- the end -------------------------------------------------------------
     def release(self, action: str) -> str:
-        """The host is not ours: only `delete` removes, and only a root we created."""
+        """The host is not ours: only `delete` removes, and only a root we created.
+
+        Returns `TERMINATED` when the pod root was removed, else `RUNNING`
+        (the host, and any files, are left as they are).
+        """
         try:
             if action == "delete" and self.created_root:
                 self._must(f"rm -rf -- {q(self.created_root)}")
-                return "deleted"
-            return "left"
+                return "TERMINATED"
+            return "RUNNING"
         finally:
             self.transport.close()
 

@@ -187,13 +187,17 @@ def _add(tar: tarfile.TarFile, path: Path, arcname: str) -> int:
 
 # -- pull ---------------------------------------------------------------------
 def pull_tree(transport: SSHTransport, remote: str, local: Path, *,
-              excludes: tuple[str, ...], delete: bool) -> Transfer:
-    """Mirror the pod path `remote` (a directory's contents, or one file) into `local`."""
+              excludes: tuple[str, ...], delete: bool, contents: bool = True) -> Transfer:
+    """Mirror the pod path `remote` into `local`: a directory's contents when
+    `contents` (rsync's trailing `/`), else the directory itself into `local/<name>`;
+    one file into `local` (or `local/<name>` when `local` is a directory)."""
     far = remote_listing(transport, remote)
     if far.kind == "missing":
         raise FileNotFoundError(f"{remote} does not exist on the pod")
     if far.kind == "file":
         return _pull_file(transport, remote, far, local)
+    if not contents:
+        local = local / PurePosixPath(remote.rstrip("/")).name
     wanted = {r: e for r, e in far.entries.items() if e.kind != "d" and not _excluded(r, False, excludes)}
     local.mkdir(parents=True, exist_ok=True)
     changed = sorted(r for r, e in wanted.items() if not same(local_entry(local / r), e))
