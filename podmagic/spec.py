@@ -636,14 +636,13 @@ def parse(text: str, *, source: str = "cell", line_offset: int = 0) -> JobSpec:
     )
 
 
-def parse_bytes(data: bytes, *, source: str = "cell", line_offset: int = 0) -> JobSpec:
-    """Like `parse`, for raw bytes: non-UTF-8 input is an error with its position."""
+def decode(data: bytes, *, source: str = "cell", line_offset: int = 0) -> str:
+    """Raw bytes → text; non-UTF-8 input is an error with its position."""
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         before = data[: exc.start]
         line = before.count(b"\n") + 1 + line_offset
         col = exc.start - (before.rfind(b"\n") + 1) + 1
         raise SpecError(f"the spec is not valid UTF-8 (byte 0x{data[exc.start]:02x}); save it as UTF-8",
                         line, col, source) from None
-    return parse(text, source=source, line_offset=line_offset)

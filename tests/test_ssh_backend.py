@@ -331,3 +331,113 @@ def test_pod_root_from_the_server_environment(tmp_path):
         pod.write_file("/workspace/hello.txt", b"hi", 0o644)
         assert (tmp_path / "podA/workspace/hello.txt").read_bytes() == b"hi"
         assert pod.release("delete") == "TERMINATED"
+
+
+# -- end to end through the runner -------------------------------------------
+PROJECT_TRAIN = """\
+import os, sys, time
+print("hello from", sys.version.split()[0], flush=True)
+os.makedirs("out", exist_ok=True)
+open("out/metrics.json", "w").write('{"loss": 0.5}')
+if os.environ.get("STARTED"):
+    open(os.environ["STARTED"], "w").write(str(os.getpgrp()))
+    time.sleep(120)
+"""
+
+
+def _pinnable_python() -> str | None:
+    versions = Path(os.environ.get("PYENV_ROOT", "/root/.pyenv")) / "versions"
+    found = sorted(p.name for p in versions.glob("3.*.*")) if versions.is_dir() else []
+    return "3.12.1" if "3.12.1" in found else (found[-1] if found else None)
+
+
+@pytest.fixture(scope="module")
+def uv_env(tmp_path_factory) -> dict[str, str]:
+    """What a warm pod image provides: uv on PATH and an interpreter source (offline mirror)."""
+    from uv import find_uv_bin
+
+    version = _pinnable_python()
+    url = os.environ.get("UV_PYTHON_DOWNLOADS_JSON_URL")
+    if url is None:
+        if version is None:
+            pytest.skip("no local interpreter to mirror for an offline `uv python install`")
+        mirror = Path(__file__).resolve().parents[1] / "scripts" / "python-mirror"
+        out = subprocess.run([sys.executable, str(mirror), version], capture_output=True, text=True, check=True)
+        url = out.stdout.strip().split("=", 1)[1]
+    base = tmp_path_factory.mktemp("uv")
+    return {
+        "UV_PYTHON_DOWNLOADS_JSON_URL": url,
+        "UV_PYTHON_INSTALL_DIR": str(base / "python"),
+        "UV_CACHE_DIR": str(base / "cache"),
+        "PATH": f"{Path(find_uv_bin()).parent}:/usr/local/bin:/usr/bin:/bin",
+        "_VERSION": version or "3.12",
+    }
+
+
+def _project(root: Path) -> Path:
+    root.mkdir()
+    (root / "train.py").write_text(PROJECT_TRAIN)
+    (root / "pyproject.toml").write_text('[project]\nname = "p"\nversion = "0"\nrequires-python = ">=3.10"\n')
+    git = ["git", "-C", str(root), "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], check=True)
+    return root
+
+
+def _execute(tmp_path: Path, uv_env: dict, text: str, **execute_kw):
+    from podmagic import api
+    from podmagic.backends.ssh import SSHBackend
+    from podmagic.testing.sshd import SSHServer
+
+    env = {k: v for k, v in uv_env.items() if not k.startswith("_")}
+    project = _project(tmp_path / "proj")
+    events: list = []
+    with SSHServer(tmp_path / "sshd", env=env) as server:
+        backend = SSHBackend(server.host_spec, root=str(tmp_path / "pod"), known_hosts=tmp_path / "kh",
+                             key_path=str(server.client_key))
+        prepared = api.start(api.prepare(text, cwd=project, backend="ssh"))
+        try:
+            manifest = api.execute(prepared, backend=backend, listeners=[events.append], **execute_kw)
+        finally:
+            pass
+    return manifest, prepared.plan.run_dir, events
+
+
+def test_end_to_end_run_with_python_pin(tmp_path, uv_env):
+    version = uv_env["_VERSION"]
+    text = (f'name: e2e\npod:\n  python_version: "{version}"\nrun: |\n  cd /workspace/repo && uv run python train.py\n'
+            'artifacts:\n  - {label: metrics, remote_path: /workspace/repo/out/, local_path: "{run_dir}/out/"}\n'
+            'lifecycle: {on_success: delete}\n')
+    manifest, run_dir, events = _execute(tmp_path, uv_env, text)
+    assert manifest["failed"] is False, manifest["error"]
+    assert manifest["backend"] == "ssh" and manifest["exit_code"] == 0
+    assert manifest["python_version"] == version and manifest["python_resolved"].startswith(version)
+    assert (run_dir / "run.log").read_text().splitlines()[-1] == f"hello from {manifest['python_resolved']}"
+    (art,) = manifest["artifacts"]
+    assert art["status"] == "success" and art["bytes_transferred"] == len('{"loss": 0.5}')
+    assert (run_dir / "out/metrics.json").read_text() == '{"loss": 0.5}'
+    assert manifest["pod_final_state"] == "TERMINATED" and not (tmp_path / "pod").exists()
+    kinds = [e.kind for e in events]
+    assert "ssh_host_key_trusted" in kinds and kinds.index("python_resolved") < kinds.index("run_started")
+
+
+def test_end_to_end_stop_kills_the_remote_job(tmp_path, uv_env):
+    import threading
+
+    cancel = threading.Event()
+    started = tmp_path / "pod/workspace/started"
+
+    def stop_when_started():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not started.exists():
+            time.sleep(0.05)
+        cancel.set()
+
+    threading.Thread(target=stop_when_started, daemon=True).start()
+    text = "name: stopme\nrun: |\n  cd /workspace/repo && STARTED=/workspace/started python3 train.py\nlifecycle: {on_failure: preserve}\n"
+    manifest, run_dir, _ = _execute(tmp_path, uv_env, text, cancel=cancel)
+    assert manifest["failed"] is True and manifest["interrupted"] is True, manifest["error"]
+    pgid = int(started.read_text())
+    assert group_alive(pgid) == []
+    assert (run_dir / "run.log").read_text().startswith("hello from")

@@ -9,27 +9,26 @@ import { fetchLog, fetchRun, IRunRow, stopRun } from './api';
 import { el, formatElapsed, formatUsd, formatValue } from './format';
 import { RunsModel } from './model';
 
-const COLUMNS = ['Name', 'Status', 'Backend', 'GPU', 'Elapsed', 'Cost', 'Exit', ''];
-
-/** The cells of one run row, in COLUMNS order (without the action cell). */
-function rowCells(run: IRunRow): string[] {
+/** The fields of one run, in display order: [field, label, text]. */
+function runFields(run: IRunRow): Array<[string, string, string]> {
   const status = run.live && run.phase ? `${run.state} · ${run.phase}` : run.state;
   return [
-    run.job_name || run.run_id,
-    formatValue(status),
-    formatValue(run.backend),
-    formatValue(run.gpu_id),
-    formatElapsed(run.elapsed_sec),
-    formatUsd(run.cost_usd, 3),
-    formatValue(run.exit_code)
+    ['name', 'Name', run.job_name || run.run_id],
+    ['status', 'Status', formatValue(status)],
+    ['backend', 'Backend', formatValue(run.backend)],
+    ['gpu', 'GPU', formatValue(run.gpu_id)],
+    ['elapsed', 'Elapsed', formatElapsed(run.elapsed_sec)],
+    ['cost', 'Cost', formatUsd(run.cost_usd, 3)],
+    ['exit', 'Exit code', formatValue(run.exit_code)]
   ];
 }
 
 /** The left-sidebar widget. */
 export class PodsPanel extends Widget {
-  private _body = el('tbody');
+  private _body = el('div', 'pm-runs');
   private _info = el('div', 'pm-info');
   private _detail = el('div', 'pm-detail');
+  private _cards = new Map<string, HTMLElement>();
   private _selected: string | null = null;
   private _selectedState: string | null | undefined = undefined;
 
@@ -38,7 +37,7 @@ export class PodsPanel extends Widget {
     this.id = 'podmagic-pods';
     this.addClass('pm-PodsPanel');
     this.title.caption = 'Pods (podmagic runs)';
-    this.node.append(this._header(), this._table(), this._detail);
+    this.node.append(this._header(), this._body, this._detail);
     this._body.addEventListener('click', event => this._onClick(event));
     _model.changed.connect(this._render, this);
   }
@@ -51,48 +50,86 @@ export class PodsPanel extends Widget {
     return header;
   }
 
-  private _table(): HTMLElement {
-    const table = el('table', 'pm-runs');
-    const head = el('tr');
-    COLUMNS.forEach(name => head.append(el('th', '', name)));
-    table.append(el('thead'), this._body);
-    table.tHead!.append(head);
-    return table;
-  }
-
   private _render(): void {
     const list = this._model.list;
     const error = this._model.error;
     this._info.textContent = error ? `error: ${error}` : list ? `${list.project_root} · ${list.runs.length} runs` : 'loading…';
-    const rows = (list?.runs ?? []).map(run => this._row(run));
-    this._body.replaceChildren(...rows);
+    this._renderRows(list?.runs ?? []);
     const selected = list?.runs.find(run => run.run_id === this._selected);
     if (selected && (selected.live || selected.state !== this._selectedState)) {
       void this._showDetail(selected);
     }
   }
 
-  private _row(run: IRunRow): HTMLElement {
-    const tr = el('tr', 'pm-run-row');
-    tr.dataset.runId = run.run_id;
-    tr.dataset.state = String(run.state ?? '');
-    tr.title = run.run_id;
-    tr.classList.toggle('pm-live', run.live);
-    tr.classList.toggle('pm-selected', run.run_id === this._selected);
-    rowCells(run).forEach((text, i) => tr.append(el('td', `pm-col-${i}`, text)));
-    const action = el('td', 'pm-actions');
-    if (run.live) {
-      const stop = el('button', 'pm-stop jp-Button', run.stop_requested ? 'Stopping…' : 'Stop');
-      stop.disabled = !!run.stop_requested;
-      action.append(stop);
+  /**
+   * Update the cards in place (keyed by run id) so a click is never lost to a
+   * re-render; the list is re-ordered only when the order of runs changed.
+   */
+  private _renderRows(runs: IRunRow[]): void {
+    const cards = runs.map(run => this._card(run));
+    const current = Array.from(this._body.children);
+    if (current.length !== cards.length || cards.some((card, i) => current[i] !== card)) {
+      this._body.replaceChildren(...cards);
     }
-    tr.append(action);
-    return tr;
+    const ids = new Set(runs.map(run => run.run_id));
+    for (const id of Array.from(this._cards.keys())) {
+      if (!ids.has(id)) {
+        this._cards.delete(id);
+      }
+    }
+  }
+
+  /** A two-line card: name, status and Stop; then backend, GPU, elapsed, cost, exit. */
+  private _card(run: IRunRow): HTMLElement {
+    let card = this._cards.get(run.run_id);
+    if (!card) {
+      card = el('div', 'pm-run-row');
+      card.dataset.runId = run.run_id;
+      card.title = run.run_id;
+      card.append(el('div', 'pm-run-head'), el('div', 'pm-run-meta'));
+      for (const [field, label] of runFields(run)) {
+        const span = el('span', `pm-field pm-field-${field}`);
+        span.dataset.field = field;
+        span.dataset.label = label;
+        card.children[field === 'name' || field === 'status' ? 0 : 1].append(span);
+      }
+      this._cards.set(run.run_id, card);
+    }
+    card.dataset.state = String(run.state ?? '');
+    card.classList.toggle('pm-live', run.live);
+    card.classList.toggle('pm-selected', run.run_id === this._selected);
+    for (const [field, label, text] of runFields(run)) {
+      const span = card.querySelector(`[data-field="${field}"]`) as HTMLElement;
+      if (span.textContent !== text) {
+        span.textContent = text;
+        span.title = `${label}: ${text}`;
+      }
+    }
+    this._syncStop(card, run);
+    return card;
+  }
+
+  /** A Stop button on live runs only; disabled once a stop was requested. */
+  private _syncStop(card: HTMLElement, run: IRunRow): void {
+    const head = card.children[0];
+    let stop = head.querySelector('button.pm-stop') as HTMLButtonElement | null;
+    if (!run.live) {
+      stop?.remove();
+      return;
+    }
+    if (!stop) {
+      stop = el('button', 'pm-stop jp-Button', 'Stop');
+      head.append(stop);
+    }
+    if (run.stop_requested) {
+      stop.disabled = true;
+      stop.textContent = 'Stopping…';
+    }
   }
 
   private _onClick(event: MouseEvent): void {
     const target = event.target as HTMLElement;
-    const row = target.closest('tr.pm-run-row') as HTMLElement | null;
+    const row = target.closest('.pm-run-row') as HTMLElement | null;
     const runId = row?.dataset.runId;
     if (!runId) {
       return;
@@ -136,13 +173,14 @@ export class PodsPanel extends Widget {
   }
 }
 
-/** A two-column key/value table of a manifest or status document. */
+/** The manifest (or live status) as a key/value grid. */
 export function manifestTable(data: Record<string, unknown>): HTMLElement {
-  const table = el('table', 'pm-manifest');
+  const list = el('dl', 'pm-manifest');
   for (const [key, value] of Object.entries(data)) {
-    const tr = el('tr');
-    tr.append(el('th', '', key), el('td', '', formatValue(value)));
-    table.append(tr);
+    const dt = el('dt', '', key);
+    const dd = el('dd', '', formatValue(value));
+    dd.dataset.key = key;
+    list.append(dt, dd);
   }
-  return table;
+  return list;
 }
