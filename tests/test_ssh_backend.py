@@ -397,10 +397,7 @@ def _execute(tmp_path: Path, uv_env: dict, text: str, **execute_kw):
         backend = SSHBackend(server.host_spec, root=str(tmp_path / "pod"), known_hosts=tmp_path / "kh",
                              key_path=str(server.client_key))
         prepared = api.start(api.prepare(text, cwd=project, backend="ssh"))
-        try:
-            manifest = api.execute(prepared, backend=backend, listeners=[events.append], **execute_kw)
-        finally:
-            pass
+        manifest = api.execute(prepared, backend=backend, listeners=[events.append], **execute_kw)
     return manifest, prepared.plan.run_dir, events
 
 
