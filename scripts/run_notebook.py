@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 import nbformat
-from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
@@ -20,8 +19,7 @@ def main() -> int:
     parser.add_argument("--output", type=Path, help="write the executed notebook here")
     args = parser.parse_args()
     nb = nbformat.read(args.notebook, as_version=4)
-    km = KernelManager(kernel_name="python3", transport="ipc")  # a socket file, not a TCP port
-    client = NotebookClient(nb, km=km, timeout=600, kernel_name="python3",
+    client = NotebookClient(nb, timeout=600, kernel_name="python3",
                             resources={"metadata": {"path": str(args.notebook.parent.resolve())}})
     try:
         client.execute()

@@ -259,7 +259,7 @@ def _run_cell(page, index: int) -> None:
 
 def _open_pods_panel(page) -> None:
     page.locator(".pm-StatusItem").click()
-    page.locator("#podmagic-pods .pm-runs").wait_for(state="visible")
+    page.locator("#podmagic-pods .pm-header").wait_for(state="visible")
 
 
 def _row(page, prefix: str, state: str | None = None):

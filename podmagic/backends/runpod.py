@@ -115,7 +115,8 @@ class RunPodBackend:
 
     def _connect(self, api, request, info: PodInfo, emit, deadline: float) -> RunPodPod:
         left = max(deadline - time.monotonic(), 0.0)
-        endpoint, pod = wait_for_ssh(api, info.pod_id, left, emit, poll=self.poll)
+        endpoint, pod = wait_for_ssh(api, info.pod_id, left, emit, poll=self.poll,
+                                     budget=request.ssh_ready_timeout_sec)
         info = replace(info, price_per_hour_usd=_price(pod), host=f"root@{endpoint.ip}:{endpoint.port}")
         record_pod(request, info, "starting")
         watch = PodWatch(api, info.pod_id, emit)

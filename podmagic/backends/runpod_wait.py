@@ -50,9 +50,12 @@ def ssh_endpoint(pod: dict) -> tuple[str, Endpoint | None]:
 
 
 def wait_for_ssh(api: RunPodAPI, pod_id: str, timeout: float, emit: Callable[..., None], *,
-                 poll: tuple[float, float] = (0.5, 5.0),
+                 poll: tuple[float, float] = (0.5, 5.0), budget: float | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> tuple[Endpoint, dict]:
-    """Poll `get_pod` until the SSH port mapping exists; SSHNotReady on timeout."""
+    """Poll `get_pod` until the SSH port mapping exists; SSHNotReady on timeout.
+
+    `budget` is the configured `ssh_ready_timeout_sec` the message names
+    (`timeout` may be what is left of it)."""
     started = time.monotonic()
     deadline, delay, stage, pod = started + timeout, poll[0], None, {}
     while True:
@@ -72,7 +75,7 @@ def wait_for_ssh(api: RunPodAPI, pod_id: str, timeout: float, emit: Callable[...
             return endpoint, pod
         left = deadline - time.monotonic()
         if left <= 0:
-            raise SSHNotReady(f"SSH was not ready on pod {pod_id} within {timeout:g}s "
+            raise SSHNotReady(f"SSH was not ready on pod {pod_id} within {budget or timeout:g}s "
                               f"(desiredStatus={status}, stage={stage}, uptimeSeconds={pod.get('uptimeSeconds')})")
         sleep(min(delay, left))
         delay = min(delay * 1.5, poll[1])

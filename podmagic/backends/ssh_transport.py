@@ -27,6 +27,7 @@ from .ssh_hosts import SSHTarget
 T = TypeVar("T")
 WINDOW = 32 << 20
 PACKET = 1 << 18
+FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr")
 BACKOFF = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
 
 
@@ -113,6 +114,7 @@ class SSHTransport:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         transport = paramiko.Transport(sock, default_window_size=WINDOW, default_max_packet_size=PACKET)
         transport.banner_timeout = opts.connect_timeout_sec
+        _prefer_fast_ciphers(transport)
         try:
             transport.start_client(timeout=opts.connect_timeout_sec)
             key = transport.get_remote_server_key()
@@ -252,6 +254,13 @@ class SSHTransport:
             return _status(chan), value, err
         finally:
             chan.close()
+
+
+def _prefer_fast_ciphers(transport) -> None:
+    """AES-GCM first: with AES-NI it moves ~1.5x the bytes of AES-CTR + HMAC in paramiko."""
+    security = transport.get_security_options()
+    fast = tuple(c for c in FAST_CIPHERS if c in security.ciphers)
+    security.ciphers = fast + tuple(c for c in security.ciphers if c not in fast)
 
 
 class _ChannelWriter:

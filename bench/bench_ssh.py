@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Benchmark the SSH backend against OpenSSH tools over the same local sshd.
+
+    .venv/bin/python bench/bench_ssh.py [--files 5000] [--mb 200] [--repeat 3]
+
+(a) first push of a payload of N files / M MB, podmagic vs `rsync -a`;
+(b) an unchanged re-push of the same payload, podmagic vs `rsync -a`;
+(c) a trivial command on a fresh connection, podmagic (connect + `true`)
+    vs bare `ssh host true`, and a whole `run: "true"` through the runner.
+Each figure is the best of `--repeat` tries; ratios < 1 mean podmagic is faster.
+Not part of the test suite (it writes a few hundred MB under a temp dir).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from podmagic.backends.base import PodRequest  # noqa: E402
+from podmagic.backends.ssh import SSHBackend  # noqa: E402
+from podmagic.testing.sshd import SSHServer  # noqa: E402
+
+SIZES_KB = (1, 4, 16, 64, 115)  # mean 40 KB: 5,000 files ≈ 200 MB
+
+
+def make_payload(root: Path, files: int, megabytes: int) -> int:
+    scale = megabytes * 1024 / (files * sum(SIZES_KB) / len(SIZES_KB))
+    blob = os.urandom(max(SIZES_KB) * 1024 * 2)
+    total = 0
+    for i in range(files):
+        size = int(SIZES_KB[i % len(SIZES_KB)] * 1024 * scale)
+        path = root / f"d{i // 100:03d}" / f"f{i:05d}.bin"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        start = (i * 7919) % (len(blob) - size) if size < len(blob) else 0
+        path.write_bytes(blob[start:start + size] if size < len(blob) else os.urandom(size))
+        total += size
+    return total
+
+
+def ssh_opts(server: SSHServer) -> list[str]:
+    return ["-p", str(server.port), "-i", str(server.client_key), "-o", "BatchMode=yes",
+            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
+
+
+def timed(fn) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def best(fn, repeat: int, reset=None) -> float:
+    times = []
+    for _ in range(repeat):
+        if reset:
+            reset()
+        times.append(timed(fn))
+    return min(times)
+
+
+def rsync(server: SSHServer, src: Path, dest: Path) -> None:
+    ssh = " ".join(["ssh", *ssh_opts(server)])
+    subprocess.run(["rsync", "-a", "-e", ssh, f"{src}/", f"{server.user}@{server.host}:{dest}/"], check=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=5000)
+    parser.add_argument("--mb", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="podmagic-bench-"))
+    try:
+        run(work, args)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(work: Path, args) -> None:
+    src = work / "payload"
+    total = make_payload(src, args.files, args.mb)
+    files = sorted(str(p.relative_to(src)) for p in src.rglob("*") if p.is_file())
+    print(f"payload: {len(files)} files, {total / 2**20:.1f} MiB (random bytes)")
+    with SSHServer(work / "sshd") as server:
+        backend = SSHBackend(server.host_spec, root=str(work / "pod"), known_hosts=work / "kh",
+                             key_path=str(server.client_key))
+        pod = backend.provision(PodRequest(run_id="bench", image="-", datacenters=(), gpu_order=()),
+                                lambda *a, **k: None)
+        ours_dest, rsync_dest = work / "pod/workspace/repo", work / "rsync-dest"
+
+        def push():
+            pod.push(src, "/workspace/repo", files=files, excludes=(), delete=True)
+
+        first_ours = best(push, args.repeat, reset=lambda: shutil.rmtree(ours_dest, ignore_errors=True))
+        first_rsync = best(lambda: rsync(server, src, rsync_dest), args.repeat,
+                           reset=lambda: shutil.rmtree(rsync_dest, ignore_errors=True))
+        again_ours = best(push, args.repeat)
+        again_rsync = best(lambda: rsync(server, src, rsync_dest), args.repeat)
+        moved = pod.push(src, "/workspace/repo", files=files, excludes=(), delete=True).bytes_transferred
+
+        bare = best(lambda: subprocess.run(["ssh", *ssh_opts(server), server.host_spec.split(":")[0], "true"],
+                                           check=True), args.repeat)
+
+        def connect_and_true():
+            p = backend.provision(PodRequest(run_id="b", image="-", datacenters=(), gpu_order=()),
+                                  lambda *a, **k: None)
+            p.run("true", timeout=30)
+            p.transport.close()
+
+        trivial = best(connect_and_true, args.repeat)
+        warm = best(lambda: pod.run("true", timeout=30), args.repeat)
+        whole = best(lambda: full_run(work, server), args.repeat)
+        pod.transport.close()
+
+    rows = [
+        ("(a) first push", first_ours, first_rsync),
+        ("(b) unchanged re-push", again_ours, again_rsync),
+        ("(c) connect + `true`", trivial, bare),
+    ]
+    print(f"{'':26}{'podmagic':>10}{'reference':>11}{'ratio':>8}")
+    for label, ours, ref in rows:
+        print(f"{label:26}{ours:>9.3f}s{ref:>10.3f}s{ours / ref:>8.2f}")
+    print(f"references: rsync -a over the same sshd for (a)/(b); `ssh host true` for (c)")
+    print(f"unchanged re-push moved {moved} bytes")
+    print(f"`true` on the open connection: {warm:.3f}s; whole `run: \"true\"` through the runner "
+          f"(provision, probe, launch, follow, pull, release): {whole:.3f}s ({whole / bare:.2f}x ssh true)")
+
+
+def full_run(work: Path, server: SSHServer) -> None:
+    from podmagic import api
+
+    project = work / "project"
+    project.mkdir(exist_ok=True)
+    backend = SSHBackend(server.host_spec, root=str(work / "runpod"), known_hosts=work / "kh",
+                         key_path=str(server.client_key))
+    text = "name: trivial\nstaging: []\nrun: \"true\"\nlifecycle: {on_success: preserve}\n"
+    prepared = api.start(api.prepare(text, cwd=project, backend="ssh"))
+    manifest = api.execute(prepared, backend=backend)
+    assert not manifest["failed"], manifest["error"]
+
+
+if __name__ == "__main__":
+    main()
