@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from pathlib import Path
 
@@ -210,17 +209,17 @@ def test_watchdog_terminates_the_pod_itself(sim, tmp_path):
 
 def test_interrupt_while_waiting_terminates(sim, tmp_path):
     sim.set_timing(provision_sec=float("inf"))
-    req = request(sim, tmp_path)
-    be = backend()
-    real_wait = be.poll
+    events = Events()
 
-    def interrupt_soon(kind, **data):
+    def interrupt_while_provisioning(kind, **data):
+        events(kind, **data)
         if kind == "pod_status":
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        be.provision(req, interrupt_soon)
-    assert real_wait and sim.live_pods() == []
+        backend().provision(request(sim, tmp_path), interrupt_while_provisioning)
+    assert sim.live_pods() == []
+    assert "interrupted" in events.of("pod_terminated")[0]["reason"]
 
 
 def test_api_key_missing_is_a_clear_error(sim, tmp_path, monkeypatch):
