@@ -16,7 +16,6 @@ Playwright's own browser download is never used.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import secrets
@@ -64,16 +63,7 @@ artifacts:
 run: |
   echo not: a key
 """
-# Until podmagic.magics lands, a stand-in `%%pod` over podmagic.api (same runner).
-STANDIN_LOAD = """import pathlib
-from podmagic import api
-def _pod(line, cell):
-    prepared = api.start(api.prepare(cell, cwd=pathlib.Path.cwd(), backend="local"))
-    api.execute(prepared, listeners=[lambda e: e.kind == "output" and print(e.get("text"), end="", flush=True)])
-get_ipython().register_magic_function(_pod, "cell", "pod")
-"""
-LOAD_CELL = "%load_ext podmagic" if importlib.util.find_spec("podmagic.magics") else STANDIN_LOAD
-CELLS = [LOAD_CELL, SHORT_CELL, LONG_CELL, TYPO_CELL, "x = 1 + 1\nprint(x)"]
+CELLS = ["%load_ext podmagic", SHORT_CELL, LONG_CELL, TYPO_CELL, "x = 1 + 1\nprint(x)"]
 LOAD, SHORT, LONG, TYPOS, PYTHON = range(len(CELLS))
 
 

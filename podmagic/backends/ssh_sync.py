@@ -162,7 +162,7 @@ def _send_tar(transport: SSHTransport, base: Path, rels: list[str], destination:
     counted = {"bytes": 0}
 
     def produce(writer: IO[bytes]) -> None:
-        with tarfile.open(fileobj=writer, mode="w|", format=tarfile.GNU_FORMAT, bufsize=BUFFER) as tar:
+        with tarfile.TarFile(fileobj=writer, mode="w", format=tarfile.GNU_FORMAT, copybufsize=BUFFER) as tar:
             for rel in rels:
                 counted["bytes"] += _add(tar, base / rel, (rename or {}).get(rel, rel))
 

@@ -13,6 +13,7 @@ connection costs a reconnect, never a lost or repeated byte.
 from __future__ import annotations
 
 import codecs
+import io
 import socket
 import threading
 import time
@@ -236,6 +237,7 @@ class SSHTransport:
         try:
             writer = _ChannelWriter(chan)
             produce(writer)
+            writer.flush()
             chan.shutdown_write()
             out = chan.makefile("rb").read()
             return _status(chan), out.decode("utf-8", "replace")
@@ -263,20 +265,36 @@ def _prefer_fast_ciphers(transport) -> None:
     security.ciphers = fast + tuple(c for c in security.ciphers if c not in fast)
 
 
-class _ChannelWriter:
-    """A minimal binary writer onto a channel's stdin (what tarfile needs)."""
+class _ChannelRaw(io.RawIOBase):
+    """A channel's stdin as a raw binary stream."""
 
     def __init__(self, chan):
         self._chan = chan
-        self.bytes_written = 0
 
-    def write(self, data: bytes) -> int:
-        self._chan.sendall(data)
-        self.bytes_written += len(data)
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self._chan.sendall(bytes(data))
         return len(data)
 
-    def flush(self) -> None:
-        pass
+
+class _ChannelWriter(io.BufferedWriter):
+    """Buffered writes onto a channel (few, large packets); `tell()` counts bytes written."""
+
+    def __init__(self, chan, buffer_size: int = 1 << 20):
+        super().__init__(_ChannelRaw(chan), buffer_size)
+        self._written = 0
+
+    def write(self, data) -> int:
+        self._written += len(data)
+        return super().write(data)
+
+    def tell(self) -> int:
+        return self._written
+
+    def seekable(self) -> bool:
+        return False
 
 
 def _status(chan) -> int:

@@ -59,12 +59,14 @@ def new_id(length: int = 14) -> str:
 class ControlPlane:
     def __init__(self, store: Store, state_dir: Path, *, gpus: tuple[GpuType, ...],
                  stock: Stock, timing: Timing, public_key_file: Path,
-                 base_url: Callable[[], str], private_port_entry: bool = False):
+                 base_url: Callable[[], str], private_port_entry: bool = False,
+                 image_env: dict[str, str] | None = None):
         self.store, self.state_dir = store, Path(state_dir)
         self.gpus = {g.id: g for g in gpus}
         self.stock, self.timing = stock, timing
         self.public_key_file, self.base_url = public_key_file, base_url
         self.private_port_entry = private_port_entry
+        self.image_env = dict(image_env or {})
         self.hosts: dict[str, PodHost] = {}
 
     # -- dispatch --------------------------------------------------------
@@ -233,7 +235,7 @@ class ControlPlane:
     def pod_env(self, pod: PodRecord) -> dict[str, str]:
         """The environment of every process on the pod (RunPod's names)."""
         return {
-            **dict(pod.env),
+            **self.image_env, **dict(pod.env),
             "RUNPOD_POD_ID": pod.id, "RUNPOD_API_KEY": pod.api_key,
             "RUNPOD_API_BASE_URL": self.base_url(), "RUNPOD_POD_HOSTNAME": pod.pod_host_id,
             "RUNPOD_GPU_COUNT": str(pod.gpu_count), "RUNPOD_DC_ID": pod.data_center_id,

@@ -1,0 +1,164 @@
+"""Whole `%%pod` runs on the RunPod backend, through the runner, against the simulator.
+
+The simulator's pods are real sshd hosts whose "image" provides uv on PATH
+and an offline Python mirror, so the pin really runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from podmagic.events import read_events
+from podmagic.sim.runpod import RunPodSimulator, Timing
+
+runpod = pytest.importorskip("runpod")
+
+from podmagic.backends.runpod import RunPodBackend  # noqa: E402
+
+TRAIN = """import os, sys, time
+print("hello from", sys.version.split()[0], flush=True)
+os.makedirs("out", exist_ok=True)
+open("out/metrics.json", "w").write('{"loss": 0.5}')
+if os.environ.get("SLOW"):
+    for i in range(600):
+        print("tick", i, flush=True)
+        time.sleep(0.05)
+"""
+SPEC = """name: rp
+pod:
+  image: runpod/pytorch:2.4.0-py3.11-cuda12.4.1-devel-ubuntu22.04
+  datacenters: [EU-RO-1, US-MD-1]
+  gpu_order: ["NVIDIA H100 80GB HBM3", "NVIDIA A100 80GB PCIe"]
+{extra_pod}run: |
+  cd /workspace/repo && {run}
+artifacts:
+  - {{label: metrics, remote_path: /workspace/repo/out/, local_path: "{{run_dir}}/out/"}}
+lifecycle: {{on_success: delete, on_failure: {on_failure}}}
+"""
+
+
+def _pinnable_python() -> str | None:
+    versions = Path(os.environ.get("PYENV_ROOT", "/root/.pyenv")) / "versions"
+    found = sorted(p.name for p in versions.glob("3.*.*")) if versions.is_dir() else []
+    return "3.12.1" if "3.12.1" in found else (found[-1] if found else None)
+
+
+@pytest.fixture(scope="module")
+def image_env(tmp_path_factory) -> dict[str, str]:
+    """What a warm pod image provides: uv on PATH and an interpreter source."""
+    from uv import find_uv_bin
+
+    version = _pinnable_python()
+    url = os.environ.get("UV_PYTHON_DOWNLOADS_JSON_URL")
+    if url is None:
+        if version is None:
+            pytest.skip("no local interpreter to mirror for an offline `uv python install`")
+        mirror = Path(__file__).resolve().parents[1] / "scripts" / "python-mirror"
+        out = subprocess.run([sys.executable, str(mirror), version], capture_output=True, text=True, check=True)
+        url = out.stdout.strip().split("=", 1)[1]
+    base = tmp_path_factory.mktemp("uv")
+    return {"UV_PYTHON_DOWNLOADS_JSON_URL": url, "UV_PYTHON_INSTALL_DIR": str(base / "python"),
+            "UV_CACHE_DIR": str(base / "cache"),
+            "PATH": f"{Path(find_uv_bin()).parent}:/usr/local/bin:/usr/bin:/bin",
+            "_VERSION": version or "3.12"}
+
+
+@pytest.fixture
+def sim(tmp_path, monkeypatch, image_env):
+    env = {k: v for k, v in image_env.items() if not k.startswith("_")}
+    simulator = RunPodSimulator(tmp_path / "sim", timing=Timing(0.2, 0.1, 0.0), image_env=env).start()
+    monkeypatch.setenv("RUNPOD_API_BASE_URL", simulator.base_url)
+    monkeypatch.setenv("RUNPOD_API_KEY", simulator.api_key)
+    yield simulator
+    simulator.stop()
+
+
+def _project(root: Path) -> Path:
+    root.mkdir()
+    (root / "train.py").write_text(TRAIN)
+    (root / "pyproject.toml").write_text('[project]\nname = "p"\nversion = "0"\nrequires-python = ">=3.10"\n')
+    git = ["git", "-C", str(root), "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], check=True)
+    return root
+
+
+def execute(sim, tmp_path, text, **kw):
+    from podmagic import api
+
+    events: list = []
+    backend = RunPodBackend(key_path=str(sim.client_key), poll=(0.05, 0.2), retry_delays=(0.05,) * 4)
+    prepared = api.start(api.prepare(text, cwd=_project(tmp_path / "proj"), backend="runpod"))
+    manifest = api.execute(prepared, backend=backend, listeners=[events.append], **kw)
+    return manifest, prepared.plan.run_dir, events
+
+
+def spec(run="uv run python train.py", on_failure="stop", extra_pod=""):
+    return SPEC.format(run=run, on_failure=on_failure, extra_pod=extra_pod)
+
+
+def test_happy_path_with_the_pin(sim, tmp_path, image_env):
+    version = image_env["_VERSION"]
+    sim.set_stock("NVIDIA H100 80GB HBM3", "EU-RO-1", 0)
+    text = spec(extra_pod=f'  python_version: "{version}"\n')
+    manifest, run_dir, events = execute(sim, tmp_path, text)
+    assert manifest["failed"] is False, manifest["error"]
+    assert manifest["backend"] == "runpod" and manifest["exit_code"] == 0
+    assert manifest["gpu_id"] == "NVIDIA A100 80GB PCIe" and manifest["datacenter_id"] == "EU-RO-1"
+    assert manifest["gpu_price_per_hour_usd"] == 1.64 and manifest["estimated_cost_usd"] is not None
+    assert manifest["python_version"] == version and manifest["python_resolved"].startswith(version)
+    assert (run_dir / "out/metrics.json").read_text() == '{"loss": 0.5}'
+    assert manifest["pod_final_state"] == "TERMINATED" and sim.live_pods() == []
+    journal = [e["event"] for e in read_events(run_dir / "events.jsonl")]
+    assert "gpu_selected" in journal and "placement_attempt" in journal
+    assert json.loads((run_dir / "pod.json").read_text())["pod_id"] == manifest["pod_id"]
+
+
+def test_pod_killed_mid_run_keeps_the_log(sim, tmp_path):
+    def kill_when_ticking():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            live = sim.live_pods()
+            logs = list(tmp_path.glob("proj/artifacts/runpod/*/run.log"))
+            if live and logs and "tick 5" in logs[0].read_text():
+                sim.kill_pod(live[0]["id"], status="EXITED")
+                return
+            time.sleep(0.05)
+
+    threading.Thread(target=kill_when_ticking, daemon=True).start()
+    started = time.monotonic()
+    manifest, run_dir, events = execute(sim, tmp_path, spec(run="SLOW=1 python3 train.py"))
+    assert time.monotonic() - started < 30
+    assert manifest["failed"] is True and "PodGone" in manifest["error"]
+    assert "tick 5" in (run_dir / "run.log").read_text()
+    journal = [e["event"] for e in read_events(run_dir / "events.jsonl")]
+    assert "pod_killed_unexpected" in journal
+    assert manifest["pod_final_state"] == "EXITED"     # on_failure: stop (it already was)
+
+
+def test_interrupt_follows_on_failure(sim, tmp_path):
+    cancel = threading.Event()
+
+    def stop_when_ticking():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            logs = list(tmp_path.glob("proj/artifacts/runpod/*/run.log"))
+            if logs and "tick 3" in logs[0].read_text():
+                cancel.set()
+                return
+            time.sleep(0.05)
+
+    threading.Thread(target=stop_when_ticking, daemon=True).start()
+    manifest, run_dir, _ = execute(sim, tmp_path, spec(run="SLOW=1 python3 train.py", on_failure="delete"),
+                                   cancel=cancel)
+    assert manifest["failed"] is True and manifest["interrupted"] is True
+    assert manifest["pod_final_state"] == "TERMINATED" and sim.live_pods() == []
