@@ -7,9 +7,7 @@ and an offline Python mirror, so the pin really runs.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -45,36 +43,19 @@ lifecycle: {{on_success: delete, on_failure: {on_failure}}}
 """
 
 
-def _pinnable_python() -> str | None:
-    versions = Path(os.environ.get("PYENV_ROOT", "/root/.pyenv")) / "versions"
-    found = sorted(p.name for p in versions.glob("3.*.*")) if versions.is_dir() else []
-    return "3.12.1" if "3.12.1" in found else (found[-1] if found else None)
-
-
-@pytest.fixture(scope="module")
-def image_env(tmp_path_factory) -> dict[str, str]:
-    """What a warm pod image provides: uv on PATH and an interpreter source."""
+@pytest.fixture
+def image_env(python_mirror, uv_python_dir, tmp_path) -> dict[str, str]:
+    """What a warm pod image provides: uv on PATH and an interpreter source (conftest's mirror)."""
     from uv import find_uv_bin
 
-    version = _pinnable_python()
-    url = os.environ.get("UV_PYTHON_DOWNLOADS_JSON_URL")
-    if url is None:
-        if version is None:
-            pytest.skip("no local interpreter to mirror for an offline `uv python install`")
-        mirror = Path(__file__).resolve().parents[1] / "scripts" / "python-mirror"
-        out = subprocess.run([sys.executable, str(mirror), version], capture_output=True, text=True, check=True)
-        url = out.stdout.strip().split("=", 1)[1]
-    base = tmp_path_factory.mktemp("uv")
-    return {"UV_PYTHON_DOWNLOADS_JSON_URL": url, "UV_PYTHON_INSTALL_DIR": str(base / "python"),
-            "UV_CACHE_DIR": str(base / "cache"),
-            "PATH": f"{Path(find_uv_bin()).parent}:/usr/local/bin:/usr/bin:/bin",
-            "_VERSION": version or "3.12"}
+    return {"UV_PYTHON_DOWNLOADS_JSON_URL": python_mirror, "UV_PYTHON_INSTALL_DIR": str(uv_python_dir),
+            "UV_CACHE_DIR": str(tmp_path / "uv-cache"),
+            "PATH": f"{Path(find_uv_bin()).parent}:/usr/local/bin:/usr/bin:/bin"}
 
 
 @pytest.fixture
 def sim(tmp_path, monkeypatch, image_env):
-    env = {k: v for k, v in image_env.items() if not k.startswith("_")}
-    simulator = RunPodSimulator(tmp_path / "sim", timing=Timing(0.2, 0.1, 0.0), image_env=env).start()
+    simulator = RunPodSimulator(tmp_path / "sim", timing=Timing(0.2, 0.1, 0.0), image_env=image_env).start()
     monkeypatch.setenv("RUNPOD_API_BASE_URL", simulator.base_url)
     monkeypatch.setenv("RUNPOD_API_KEY", simulator.api_key)
     yield simulator
@@ -106,8 +87,8 @@ def spec(run="uv run python train.py", on_failure="stop", extra_pod=""):
     return SPEC.format(run=run, on_failure=on_failure, extra_pod=extra_pod)
 
 
-def test_happy_path_with_the_pin(sim, tmp_path, image_env):
-    version = image_env["_VERSION"]
+def test_happy_path_with_the_pin(sim, tmp_path):
+    version = "3.12.1"
     sim.set_stock("NVIDIA H100 80GB HBM3", "EU-RO-1", 0)
     text = spec(extra_pod=f'  python_version: "{version}"\n')
     manifest, run_dir, events = execute(sim, tmp_path, text)
