@@ -308,7 +308,7 @@ def test_pod_cell_is_yaml_and_unknown_keys_are_marked(page, shots):
         fresh.locator(".pm-pod-cell").wait_for(state="detached")
 
 
-def test_run_streams_and_shows_in_panel_and_status_bar(page, lab, shots):
+def test_run_streams_and_shows_in_panel_and_status_bar(page, lab, shots, tmp_path):
     with shots("run"):
         status = page.locator(".pm-StatusItem")
         assert status.get_attribute("data-live-count") == "0"
@@ -322,6 +322,7 @@ def test_run_streams_and_shows_in_panel_and_status_bar(page, lab, shots):
         assert "Pods: 1" in status.inner_text()
         row = _row(page, "e2e-short")
         row.wait_for()
+        page.screenshot(path=str(tmp_path / "run-live.png"))
         assert row.get_attribute("data-state") in ("starting", "running")
         assert row.locator("button.pm-stop").count() == 1
         output.get_by_text("line5").first.wait_for(timeout=60_000)
@@ -362,3 +363,31 @@ def test_stop_a_live_run_from_the_panel(page, lab, shots):
         manifest = json.loads((run_dir / "runpod_deploy_pull_manifest.json").read_text())
         assert manifest.get("interrupted") is True, manifest
         assert "tick100" not in (run_dir / "run.log").read_text()
+
+
+def test_status_bar_sums_the_hourly_price_of_live_pods(page, lab, shots):
+    """Two live runs owned by this process (as a kernel's runner would own them)."""
+    owner = {"state": "running", "phase": "run", "backend": "runpod", "owner_pid": os.getpid(),
+             "owner_host": os.uname().nodename, "started_at_utc": "2026-01-01T00:00:00Z"}
+    dirs = []
+    for name, price in (("priced-a", 1.25), ("priced-b", 0.5)):
+        run_id = f"{name}-20260101T000000Z-0000"
+        dirs.append(lab.root / "artifacts" / "runpod" / run_id)
+        dirs[-1].mkdir(parents=True)
+        (dirs[-1] / "status.json").write_text(json.dumps({**owner, "run_id": run_id, "job_name": name,
+                                                          "gpu_id": "NVIDIA A100 80GB PCIe",
+                                                          "price_per_hour_usd": price}))
+    with shots("priced"):
+        page.locator(".pm-StatusItem[data-live-count='2']").wait_for(timeout=10_000)
+        assert page.locator(".pm-StatusItem").inner_text() == "Pods: 2 · $1.75/h"
+        _open_pods_panel(page)
+        row = _row(page, "priced-a")
+        assert row.locator("[data-field='gpu']").inner_text() == "NVIDIA A100 80GB PCIe"
+        row.locator("button.pm-stop").click()
+        row.locator("button.pm-stop[disabled]").wait_for(timeout=10_000)
+        assert (dirs[0] / "stop").is_file() and not (dirs[1] / "stop").exists()
+        for run_dir in dirs:
+            for child in run_dir.iterdir():
+                child.unlink()
+            run_dir.rmdir()
+        page.locator(".pm-StatusItem[data-live-count='0']").wait_for(timeout=10_000)

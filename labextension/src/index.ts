@@ -29,6 +29,25 @@ const ICON_SVG =
 
 const podsIcon = new LabIcon({ name: 'podmagic:pods', svgstr: ICON_SVG });
 
+const SCHEMA_TIMEOUT_MS = 5000;
+
+/** `promise`, or a rejection after `ms` milliseconds. */
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms);
+    promise.then(
+      value => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      reason => {
+        clearTimeout(timer);
+        reject(reason);
+      }
+    );
+  });
+}
+
 /** `%%pod` cells: YAML highlighting and unknown-key marks. */
 const editorPlugin: JupyterFrontEndPlugin<void> = {
   id: 'podmagic:editor',
@@ -40,9 +59,11 @@ const editorPlugin: JupyterFrontEndPlugin<void> = {
     extensions: IEditorExtensionRegistry,
     languages: IEditorLanguageRegistry
   ) => {
+    // Activation waits for these (editors opened later get the extension),
+    // so bound the wait: without the server extension, cells are still YAML.
     const [yaml, schema] = await Promise.all([
       languages.getLanguage('yaml').catch(() => null),
-      fetchSchema().catch((reason): PodSchema | null => {
+      withTimeout(fetchSchema(), SCHEMA_TIMEOUT_MS).catch((reason): PodSchema | null => {
         console.warn('podmagic: no schema from the server extension', reason);
         return null;
       })
