@@ -546,6 +546,10 @@ def _run(b: _Builder, root: dict[str, _Node], top: _Node) -> RunSpec:
     if "run" not in root or root["run"].value is None:
         raise b.fail(top, "`run` is required: the script to run on the pod (e.g. `run: python train.py`)")
     node = root["run"]
+    if not isinstance(node.value, (str, dict)):
+        raise b.fail(node, f"`run` must be the script text or a mapping with `body:`, got {_describe(node.value)}"
+                     + _quote_hint(node) + (f' (YAML read a boolean; quote it: "{node.raw}")'
+                                            if isinstance(node.value, bool) else ""))
     if isinstance(node.value, str):
         b.positions["run"] = b.positions["run.body"] = Loc(node.line, node.col)
         body = node.value

@@ -80,6 +80,7 @@ BAD = [
     ("name: \"\"\nrun: x\n", 2, 7, "must not be empty"),
     ("pod: {image: x}\n", 2, 1, "`run` is required"),
     ("run: \"   \"\n", 2, 6, "blank"),
+    ("run: true\n", 2, 6, 'quote it: "true"'),
     ("run: {body: x, script_path: rel.sh}\n", 2, 29, "absolute pod path"),
     ("run: {body: x, nope: 1}\n", 2, 16, "unknown key `nope` in `run`"),
     ("run: x\nsetup: [{command: ''}]\n", 3, 19, "must not be blank"),
