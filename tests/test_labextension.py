@@ -211,6 +211,15 @@ def page(lab):
             browser.close()
 
 
+@pytest.fixture(scope="module")
+def magic(page):
+    """The page with `%load_ext podmagic` run in its kernel."""
+    _run_cell(page, LOAD)
+    _wait_kernel_idle(page)
+    assert "Error" not in _cell(page, LOAD).locator(".jp-OutputArea").inner_text()
+    return page
+
+
 @pytest.fixture
 def shots(page, tmp_path):
     """Use as `with shots("name"):`; saves `name-failed.png` (or `name-ok.png`) in tmp_path."""
@@ -308,12 +317,10 @@ def test_pod_cell_is_yaml_and_unknown_keys_are_marked(page, shots):
         fresh.locator(".pm-pod-cell").wait_for(state="detached")
 
 
-def test_run_streams_and_shows_in_panel_and_status_bar(page, lab, shots, tmp_path):
+def test_run_streams_and_shows_in_panel_and_status_bar(magic, page, lab, shots, tmp_path):
     with shots("run"):
         status = page.locator(".pm-StatusItem")
         assert status.get_attribute("data-live-count") == "0"
-        _run_cell(page, LOAD)
-        _wait_kernel_idle(page)
         _open_pods_panel(page)
         _run_cell(page, SHORT)
         output = _cell(page, SHORT).locator(".jp-OutputArea")
@@ -346,7 +353,7 @@ def test_run_streams_and_shows_in_panel_and_status_bar(page, lab, shots, tmp_pat
             assert f"line{i}" in log.inner_text()
 
 
-def test_stop_a_live_run_from_the_panel(page, lab, shots):
+def test_stop_a_live_run_from_the_panel(magic, page, lab, shots):
     with shots("stop"):
         _open_pods_panel(page)
         _run_cell(page, LONG)
@@ -354,6 +361,11 @@ def test_stop_a_live_run_from_the_panel(page, lab, shots):
         row = _row(page, "e2e-long")
         row.locator("button.pm-stop").wait_for(timeout=10_000)
         page.locator(".pm-StatusItem[data-live-count='1']").wait_for(timeout=10_000)
+        row.locator("[data-field='name']").click()  # the live status and a log tail that grows
+        detail = page.locator("#podmagic-pods .pm-detail")
+        detail.get_by_text("(live status)").wait_for()
+        detail.locator("pre.pm-log").get_by_text("tick4").wait_for(timeout=10_000)
+        assert detail.locator(".pm-manifest dd[data-key='state']").inner_text() == "running"
         row.locator("button.pm-stop").click()
         _wait_kernel_idle(page, timeout=60_000)
         _row(page, "e2e-long", "interrupted").wait_for(timeout=15_000)
