@@ -140,6 +140,14 @@ class Lab:
                                      stdout=self.log_path.open("wb"), stderr=subprocess.STDOUT)
         self._wait_ready()
 
+    def federated_extensions(self) -> list[str]:
+        """The prebuilt extensions the lab page loads (from its jupyter-config-data)."""
+        status, html = self.request("lab")
+        assert status == 200, html
+        start = html.index('id="jupyter-config-data"')
+        data = html[html.index(">", start) + 1:html.index("</script>", start)]
+        return [ext["name"] for ext in json.loads(data).get("federated_extensions", [])]
+
     def _wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -186,6 +194,8 @@ def lab(tmp_path_factory):
     server = Lab(tmp_path_factory.mktemp("labext"))
     try:
         server.start()
+        assert "podmagic" in server.federated_extensions(), (
+            "the podmagic labextension is not installed: `pip install -e .` builds and installs it")
         yield server
     finally:
         server.stop()
