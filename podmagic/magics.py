@@ -26,8 +26,8 @@ from .plan import describe
 from .spec import SpecError
 
 
-class PodError(UsageError):
-    """Shown as one line (IPython prints UsageErrors without a traceback)."""
+PodError = UsageError
+"""IPython shows exactly UsageError (not subclasses) as one line, without a traceback."""
 
 
 def _cell_parser() -> argparse.ArgumentParser:

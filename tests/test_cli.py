@@ -1,0 +1,66 @@
+"""The `podmagic` command line, as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from podmagic import store
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cli(*args, cwd: Path, env=None):
+    return subprocess.run([sys.executable, "-m", "podmagic.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=120)
+
+
+def test_validate_plan_run_runs_show_logs(pod_env, project):
+    (project / "job.yaml").write_text("name: cli-{seed}\nvariables: {seed: \"0\"}\npod: {python_version: \"3.12.1\"}\n"
+                                      "run: |\n  echo seed={seed}\n")
+    ok = cli("validate", "job.yaml", cwd=project)
+    assert ok.returncode == 0 and "ok: job.yaml schema_version=2 job=cli-0" in ok.stdout
+    plan = cli("plan", "job.yaml", "--var", "seed=3", cwd=project)
+    assert "uv python install 3.12.1 && cd /workspace/repo && uv python pin 3.12.1" in plan.stdout
+    assert not store.runs_root(project).exists()  # validate and plan write nothing
+    run = cli("run", "job.yaml", "--var", "seed=3", cwd=project)
+    assert run.returncode == 0, run.stderr
+    assert "seed=3" in run.stdout and "python resolved" in run.stderr
+    rows = json.loads(cli("runs", "--json", cwd=project).stdout)
+    assert rows[0]["job_name"] == "cli-3" and rows[0]["state"] == "succeeded"
+    show = json.loads(cli("show", rows[0]["run_id"], "--json", cwd=project).stdout)
+    assert show["python_resolved"] == "3.12.1"
+    assert cli("logs", rows[0]["run_id"], cwd=project).stdout == "seed=3\n"
+    assert "local_git_sha" in cli("capture-env", cwd=project).stdout
+
+
+def test_invalid_config_exits_2_with_no_run_dir(pod_env, project):
+    (project / "bad.yaml").write_text("run: x\npod:\n  gpu_order: A100\n")
+    for verb in ("validate", "plan", "run"):
+        res = cli(verb, "bad.yaml", cwd=project)
+        assert res.returncode == 2 and res.stderr.strip() == "bad.yaml:3:14: error: `pod.gpu_order` must be a list of strings, got str 'A100'"
+    (project / "latin1.yaml").write_bytes(b"run: echo caf\xe9\n")
+    res = cli("run", "latin1.yaml", cwd=project)
+    assert res.returncode == 2 and "latin1.yaml:1:14: error:" in res.stderr
+    assert cli("run", "bad.yaml", "--var", "x", cwd=project).returncode == 2
+    assert not store.runs_root(project).exists()
+
+
+def test_failed_run_exits_1_and_dry_run_runs_nothing(pod_env, project):
+    (project / "fail.yaml").write_text("staging: []\nrun: exit 7\n")
+    res = cli("run", "fail.yaml", cwd=project)
+    assert res.returncode == 1 and "exit code           7" in res.stderr
+    dry = cli("run", "fail.yaml", "--dry-run", cwd=project)
+    assert dry.returncode == 0 and "[run]" in dry.stdout
+    assert len(list(store.iter_run_dirs(project))) == 1
+
+
+def test_import_is_light():
+    code = ("import sys, podmagic, podmagic.api, podmagic.cli, podmagic.runner, podmagic.backends.ssh, "
+            "podmagic.backends.runpod; heavy = {'ipywidgets', 'paramiko', 'runpod', 'IPython'} & set(sys.modules); "
+            "print(sorted(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,113 @@
+"""Real notebooks executed headlessly (nbclient): the quickstart and the magics' error paths."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+from nbformat.v4 import new_code_cell, new_notebook
+
+from podmagic import store
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def execute(nb, cwd: Path, allow_errors=False):
+    NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=allow_errors,
+                   resources={"metadata": {"path": str(cwd)}}).execute()
+    return nb
+
+
+def outputs_text(cell) -> str:
+    parts = []
+    for out in cell.get("outputs", []):
+        parts.append(out.get("text", ""))
+        parts.extend(str(v) for v in out.get("data", {}).values())
+        parts.extend(out.get("traceback", []))
+    return "\n".join(parts)
+
+
+def test_quickstart_notebook_runs_and_leaves_a_static_manifest(pod_env, tmp_path):
+    work = tmp_path / "example_notebooks"
+    shutil.copytree(REPO / "example_notebooks", work, ignore=shutil.ignore_patterns("artifacts", ".venv"))
+    nb = execute(nbformat.read(work / "quickstart.ipynb", as_version=4), work)
+    run_cell = nb.cells[2]
+    html = outputs_text(run_cell)
+    assert "podmagic-manifest" in html and "succeeded" in html
+    assert "python resolved" in html and "3.12.1" in html
+    assert "epoch 3 loss=" in html  # the log tail, with \r progress collapsed
+    assert "application/vnd.jupyter.widget-view+json" not in str(run_cell.outputs)  # static after the run
+    listing = outputs_text(nb.cells[4])
+    assert "podmagic-runs" in listing and "quickstart-" in listing
+    (run_dir,) = list(store.iter_run_dirs(work / "demo"))
+    manifest = store.read_json(run_dir / store.MANIFEST)
+    assert manifest["python_resolved"] == "3.12.1" and manifest["artifacts"][0]["status"] == "success"
+    assert (run_dir / "metrics.json").is_file()
+
+
+def test_bad_cell_is_one_line_error_and_no_run_dir(pod_env, project):
+    nb = new_notebook(cells=[
+        new_code_cell("%load_ext podmagic"),
+        new_code_cell("%%pod\npod:\n  gpu_order: A100\nrun: echo hi\n"),
+        new_code_cell("%%pod --var 9bad=1\nrun: echo hi\n"),
+        new_code_cell("%%pod --dry-run --var who=me\npod: {python_version: \"3.12.1\"}\nrun: echo {who}\n"),
+        new_code_cell("%%pod\nstaging: []\nrun: exit 5\n"),
+    ])
+    nb = execute(nb, project, allow_errors=True)
+    bad, badvar, dry, failed = nb.cells[1:]
+    assert outputs_text(bad).strip() == ("UsageError: cell:3:14: error: `pod.gpu_order` must be a list of "
+                                         "strings, got str 'A100'")  # one line, no Python traceback
+    assert "--var expects NAME=VALUE" in outputs_text(badvar)
+    text = outputs_text(dry)
+    assert "uv python install 3.12.1 && cd /workspace/repo && uv python pin 3.12.1" in text and "echo me" in text
+    assert "run exited with code 5" in outputs_text(failed)
+    runs = list(store.iter_run_dirs(project))
+    assert len(runs) == 1  # only the failing run made a directory; bad cells and the dry run made none
+
+
+def test_an_error_cell_stops_run_all(pod_env, project):
+    nb = new_notebook(cells=[new_code_cell("%load_ext podmagic"), new_code_cell("%%pod\nrun: [x\n"),
+                             new_code_cell("print('must not run')")])
+    with pytest.raises(CellExecutionError):
+        execute(nb, project)
+    assert nb.cells[2].get("outputs") == []
+
+
+def test_magic_line_commands(pod_env, project):
+    nb = new_notebook(cells=[
+        new_code_cell("%load_ext podmagic"),
+        new_code_cell("%%pod --name listed\nstaging: []\nrun: echo listed-output\n"),
+        new_code_cell("%pod runs --name listed"),
+        new_code_cell("rid = __import__('podmagic.store').store.iter_run_dirs(__import__('pathlib').Path('.'))\n"
+                      "rid = next(rid).name\n%pod show $rid"),
+        new_code_cell("%pod logs $rid"),
+        new_code_cell("env = %pod capture-env\nprint(sorted(env))"),
+        new_code_cell("%config PodMagic.backend = 'nope'\ntry:\n    get_ipython().run_cell_magic('pod', '', 'run: x')\n"
+                      "except Exception as e:\n    print('ERR', e)"),
+    ])
+    nb = execute(nb, project)
+    assert "listed-" in outputs_text(nb.cells[2])
+    assert "podmagic-manifest" in outputs_text(nb.cells[3])
+    assert "listed-output" in outputs_text(nb.cells[4])
+    assert "local_git_sha" in outputs_text(nb.cells[5])
+    assert "unknown backend 'nope'" in outputs_text(nb.cells[6])
+
+
+@pytest.mark.parametrize("flag,config,env,key,expected", [
+    ("ssh", "runpod", "local", True, "ssh"), (None, "ssh", "local", True, "ssh"),
+    (None, None, "ssh", True, "ssh"), (None, None, None, True, "runpod"), (None, None, None, False, "local"),
+])
+def test_backend_choice_order(monkeypatch, tmp_path, flag, config, env, key, expected):
+    from podmagic.api import resolve_backend
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name, value in (("PODMAGIC_BACKEND", env), ("RUNPOD_API_KEY", "k" if key else None)):
+        if value:
+            monkeypatch.setenv(name, value)
+        else:
+            monkeypatch.delenv(name, raising=False)
+    assert resolve_backend(flag, config) == expected
