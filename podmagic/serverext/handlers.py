@@ -1,4 +1,6 @@
-"""Tornado handlers; every one is an authenticated jupyter_server APIHandler."""
+"""Tornado handlers: authenticated jupyter_server APIHandlers, checked by the
+server's authorizer under the resource `podmagic` (GET is `read`, Stop is
+`write`), so a read-only user sees the pods but cannot stop them."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import json
 from pathlib import Path
 
 import tornado.web
+from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
@@ -19,6 +22,8 @@ RUN_ID = r"(?P<run_id>[^/]+)"
 
 class _Base(APIHandler):
     """Shared setup: the project root and run lookup with 400/404 errors."""
+
+    auth_resource = NAMESPACE
 
     def initialize(self, project_root: Path) -> None:
         self.project_root = project_root
@@ -40,6 +45,7 @@ class SchemaHandler(_Base):
     """GET the `%%pod` YAML schema."""
 
     @tornado.web.authenticated
+    @authorized
     def get(self) -> None:
         self.send(schema.as_json())
 
@@ -48,6 +54,7 @@ class RunsHandler(_Base):
     """GET the project's runs."""
 
     @tornado.web.authenticated
+    @authorized
     def get(self) -> None:
         self.send(run_list(self.project_root))
 
@@ -56,6 +63,7 @@ class RunHandler(_Base):
     """GET one run."""
 
     @tornado.web.authenticated
+    @authorized
     def get(self, run_id: str) -> None:
         self.send(run_detail(self.run_dir(run_id)))
 
@@ -64,6 +72,7 @@ class LogHandler(_Base):
     """GET the tail of one run's log (`?lines=N`, at most 2000)."""
 
     @tornado.web.authenticated
+    @authorized
     def get(self, run_id: str) -> None:
         run_dir = self.run_dir(run_id)
         try:
@@ -77,6 +86,7 @@ class StopHandler(_Base):
     """POST: ask a live run to stop (409 if it is not live); its runner polls the stop file."""
 
     @tornado.web.authenticated
+    @authorized
     def post(self, run_id: str) -> None:
         run_dir = self.run_dir(run_id)
         if not run_row(run_dir)["live"]:
