@@ -30,6 +30,7 @@ export class PodsPanel extends Widget {
   private _detail = el('div', 'pm-detail');
   private _cards = new Map<string, HTMLElement>();
   private _selected: string | null = null;
+  private _loading = false;
   private _selectedState: string | null | undefined = undefined;
 
   constructor(private _model: RunsModel) {
@@ -56,7 +57,9 @@ export class PodsPanel extends Widget {
     this._info.textContent = error ? `error: ${error}` : list ? `${list.project_root} · ${list.runs.length} runs` : 'loading…';
     this._renderRows(list?.runs ?? []);
     const selected = list?.runs.find(run => run.run_id === this._selected);
-    if (selected && (selected.live || selected.state !== this._selectedState)) {
+    if (this._selected && list && !selected) {
+      this._clearDetail(); // the run directory is gone
+    } else if (selected && (selected.live || selected.state !== this._selectedState)) {
       void this._showDetail(selected);
     }
   }
@@ -138,8 +141,12 @@ export class PodsPanel extends Widget {
       void this._stop(runId, target as HTMLButtonElement);
       return;
     }
-    this._selected = runId;
-    this._selectedState = undefined;
+    if (runId === this._selected) {
+      this._clearDetail(); // a second click closes it
+    } else {
+      this._selected = runId;
+      this._selectedState = undefined;
+    }
     this._render();
   }
 
@@ -154,22 +161,53 @@ export class PodsPanel extends Widget {
     await this._model.refresh();
   }
 
+  /** Fetch and show one run's manifest (or status) and log tail; one fetch at a time. */
   private async _showDetail(run: IRunRow): Promise<void> {
+    if (this._loading) {
+      return;
+    }
+    this._loading = true;
     this._selectedState = run.state;
     try {
       const [detail, log] = await Promise.all([fetchRun(run.run_id), fetchLog(run.run_id)]);
-      if (this._selected !== run.run_id) {
-        return;
+      if (this._selected === run.run_id) {
+        const what = detail.manifest ? 'manifest' : run.live ? 'live status' : 'status';
+        this._fillDetail(run.run_id, `${run.run_id} (${what})`, detail.manifest ?? detail.status ?? {}, log.lines);
       }
-      const data = detail.manifest ?? detail.status ?? {};
-      const title = el('h3', '', `${run.run_id} ${detail.manifest ? '(manifest)' : '(live status)'}`);
-      const pre = el('pre', 'pm-log', log.lines.join('\n'));
-      this._detail.dataset.runId = run.run_id;
-      this._detail.replaceChildren(title, manifestTable(data), el('h3', '', 'Log tail'), pre);
-      pre.scrollTop = pre.scrollHeight;
     } catch (reason) {
+      this._selectedState = undefined; // try again on the next poll
       this._detail.replaceChildren(el('div', 'pm-error', `could not load ${run.run_id}: ${reason}`));
+    } finally {
+      this._loading = false;
     }
+  }
+
+  /** Update the detail in place; the log follows its end only if it was scrolled there. */
+  private _fillDetail(runId: string, title: string, data: Record<string, unknown>, lines: string[]): void {
+    let pre = this._detail.querySelector('pre.pm-log') as HTMLPreElement | null;
+    if (this._detail.dataset.runId !== runId || !pre) {
+      pre = el('pre', 'pm-log');
+      this._detail.replaceChildren(el('h3', 'pm-title'), el('dl', 'pm-manifest'), el('h3', '', 'Log tail'), pre);
+      this._detail.dataset.runId = runId;
+    }
+    const atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+    this._detail.querySelector('.pm-title')!.textContent = title;
+    this._detail.querySelector('.pm-manifest')!.replaceWith(manifestTable(data));
+    const text = lines.join('\n');
+    if (pre.textContent !== text) {
+      pre.textContent = text;
+      if (atEnd) {
+        pre.scrollTop = pre.scrollHeight;
+      }
+    }
+  }
+
+  /** Hide the detail. */
+  private _clearDetail(): void {
+    this._selected = null;
+    this._selectedState = undefined;
+    delete this._detail.dataset.runId;
+    this._detail.replaceChildren();
   }
 }
 
