@@ -65,6 +65,17 @@ def best(fn, repeat: int, reset=None) -> float:
     return min(times)
 
 
+def duel(ours, theirs, repeat: int, reset=None) -> tuple[float, float]:
+    """Best-of-`repeat` times of both, alternating so background load hits both alike."""
+    a, b = [], []
+    for _ in range(repeat):
+        for fn, times in ((ours, a), (theirs, b)):
+            if reset:
+                reset()
+            times.append(timed(fn))
+    return min(a), min(b)
+
+
 def rsync(server: SSHServer, src: Path, dest: Path) -> None:
     ssh = " ".join(["ssh", *ssh_opts(server)])
     subprocess.run(["rsync", "-a", "-e", ssh, f"{src}/", f"{server.user}@{server.host}:{dest}/"], check=True)
@@ -98,15 +109,19 @@ def run(work: Path, args) -> None:
         def push():
             pod.push(src, "/workspace/repo", files=files, excludes=(), delete=True)
 
-        first_ours = best(push, args.repeat, reset=lambda: shutil.rmtree(ours_dest, ignore_errors=True))
-        first_rsync = best(lambda: rsync(server, src, rsync_dest), args.repeat,
-                           reset=lambda: shutil.rmtree(rsync_dest, ignore_errors=True))
-        again_ours = best(push, args.repeat)
-        again_rsync = best(lambda: rsync(server, src, rsync_dest), args.repeat)
+        def clean():
+            subprocess.run(["sync"], check=True)
+            for path in (ours_dest, rsync_dest):
+                shutil.rmtree(path, ignore_errors=True)
+
+        first_ours, first_rsync = duel(push, lambda: rsync(server, src, rsync_dest), args.repeat, reset=clean)
+        push()
+        rsync(server, src, rsync_dest)
+        again_ours, again_rsync = duel(push, lambda: rsync(server, src, rsync_dest), args.repeat)
         moved = pod.push(src, "/workspace/repo", files=files, excludes=(), delete=True).bytes_transferred
 
-        bare = best(lambda: subprocess.run(["ssh", *ssh_opts(server), server.host_spec.split(":")[0], "true"],
-                                           check=True), args.repeat)
+        def bare_ssh():
+            subprocess.run(["ssh", *ssh_opts(server), server.host_spec.split(":")[0], "true"], check=True)
 
         def connect_and_true():
             p = backend.provision(PodRequest(run_id="b", image="-", datacenters=(), gpu_order=()),
@@ -114,7 +129,7 @@ def run(work: Path, args) -> None:
             p.run("true", timeout=30)
             p.transport.close()
 
-        trivial = best(connect_and_true, args.repeat)
+        trivial, bare = duel(connect_and_true, bare_ssh, args.repeat)
         warm = best(lambda: pod.run("true", timeout=30), args.repeat)
         whole = best(lambda: full_run(work, server), args.repeat)
         pod.transport.close()

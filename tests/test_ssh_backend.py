@@ -213,14 +213,20 @@ def test_secrets_written_with_their_mode_and_never_echoed(sshd, ssh_pod_factory,
 
 
 # -- the detached run ---------------------------------------------------------
-def test_detached_run_log_and_exit_code(ssh_pod_factory, tmp_path):
+def test_detached_run_log_and_exit_code(ssh_pod_factory, tmp_path, monkeypatch):
+    import podmagic.backends.ssh_pod as ssh_pod
+
     pod = ssh_pod_factory()
-    lch = launch(body="echo out; echo err >&2; pwd; exit 3", env={"DATA": "/workspace/data"})
+    lch = launch(body='echo out; echo err >&2; pwd; echo "$DATA"; echo x >> /workspace/starts; exit 3',
+                 env={"DATA": "/workspace/data"})
+    monkeypatch.setattr(ssh_pod.secrets, "token_hex", lambda n: "fixedtoken")
     pod.start(lch)
-    pod.start(lch)  # a repeated start (e.g. after a reconnect) does not start a second job
+    pod.start(lch)  # the same start repeated (as after a reconnect) starts no second job
     assert wait_exit(pod, lch) == 3
     log = follow(pod, lch).decode()
-    assert log == f"out\nerr\n{(tmp_path / 'pod').resolve()}/workspace\n"
+    root = (tmp_path / "pod").resolve()
+    assert log == f"out\nerr\n{root}/workspace\n{root}/workspace/data\n"
+    assert (root / "workspace/starts").read_text() == "x\n"
     assert pod.ended_by(lch) is None
 
 

@@ -13,8 +13,11 @@ raises `ConnectionLost` instead of being silently run twice.
 from __future__ import annotations
 
 import errno
+import io
 import posixpath
+import secrets
 import shlex
+import tarfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -88,21 +91,30 @@ class SSHPod:
         )
 
     def start(self, launch: Launch) -> None:
+        """Write the script and launcher and start it detached, in one round trip.
+
+        A per-call token makes the command idempotent: repeated after a
+        dropped connection, it neither wipes the run's files nor starts a
+        second job.
+        """
         m = self.mapped(launch)
         c = m.control_prefix
-        dirs = {posixpath.dirname(x) or "/" for x in (m.script_path, m.log_path, c)}
-        if m.heartbeat_path:
-            dirs.add(posixpath.dirname(m.heartbeat_path) or "/")
-        stale = [c, c + ".ended_by", c + ".pid", c + ".launcher_pid", c + ".started", m.log_path]
-        self._must(f"mkdir -p {' '.join(q(d) for d in sorted(dirs))} && rm -f {' '.join(map(q, stale))}")
-        self.write_file(launch.script_path, m.body.encode(), 0o700)
         exports = {"PODMAGIC_POD_ID": self.info.pod_id, **m.env,
                    **({"HOME": self.paths.home} if self.paths.home else {})}
-        self._put(c + ".sh", remote.launcher_script(m, exports).encode(), 0o700)
-        if m.heartbeat_path:
-            self._must(remote.touch_command(m.heartbeat_path))
-        started = q(c + ".started")
-        self._must(f"( set -C; : > {started} ) 2>/dev/null || exit 0; {remote.start_command(c + '.sh')}")
+        files = {m.script_path: m.body.encode(), c + ".sh": remote.launcher_script(m, exports).encode()}
+        dirs = {posixpath.dirname(x) or "/" for x in (*files, m.log_path, c, m.heartbeat_path) if x}
+        stale = [c, c + ".ended_by", c + ".pid", c + ".launcher_pid", m.log_path]
+        token, marker = secrets.token_hex(8), q(c + ".started")
+        steps = [
+            f"[ \"$(cat {marker} 2>/dev/null)\" = {token} ] && exit 0",
+            f"mkdir -p {' '.join(q(d) for d in sorted(dirs))} && rm -f {' '.join(map(q, stale))}",
+            "tar -x -p --no-same-owner -C / -f -",
+            *([remote.touch_command(m.heartbeat_path)] if m.heartbeat_path else []),
+            f"echo {token} > {marker}",
+            "{ " + remote.start_command(c + ".sh") + "; }",
+        ]
+        command = steps[0] + "\n" + " && ".join(steps[1:])
+        self._must(command, stdin=_tar_of(files, 0o700), what="starting the run")
 
     def read_from(self, path: str, offset: int, limit: int = 1 << 20) -> bytes:
         real = self.paths.path(path)
@@ -188,3 +200,17 @@ class SSHPod:
         if result.exit_code != 0:
             raise BackendError(f"{what or 'pod command'} failed ({result.exit_code}): {result.output[-500:]}")
         return result.output
+
+
+def _tar_of(files: dict[str, bytes], mode: int) -> bytes:
+    """A small in-memory archive of absolute paths (stored relative to `/`)."""
+    buffer = io.BytesIO()
+    now = int(time.time())
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for path, data in files.items():
+            if not path.startswith("/"):
+                raise BackendError(f"pod paths must be absolute, got {path!r}")
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.size, info.mode, info.mtime = len(data), mode, now
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
