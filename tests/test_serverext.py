@@ -109,3 +109,62 @@ def test_server_extension_imports_no_heavy_front_end_or_backend_modules():
             "print([m for m in ('ipywidgets', 'paramiko', 'runpod', 'IPython') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.replace("'", '"')) == []
+
+
+READ_ONLY_AUTHORIZER = '''
+from jupyter_server.auth.authorizer import Authorizer
+
+
+class ReadOnly(Authorizer):
+    def is_authorized(self, handler, user, action, resource):
+        return action == "read"
+'''
+
+
+def _http(url: str, token: str | None, method: str = "GET") -> int:
+    import urllib.error
+    import urllib.request
+
+    headers = {"Authorization": f"token {token}"} if token else {}
+    req = urllib.request.Request(url, method=method, headers=headers, data=b"" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status
+    except urllib.error.HTTPError as err:
+        return err.code
+    except urllib.error.URLError:
+        return 0  # not listening yet
+
+
+def test_a_read_only_user_sees_runs_but_cannot_stop_them(tmp_path):
+    """A real jupyter server with an authorizer that allows only `read`."""
+    import socket
+    import time
+
+    (tmp_path / "ro_authz.py").write_text(READ_ONLY_AUTHORIZER)
+    run_dir = _run(tmp_path / "root", "a-1", **_live())
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "jupyter_server", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+           "--IdentityProvider.token=tok", f"--ServerApp.root_dir={tmp_path / 'root'}",
+           "--ServerApp.authorizer_class=ro_authz.ReadOnly", "--ServerApp.port_retries=0"]
+    if os.geteuid() == 0:
+        cmd.append("--allow-root")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+           "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}/podmagic/"
+    try:
+        deadline = time.monotonic() + 30
+        while _http(base + "runs", "tok") != 200:
+            assert proc.poll() is None and time.monotonic() < deadline, "jupyter server did not come up"
+            time.sleep(0.2)
+        for path in ("schema", "runs", "runs/a-1", "runs/a-1/log"):
+            assert _http(base + path, None) == 403, path
+            assert _http(base + path, "tok") == 200, path
+        assert _http(base + "runs/a-1/stop", "tok", "POST") == 403
+        assert not store.stop_requested(run_dir)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
