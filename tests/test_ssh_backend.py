@@ -327,6 +327,15 @@ def test_release_deletes_only_a_root_it_created(sshd, ssh_pod_factory, tmp_path)
     assert pod.release("stop") == "RUNNING" and (tmp_path / "mine/workspace").is_dir()
 
 
+def test_unwritable_mount_without_a_root_is_a_clear_error(sshd, tmp_path):
+    from podmagic.backends.base import BackendError
+    from podmagic.backends.ssh import SSHBackend
+
+    backend = SSHBackend(sshd.host_spec, known_hosts=tmp_path / "kh", key_path=str(sshd.client_key))
+    with pytest.raises(BackendError, match="PODMAGIC_SSH_ROOT"):
+        backend.provision(pod_request(volume_mount="/proc/podmagic-nowhere"), lambda *a, **k: None)
+
+
 def test_pod_root_from_the_server_environment(tmp_path):
     from podmagic.backends.ssh import SSHBackend
     from podmagic.testing.sshd import SSHServer

@@ -7,10 +7,12 @@ refused). The connection is one persistent paramiko transport
 (`ssh_transport.SSHTransport`); the pod on top of it (`ssh_pod.SSHPod`)
 streams staging and artifacts as tar archives (`ssh_sync`).
 
-When the host names a pod root (`PODMAGIC_POD_ROOT` in the sshd's
-environment) or the caller passes `root=`, pod paths under `/workspace` are
-mapped under `<root>/workspace` and `HOME` is `<root>/root`; otherwise pod
-paths are used as they are. `release("delete")` removes the root only when
+When the caller passes `root=` (or sets `PODMAGIC_SSH_ROOT` on the client;
+a leading `~` means the remote home) or the host names a pod root
+(`PODMAGIC_POD_ROOT` in the sshd's environment), pod paths under
+`/workspace` are mapped under `<root>/workspace` and `HOME` is
+`<root>/root`; otherwise pod paths are used as they are and `/workspace`
+must be writable. `--host` may also come from `PODMAGIC_SSH_HOST`. `release("delete")` removes the root only when
 this backend created it; the host itself is never ours to stop or delete.
 
 `open_pod(...)` is the same thing for a caller that already knows the
@@ -21,6 +23,7 @@ paramiko is imported only when a connection is made.
 
 from __future__ import annotations
 
+import os
 import shlex
 from pathlib import Path
 from typing import Callable
@@ -33,6 +36,7 @@ from .ssh_transport import SSHTransport, TransportOptions
 
 q = shlex.quote
 READY_TIMEOUT_CAP_SEC = 60.0
+NO_MOUNT_EXIT = 86
 
 __all__ = ["SSHBackend", "SSHPod", "SSHTransport", "SSHTarget", "TransportOptions", "open_pod"]
 
@@ -42,13 +46,14 @@ class SSHBackend:
 
     name = "ssh"
 
-    def __init__(self, host: str, *, root: str | None = None, known_hosts: str | Path | None = None,
-                 ssh_config: str | Path | None = None, key_path: str | None = None,
-                 options: TransportOptions | None = None):
+    def __init__(self, host: str | None = None, *, root: str | None = None,
+                 known_hosts: str | Path | None = None, ssh_config: str | Path | None = None,
+                 key_path: str | None = None, options: TransportOptions | None = None, **_ignored: object):
+        host = host or os.environ.get("PODMAGIC_SSH_HOST")
         if not host:
             raise BackendError("the ssh backend needs --host NAME (user@host:port or an ~/.ssh/config alias)")
         self.host = host
-        self.root = root
+        self.root = root or os.environ.get("PODMAGIC_SSH_ROOT") or None
         self.known_hosts = known_hosts
         self.ssh_config = ssh_config
         self.key_path = key_path
@@ -58,17 +63,20 @@ class SSHBackend:
         key_path = self.key_path or request.key_path
         target = resolve_target(self.host, config_path=self.ssh_config, key_path=key_path)
         ready = min(float(request.ssh_ready_timeout_sec), READY_TIMEOUT_CAP_SEC)
-        options = self.options or TransportOptions(reconnect_timeout_sec=ready)
         return open_pod(target, pod_id=f"ssh:{target.spec}", root=self.root,
-                        known_hosts=self.known_hosts, options=options, emit=emit,
-                        mount=request.volume_mount)
+                        known_hosts=self.known_hosts, options=self.options, emit=emit,
+                        mount=request.volume_mount, ready_timeout_sec=ready)
 
 
 def open_pod(target: SSHTarget, *, pod_id: str, root: str | None = None,
              known_hosts: str | Path | None = None, options: TransportOptions | None = None,
              emit: Callable[..., None] | None = None, backend: str = "ssh",
-             mount: str = "/workspace", info: PodInfo | None = None) -> SSHPod:
-    """Connect to `target` (waiting up to `options.reconnect_timeout_sec`) and return its pod."""
+             mount: str = "/workspace", info: PodInfo | None = None,
+             ready_timeout_sec: float | None = None) -> SSHPod:
+    """Connect to `target` (trying for `ready_timeout_sec`, default the reconnect budget) and return its pod.
+
+    Later drops are healed within `options.reconnect_timeout_sec` (300 s by default).
+    """
     say = emit or (lambda *a, **k: None)
     transport = SSHTransport(
         target, known_hosts=known_hosts, options=options or TransportOptions(),
@@ -77,23 +85,33 @@ def open_pod(target: SSHTarget, *, pod_id: str, root: str | None = None,
         on_reconnect=lambda attempt, exc: say("ssh_reconnect", host=target.spec, attempt=attempt + 1,
                                               error=f"{type(exc).__name__}: {exc}"[:300]),
     )
-    transport.retrying(transport.connect)
-    pod_root, created = _pod_root(transport, root)
+    transport.retrying(transport.connect, ready_timeout_sec)
+    pod_root, created = _pod_root(transport, root, mount)
     say("ssh_connected", host=target.spec, pod_root=pod_root)
     info = info or PodInfo(pod_id=pod_id, backend=backend, host=target.spec)
     paths = remote.PathMap(pod_root, mount)
     return SSHPod(transport, info, paths, created_root=pod_root if created else None)
 
 
-def _pod_root(transport: SSHTransport, root: str | None) -> tuple[str | None, bool]:
-    """The pod root (explicit, else the host's PODMAGIC_POD_ROOT) and whether we made it."""
+def _pod_root(transport: SSHTransport, root: str | None, mount: str) -> tuple[str | None, bool]:
+    """The pod root (explicit, else the host's PODMAGIC_POD_ROOT) and whether we made it.
+
+    Without a root, pod paths are real paths: the mount must then be usable.
+    """
     given = q(root) if root else '"${PODMAGIC_POD_ROOT:-}"'
+    no_root = f"mkdir -p {q(mount)} 2>/dev/null && [ -w {q(mount)} ] && exit 0; exit {NO_MOUNT_EXIT}"
     script = (
-        f"r={given}; [ -n \"$r\" ] || exit 0; case $r in '~'*) r=\"$HOME${{r#\\~}}\";; esac; "
+        f"r={given}; [ -n \"$r\" ] || {{ {no_root}; }}; case $r in '~'*) r=\"$HOME${{r#\\~}}\";; esac; "
         "if [ -d \"$r\" ]; then made=0; else made=1; fi; "
-        "mkdir -p \"$r/workspace\" \"$r/root\" && cd \"$r\" && printf '%s %s' \"$made\" \"$(pwd -P)\""
+        f"mkdir -p \"$r\"{q(mount)} \"$r/root\" && cd \"$r\" && printf '%s %s' \"$made\" \"$(pwd -P)\""
     )
     result = transport.retrying(lambda: transport.exec(script, timeout=60))
+    if result.exit_code == NO_MOUNT_EXIT:
+        raise BackendError(
+            f"{mount} is not writable on {transport.target.spec} and no pod root is set: set "
+            f"PODMAGIC_SSH_ROOT (e.g. ~/podmagic) on this machine, or PODMAGIC_POD_ROOT in the host's "
+            f"sshd environment, so that {mount}/... maps under that directory"
+        )
     if result.exit_code != 0:
         raise BackendError(f"cannot prepare the pod root on {transport.target.spec}: {result.output[-300:]}")
     text = result.output.strip()

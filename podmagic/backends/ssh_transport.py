@@ -160,9 +160,11 @@ class SSHTransport:
                 return
 
     # -- retrying --------------------------------------------------------
-    def retrying(self, operation: Callable[[], T]) -> T:
-        """Run a repeatable `operation`; on a dropped link reconnect with backoff."""
-        deadline = time.monotonic() + self.options.reconnect_timeout_sec
+    def retrying(self, operation: Callable[[], T], budget_sec: float | None = None) -> T:
+        """Run a repeatable `operation`; on a dropped link reconnect with backoff
+        for up to `budget_sec` (default `options.reconnect_timeout_sec`)."""
+        budget = self.options.reconnect_timeout_sec if budget_sec is None else budget_sec
+        deadline = time.monotonic() + budget
         attempt = 0
         while True:
             try:
