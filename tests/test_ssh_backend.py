@@ -453,3 +453,41 @@ def test_end_to_end_stop_kills_the_remote_job(tmp_path, uv_env):
     pgid = int(started.read_text())
     assert group_alive(pgid) == []
     assert (run_dir / "run.log").read_text().startswith("hello from")
+
+
+def test_cli_run_through_an_alias_with_a_secret(tmp_path, uv_env):
+    """`podmagic run --backend ssh --host ALIAS`: ~/.ssh/config, podmagic's known_hosts, secret masked."""
+    from podmagic import store
+    from podmagic.testing.sshd import SSHServer
+
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    project = _project(tmp_path / "proj")
+    (project / "job.yaml").write_text(
+        "name: cli\nsecrets:\n  - {name: hf, destination: /workspace/secrets/env, env: [HF_TOKEN]}\n"
+        "run: |\n  . /workspace/secrets/env && echo token=$HF_TOKEN && cd /workspace/repo && python3 train.py\n"
+        "lifecycle: {on_success: preserve}\n"
+    )
+    token = "hf_VerySecretValue123"
+    env_host = {k: v for k, v in uv_env.items() if not k.startswith("_")}
+    with SSHServer(tmp_path / "sshd", pod_root=tmp_path / "pod", env=env_host) as server:
+        (home / ".ssh/config").write_text(
+            f"Host gpubox\n  HostName {server.host}\n  Port {server.port}\n  User {server.user}\n"
+            f"  IdentityFile {server.client_key}\n"
+        )
+        env = {**os.environ, "HOME": str(home), "HF_TOKEN": token, "PODMAGIC_BACKEND": "ssh"}
+        env.pop("PODMAGIC_SSH_ROOT", None)
+        proc = subprocess.run([sys.executable, "-m", "podmagic.cli", "run", "job.yaml", "--host", "gpubox"],
+                              cwd=project, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (home / ".config/podmagic/known_hosts").read_text().count("ssh-ed25519") == 1
+    secret_file = tmp_path / "pod/workspace/secrets/env"
+    assert os.stat(secret_file).st_mode & 0o777 == 0o600 and token in secret_file.read_text()
+    (run_dir,) = list(store.iter_run_dirs(project))
+    manifest = store.read_json(run_dir / store.MANIFEST)
+    assert manifest["backend"] == "ssh" and manifest["exit_code"] == 0
+    assert "token=" in (run_dir / "run.log").read_text()
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            assert token not in path.read_text(errors="replace"), path
+    assert token not in proc.stdout + proc.stderr

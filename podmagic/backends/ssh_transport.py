@@ -36,6 +36,10 @@ class ConnectionLost(BackendError):
     """The connection dropped while a non-repeatable command ran."""
 
 
+class CommandTimeout(TimeoutError):
+    """A remote command outlived its timeout (the link itself is fine)."""
+
+
 @dataclass(frozen=True)
 class TransportOptions:
     connect_timeout_sec: float = 15.0
@@ -49,6 +53,8 @@ def is_connection_error(exc: BaseException) -> bool:
     """Errors that mean 'the link is gone' rather than 'the command failed'."""
     import paramiko
 
+    if isinstance(exc, CommandTimeout):
+        return False
     if isinstance(exc, (EOFError, socket.timeout, ConnectionError, paramiko.SSHException)):
         return not isinstance(exc, paramiko.AuthenticationException)
     return isinstance(exc, OSError) and exc.errno is None and "closed" in str(exc).lower()
@@ -313,7 +319,7 @@ def _drain(chan, deadline: float, on_output: OnOutput | None) -> str:
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise TimeoutError("remote command exceeded its timeout")
+            raise CommandTimeout("remote command exceeded its timeout")
         chan.settimeout(min(remaining, 5.0))
         try:
             data = chan.recv(1 << 16)
