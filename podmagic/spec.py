@@ -10,6 +10,7 @@ kept; templates are rendered by the plan.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -20,9 +21,12 @@ from . import schema
 
 MAX_CELL_BYTES = 512 * 1024
 MAX_NODES = 20_000
-PYTHON_VERSION_RE = re.compile(r"^3\.\d+(\.\d+)?$")
-IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-MODE_RE = re.compile(r"^0?[0-7]{3}$")
+MAX_DEPTH = 64
+"""Deeper nesting is refused before composing (PyYAML's composer recurses)."""
+# \Z, not $: `$` also matches before a trailing newline ("3.13\n", "HF_TOKEN\n").
+PYTHON_VERSION_RE = re.compile(r"^3\.\d+(\.\d+)?\Z")
+IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+MODE_RE = re.compile(r"^0?[0-7]{3}\Z")
 
 
 class SpecError(ValueError):
@@ -33,7 +37,8 @@ class SpecError(ValueError):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        return f"{self.source}:{self.line}:{self.col}: error: {self.message}"
+        message = self.message.replace("\r", "\\r").replace("\n", "\\n")  # always one line
+        return f"{self.source}:{self.line}:{self.col}: error: {message}"
 
 
 @dataclass(frozen=True)
@@ -237,12 +242,22 @@ class _Reader:
             return _Node(self.mapping(n, path), line, col)
         if isinstance(n, yaml.SequenceNode):
             return _Node([self.node(item, f"{path}[{i}]") for i, item in enumerate(n.value)], line, col)
-        return _Node(self.constructor.construct_object(n), line, col, n.value)
+        return _Node(self.scalar(n), line, col, n.value)
+
+    def scalar(self, n: yaml.Node) -> Any:
+        """A scalar's value; a tag that cannot build one (`!foo`, `!!int abc`) is a positioned error."""
+        if n.tag == "tag:yaml.org,2002:merge":
+            raise self.error("YAML merge keys (`<<:`) are not supported; write the keys out", n.start_mark)
+        try:
+            return self.constructor.construct_object(n)
+        except (yaml.YAMLError, ValueError, TypeError, AttributeError, OverflowError):
+            raise self.error(f"cannot read the value {n.value!r} as tag {n.tag!r}; remove the tag or quote "
+                             "the value", n.start_mark) from None
 
     def mapping(self, n: yaml.MappingNode, path: str) -> dict[str, tuple[_Node, _Node]]:
         out: dict[str, tuple[_Node, _Node]] = {}
         for key_node, value_node in n.value:
-            key = self.constructor.construct_object(key_node) if isinstance(key_node, yaml.ScalarNode) else None
+            key = self.scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else None
             where = f"{path}." if path else ""
             if not isinstance(key, str):
                 raise self.error(f"keys must be plain names; got {key!r} under `{path or 'the top level'}`", key_node.start_mark)
@@ -261,6 +276,7 @@ def _compose(text: str, source: str, line_offset: int) -> _Node | None:
                         "files and stage them", 1 + line_offset, 1, source)
     reader = _Reader(source, line_offset)
     try:
+        _check_depth(text, reader)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -269,9 +285,26 @@ def _compose(text: str, source: str, line_offset: int) -> _Node | None:
         if "\\t" in problem or "'\\t'" in problem or "tab" in problem:
             hint = " (YAML indentation must use spaces, not tabs)"
         raise reader.error(f"invalid YAML: {problem}{hint}", mark) from None
+    except yaml.reader.ReaderError as exc:
+        before = text[: exc.position]
+        line, col = before.count("\n") + 1 + line_offset, exc.position - (before.rfind("\n") + 1) + 1
+        raise SpecError(f"invalid YAML: unacceptable character #x{exc.character:04x} ({exc.reason}); "
+                        "remove it", line, col, source) from None
     except yaml.YAMLError as exc:
-        raise SpecError(f"invalid YAML: {exc}", 1 + line_offset, 1, source) from None
+        raise SpecError("invalid YAML: " + " ".join(str(exc).split()), 1 + line_offset, 1, source) from None
     return None if root is None else reader.node(root, "")
+
+
+def _check_depth(text: str, reader: _Reader) -> None:
+    """Refuse nesting deeper than MAX_DEPTH, from the event stream (which does not recurse)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise reader.error(f"the YAML nests deeper than {MAX_DEPTH} levels; flatten it", event.start_mark)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 # ---------------------------------------------------------------- nodes → spec
@@ -332,6 +365,8 @@ def _typed(b: _Builder, node: _Node, kind: str, path: str) -> Any:
     if kind == "float":
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise b.fail(node, f"`{path}` must be a number, got {_describe(v)}")
+        if not math.isfinite(v):
+            raise b.fail(node, f"`{path}` must be a finite number, got {node.raw}")
         return float(v)
     if kind == "bool":
         if not isinstance(v, bool):
