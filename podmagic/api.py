@@ -22,6 +22,9 @@ from .events import Journal, Listener
 from .redact import Redactor
 
 
+LAUNCH = "launch.json"
+
+
 @dataclass(frozen=True)
 class Prepared:
     spec: spec_mod.JobSpec
@@ -30,6 +33,8 @@ class Prepared:
     redactor: Redactor
     backend_options: Mapping[str, object]
     context: plan_mod.Context
+    inputs: Mapping[str, object]
+    """The arguments of `prepare` (secret values left out): `launch.json` records them."""
 
 
 def run_suffix() -> str:
@@ -82,12 +87,19 @@ def prepare(text: str, *, cwd: Path, backend: str = "local", source: str = "cell
             variables: Iterable[tuple[str, str]] = (), secret_variables: Iterable[tuple[str, str]] = (),
             default_name: str = "pod", config_path: str | None = None, is_file: bool = False,
             sweep: bool = False, canonical: bool = False,
-            backend_options: Mapping[str, object] | None = None) -> Prepared:
+            backend_options: Mapping[str, object] | None = None, suffix: str | None = None,
+            sweep_id: str | None = None) -> Prepared:
+    inputs = {
+        "text": text, "cwd": str(cwd), "backend": backend, "source": source, "line_offset": line_offset,
+        "variables": [list(v) for v in variables], "default_name": default_name, "config_path": config_path,
+        "is_file": is_file, "sweep": sweep, "canonical": canonical, "backend_options": dict(backend_options or {}),
+        "sweep_id": sweep_id,
+    }
     spec = spec_mod.parse(text, source=source, line_offset=line_offset)
     root = project_root(spec, cwd, is_file=is_file)
     secret_pairs = tuple(secret_variables)
     ctx = plan_mod.Context(
-        project_root=root, config_dir=cwd.resolve(), run_suffix=run_suffix(), backend=backend,
+        project_root=root, config_dir=cwd.resolve(), run_suffix=suffix or run_suffix(), backend=backend,
         cli_variables=tuple(variables) + secret_pairs, secret_variables=frozenset(k for k, _ in secret_pairs),
         default_name=default_name, config_path=config_path,
     )
@@ -95,7 +107,22 @@ def prepare(text: str, *, cwd: Path, backend: str = "local", source: str = "cell
     pin_project = _pin_project(built)
     notes = tuple(reconcile.check(spec, pin_project, sweep=sweep, canonical=canonical))
     redactor = Redactor(v for _, v in secret_pairs)
-    return Prepared(spec, built, notes, redactor, dict(backend_options or {}), ctx)
+    inputs["secret_names"] = [k for k, _ in secret_pairs]
+    return Prepared(spec, built, notes, redactor, dict(backend_options or {}), ctx, inputs)
+
+
+def reprepare(run_dir: Path, secret_values: Mapping[str, str]) -> Prepared:
+    """The same Prepared again from a started run's `launch.json` (same run id), e.g. in another process."""
+    inputs = dict(store.read_json(run_dir / LAUNCH) or {})
+    if not inputs:
+        raise KeyError(f"{run_dir} has no {LAUNCH}")
+    names, suffix = inputs.pop("secret_names"), inputs.pop("suffix")
+    secrets_ = [(k, secret_values[k]) for k in names]
+    prepared = prepare(**{**inputs, "cwd": Path(inputs["cwd"]), "variables": [tuple(v) for v in inputs["variables"]]},
+                       secret_variables=secrets_, suffix=suffix)
+    if prepared.plan.run_dir != run_dir:
+        raise RuntimeError(f"re-prepared run dir {prepared.plan.run_dir} is not {run_dir}")
+    return prepared
 
 
 def _pin_project(plan: plan_mod.Plan) -> Path:
@@ -109,15 +136,17 @@ def _pin_project(plan: plan_mod.Plan) -> Path:
 
 def start(prepared: Prepared) -> Prepared:
     """Create the run directory (fresh, race-free) and record spec and plan in it."""
-    plan = prepared.plan
+    plan, ctx = prepared.plan, prepared.context
     for _ in range(20):
         try:
             plan.run_dir.mkdir(parents=True, exist_ok=False)
             break
         except FileExistsError:
-            plan = plan_mod.build(prepared.spec, replace(prepared.context, run_suffix=run_suffix()))
-    prepared = replace(prepared, plan=plan)
+            ctx = replace(ctx, run_suffix=run_suffix())
+            plan = plan_mod.build(prepared.spec, ctx)
+    prepared = replace(prepared, plan=plan, context=ctx)
     store.write_text_atomic(plan.run_dir / "spec.yaml", prepared.redactor.mask(prepared.spec.text))
+    store.write_json_atomic(plan.run_dir / LAUNCH, {**prepared.inputs, "suffix": ctx.run_suffix})
     store.write_text_atomic(plan.run_dir / "plan.txt", plan_mod.describe(plan, prepared.redactor.mask) + "\n")
     for note in prepared.notes:
         Journal(plan.run_dir / "events.jsonl")(_note_event(note))

@@ -23,6 +23,7 @@ from traitlets import Unicode
 
 from . import api, history, manifest as manifest_mod, provenance, render, store
 from .plan import describe
+from .results import Run
 from .spec import SpecError
 
 
@@ -38,6 +39,13 @@ def _cell_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("local", "ssh", "runpod"))
     p.add_argument("--host")
     p.add_argument("--name")
+    p.add_argument("--detach", action="store_true")
+    p.add_argument("-o", "--out", dest="out")
+    p.add_argument("--sweep", action="append", default=[])
+    p.add_argument("--sweep-file")
+    p.add_argument("--max-parallel", type=int, default=4)
+    p.add_argument("--fail-fast", action="store_true")
+    p.add_argument("--canonical", action="store_true")
     return p
 
 
@@ -64,6 +72,8 @@ class PodMagic(Magics):
 
     def _cell(self, line: str, cell: str):
         args = self._parse(_cell_parser(), line)
+        if args.sweep or args.sweep_file:
+            return self._sweep(args, cell)
         prepared = self._prepare(args, cell)
         for note in prepared.notes:
             print(f"{note.severity}: {note.message}", file=sys.stderr)
@@ -72,7 +82,12 @@ class PodMagic(Magics):
             return None
         prepared = api.start(prepared)
         self.last_project_root = prepared.plan.project_root
-        return self._run_blocking(prepared)
+        if args.out:
+            self.shell.user_ns[args.out] = Run(prepared.plan.run_dir)
+        secrets = dict(api.parse_assignments(args.secret_var, "--secret-var"))
+        if args.detach:
+            return self._run_detached(prepared, secrets)
+        return self._run_blocking(prepared, secrets)
 
     def _parse(self, parser: argparse.ArgumentParser, line: str) -> argparse.Namespace:
         try:
@@ -87,18 +102,20 @@ class PodMagic(Magics):
             raise PodError(f"{parser.prog}: unknown option(s): {' '.join(extra)}")
         return args
 
-    def _prepare(self, args: argparse.Namespace, cell: str) -> api.Prepared:
-        backend = api.resolve_backend(args.backend, self.backend)
-        options = {"host": args.host} if args.host else {}
-        text = cell if not args.name else _with_name(cell, args.name)
-        return api.prepare(
-            text, cwd=Path.cwd(), backend=backend, line_offset=1,
-            variables=api.parse_assignments(args.var, "--var"),
+    def _prepare_kw(self, args: argparse.Namespace) -> dict:
+        return dict(
+            cwd=Path.cwd(), backend=api.resolve_backend(args.backend, self.backend), line_offset=1,
             secret_variables=api.parse_assignments(args.secret_var, "--secret-var"),
-            default_name=_notebook_name(self.shell), backend_options=options,
+            default_name=_notebook_name(self.shell), backend_options={"host": args.host} if args.host else {},
+            canonical=args.canonical,
         )
 
-    def _run_blocking(self, prepared: api.Prepared):
+    def _prepare(self, args: argparse.Namespace, cell: str) -> api.Prepared:
+        text = cell if not args.name else _with_name(cell, args.name)
+        return api.prepare(text, variables=api.parse_assignments(args.var, "--var"), **self._prepare_kw(args))
+
+    def _run_blocking(self, prepared: api.Prepared, secrets: dict[str, str]):
+        from .relaunch import RelaunchControls
         from .widgets import RunView
 
         plan = prepared.plan
@@ -113,8 +130,86 @@ class PodMagic(Magics):
             manifest = manifest or store.read_json(plan.run_dir / store.MANIFEST)
             handle.update(HTML(view.final_html(manifest)))
             view.widget.close()
+        if manifest:
+            controls = RelaunchControls(prepared, manifest, secrets)
+            CONTROLS.append(controls)
+            display(controls.widget)
         if manifest and manifest.get("failed"):
             raise PodError(f"run {plan.run_id} failed: {manifest.get('error')}  (run dir: {plan.run_dir})")
+        return None
+
+    def _run_detached(self, prepared: api.Prepared, secrets: dict[str, str]):
+        from . import detached
+
+        detached.spawn(prepared, secrets)
+        self._follow_view(prepared.plan.run_dir)
+        print(f"detached: {prepared.plan.run_id} (%pod attach / wait / stop {prepared.plan.run_id})")
+
+    def _follow_view(self, run_dir: Path):
+        """A live view fed from the run directory by a background thread (detach, attach)."""
+        from .follow import Follower
+        from .widgets import RunView
+
+        status = store.read_json(run_dir / store.STATUS) or {}
+        view = RunView(run_dir.name, status.get("job_name") or run_dir.name, status.get("backend") or "?",
+                       on_stop=lambda: store.request_stop(run_dir))
+        display(view.widget)
+
+        def on_event(event):
+            view.on_event(event)
+            if event.kind == "run_finished":
+                view.flush(force=True)
+                view.log.value += view.final_html(follower.manifest)
+
+        follower = Follower(run_dir, on_event)
+        follower.start()
+        FOLLOWERS.append((view, follower))
+        return view
+
+    def _sweep(self, args: argparse.Namespace, cell: str):
+        from . import compare as compare_mod, sweep as sweep_mod
+        from .sweepview import SweepView
+
+        combos = sweep_mod.grid(sweep_mod.parse_axes(args.sweep))
+        if args.sweep_file:
+            file_combos = sweep_mod.load_file(Path(args.sweep_file))
+            combos = [{**a, **b} for a in (combos or [{}]) for b in file_combos]
+        text = cell if not args.name else _with_name(cell, args.name)
+        sweep_id, shards = sweep_mod.prepare(text, combos, base_variables=api.parse_assignments(args.var, "--var"),
+                                             **self._prepare_kw(args))
+        for note in {n for s in shards for n in s.prepared.notes}:
+            print(f"{note.severity}: {note.message}", file=sys.stderr)
+        if args.dry_run:
+            for shard in shards:
+                print(describe(shard.prepared.plan, shard.prepared.redactor.mask), end="\n\n")
+            return None
+        self.last_project_root = shards[0].prepared.plan.project_root
+        secrets = dict(api.parse_assignments(args.secret_var, "--secret-var"))
+        sweep = sweep_mod.Sweep(sweep_id, shards, self.last_project_root, max_parallel=max(1, args.max_parallel),
+                                fail_fast=args.fail_fast, secret_values=secrets).start()
+        view = SweepView(sweep).start()
+        SWEEPS.append((sweep, view))
+        display(view.widget)
+        if args.out:
+            self.shell.user_ns[args.out] = sweep
+        if args.detach:
+            print(f"detached sweep {sweep_id}: %pod compare {sweep_id}")
+            return None
+        try:
+            manifests = sweep.wait()
+        except KeyboardInterrupt:
+            sweep.stop()
+            sweep.wait(120)
+            raise
+        view.wait(5)
+        done = [m for m in manifests if m]
+        display(HTML(_compare_html(done, title=f"sweep {sweep_id}: {len(done)} shards")))
+        problems = compare_mod.consistency(done)
+        for problem in problems:
+            print(f"reproducibility check: {problem}", file=sys.stderr)
+        failed = [m["run_id"] for m in done if m.get("failed")]
+        if failed:
+            raise PodError(f"sweep {sweep_id}: {len(failed)} of {len(shards)} shard(s) failed: {', '.join(failed)}")
         return None
 
     # ------------------------------------------------------------ %pod
@@ -122,11 +217,11 @@ class PodMagic(Magics):
     def _line(self, line: str):
         words = shlex.split(line)
         if not words:
-            raise PodError("%pod: give a command: runs, show RUN, logs RUN, stop RUN, capture-env")
+            raise PodError("%pod: give a command: runs, show, logs, stop, attach, wait, compare, capture-env")
         command, rest = words[0], words[1:]
         handler = getattr(self, "_cmd_" + command.replace("-", "_"), None)
         if handler is None:
-            raise PodError(f"%pod: unknown command {command!r}; try runs, show, logs, stop, capture-env")
+            raise PodError(f"%pod: unknown command {command!r}; try runs, show, logs, stop, attach, wait, compare, capture-env")
         return handler(rest)
 
     def _root(self) -> Path:
@@ -166,6 +261,29 @@ class PodMagic(Magics):
         store.request_stop(run_dir)
         print(f"asked {run_dir.name} to stop")
 
+    def _cmd_attach(self, rest: list[str]):
+        run_dir = self._find(rest)
+        self._follow_view(run_dir)
+
+    def _cmd_wait(self, rest: list[str]):
+        from .follow import wait
+
+        run_dir = self._find(rest)
+        try:
+            manifest = wait(run_dir)
+        except (RuntimeError, TimeoutError) as exc:
+            raise PodError(str(exc)) from None
+        display(HTML(manifest_html_with_title(manifest)))
+        return Run(run_dir)
+
+    def _cmd_compare(self, rest: list[str]):
+        manifests = compare_manifests(self._root(), rest)
+        display(HTML(_compare_html(manifests)))
+        from . import compare as compare_mod
+
+        for problem in compare_mod.consistency(manifests):
+            print(f"reproducibility check: {problem}", file=sys.stderr)
+
     def _cmd_capture_env(self, rest: list[str]):
         meta = provenance.capture(self._root())
         print(json.dumps(meta, indent=2))
@@ -178,6 +296,56 @@ class PodMagic(Magics):
             return store.find_run(self._root(), rest[0])
         except KeyError as exc:
             raise PodError(str(exc.args[0])) from None
+
+
+CONTROLS: list = []
+FOLLOWERS: list = []
+SWEEPS: list = []
+
+
+def last_controls():
+    """The relaunch controls of the last blocking run (for scripts and tests)."""
+    return CONTROLS[-1] if CONTROLS else None
+
+
+def compare_manifests(root: Path, refs: list[str]) -> list[dict]:
+    """Manifests for run ids (or prefixes) and sweep ids."""
+    from . import sweep as sweep_mod
+
+    if not refs:
+        raise PodError("%pod compare: give runs (two or more) or a sweep id")
+    dirs: list[Path] = []
+    for ref in refs:
+        if ref.startswith("sweep-"):
+            try:
+                dirs.extend(sweep_mod.load(root, ref))
+            except KeyError as exc:
+                raise PodError(str(exc.args[0])) from None
+            continue
+        try:
+            dirs.append(store.find_run(root, ref))
+        except KeyError as exc:
+            raise PodError(str(exc.args[0])) from None
+    manifests = [m for m in (store.read_json(d / store.MANIFEST) for d in dirs) if m]
+    if len(manifests) < 2:
+        raise PodError("%pod compare: need at least two finished runs")
+    return manifests
+
+
+def _compare_html(manifests: list[dict], title: str = "compare") -> str:
+    import html as html_mod
+
+    from . import compare as compare_mod
+
+    rows = compare_mod.side_by_side(manifests)
+    head = "".join(f"<th style='text-align:left'>{html_mod.escape(str(m.get('run_id')))}</th>" for m in manifests)
+    body = ""
+    for row in rows:
+        style = " style='background:#fff8c5'" if row["differs"] else ""
+        cells = "".join(f"<td style='font-family:monospace'>{html_mod.escape(str(v))}</td>" for v in row["values"])
+        body += f"<tr{style}><th style='text-align:left'>{row['field']}</th>{cells}</tr>"
+    return (f"<div class='podmagic-compare'><b>{html_mod.escape(title)}</b>"
+            f"<table><tr><th>field</th>{head}</tr>{body}</table></div>")
 
 
 def manifest_html_with_title(manifest: dict) -> str:
