@@ -16,6 +16,7 @@ from typing import Iterator, Mapping
 
 from . import template
 from .backends.base import Launch, PodRequest
+from .redact import Redactor
 from .spec import JobSpec, LifecycleSpec, SpecError
 from .store import RUNS_SUBDIR, slug
 
@@ -122,6 +123,7 @@ class _Variables(Mapping[str, str]):
             "volume_mount": spec.storage.volume_mount,
         }
         self.active: list[str] = []
+        self.secrets = Redactor(raw[k] for k in ctx.secret_variables if k in raw)
 
     def __getitem__(self, key: str) -> str:
         if key in self.done:
@@ -139,16 +141,24 @@ class _Variables(Mapping[str, str]):
     def _compute(self, key: str) -> str:
         if key == "job_name":
             raw = self.spec.name or self.ctx.default_name
-            return _render(self.spec, "name", raw, self)
+            return self._public("name", _render(self.spec, "name", raw, self))
         if key == "run_id":
             prefix = self.spec.run_id_prefix
-            base = _render(self.spec, "run_id_prefix", prefix, self) if prefix else self["job_name"]
+            base = self._public("run_id_prefix", _render(self.spec, "run_id_prefix", prefix, self)) if prefix \
+                else self["job_name"]
             return f"{slug(base)}-{self.ctx.run_suffix}"
         if key == "run_dir":
             return str(self.ctx.project_root / RUNS_SUBDIR / self["run_id"])
         if key in self.raw:
             return _render(self.spec, f"variables.{key}", self.raw[key], self)
         raise KeyError(key)
+
+    def _public(self, path: str, value: str) -> str:
+        """Names become the run directory, pod and status: a secret must not reach them."""
+        if self.secrets.mask(value) != value:
+            raise self.spec.error(path, f"`{path}` uses a --secret-var value; it would name the run directory "
+                                        "and the pod, so secrets cannot be used there")
+        return value
 
     def __contains__(self, key: object) -> bool:
         return key in self.done or key in self.raw or key in ("job_name", "run_id", "run_dir")
@@ -187,6 +197,15 @@ def build(spec: JobSpec, ctx: Context) -> Plan:
     raw = dict(spec.variables)
     raw.update(ctx.cli_variables)
     variables = _Variables(spec, ctx, raw)
+    try:
+        return _build(spec, ctx, raw, variables)
+    except SpecError as exc:  # an error quoting a rendered value must not show a secret
+        exc.message = variables.secrets.mask(exc.message)
+        exc.args = (str(exc),)
+        raise
+
+
+def _build(spec: JobSpec, ctx: Context, raw: dict[str, str], variables: "_Variables") -> Plan:
     r = lambda path, text: _render(spec, path, text, variables)  # noqa: E731
     _require_pod_fields(spec, ctx.backend)
     run_id, run_dir, job_name = variables["run_id"], Path(variables["run_dir"]), variables["job_name"]

@@ -168,7 +168,8 @@ class Runner:
                     raise StepFailed(f"secret {s.name!r}: environment variable(s) {', '.join(missing)} "
                                      "not set on this machine; export them before running")
                 values = {v: os.environ[v] for v in s.env}
-                self.redactor.add(*values.values())
+                # the file holds the shell-quoted form: `cat` of it must not show a secret piecewise
+                self.redactor.add(*values.values(), *map(shlex.quote, values.values()))
                 data = "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items()).encode()
             out.append((s.destination, data, s.mode))
         return out
