@@ -104,6 +104,8 @@ class Plan:
     secret_variables: frozenset[str]
     config_path: str | None = None
     cost_cap_usd: float | None = None
+    required_paths: tuple[Path, ...] = ()
+    """`local.required_paths`, resolved: each must exist before any pod is asked for."""
     assumed_hourly_rate_usd: float | None = None
 
     @property
@@ -234,6 +236,7 @@ def _build(spec: JobSpec, ctx: Context, raw: dict[str, str], variables: "_Variab
         secret_variables=ctx.secret_variables,
         config_path=ctx.config_path,
         cost_cap_usd=spec.budget.cost_cap_usd,
+        required_paths=tuple(Path(_local(ctx, r("local.required_paths", p))) for p in spec.local.required_paths),
         assumed_hourly_rate_usd=spec.budget.assumed_hourly_rate_usd,
     )
 

@@ -132,6 +132,7 @@ class Runner:
 
     def _run_phases(self) -> None:
         plan = self.plan
+        self._check_local()
         secret_files = self._read_secrets()
         self.outcome.deploy_metadata = provenance.capture(plan.project_root)
         self._enter("provision")
@@ -154,6 +155,15 @@ class Runner:
         self._probe()
         self._enter("run")
         self._run_job()
+
+    def _check_local(self) -> None:
+        """Local inputs that must exist, checked before any pod exists (a typo costs nothing)."""
+        missing = [str(p) for p in self.plan.required_paths if not p.exists()]
+        if missing:
+            raise StepFailed(f"local.required_paths: missing {', '.join(missing)}")
+        missing = [f"{p.label}: {p.source}" for p in self.plan.staging if not Path(p.source).exists()]
+        if missing:
+            raise StepFailed(f"staging source(s) do not exist on this machine: {'; '.join(missing)}")
 
     def _read_secrets(self) -> list[tuple[str, bytes, int]]:
         """Secret files to write, read before any pod exists (a missing var costs nothing)."""
