@@ -198,6 +198,41 @@ def test_unchanged_repush_costs_nothing(ssh_pod_factory, tmp_path):
     assert tree(tmp_path / "pod/workspace/repo") == tree(src)
 
 
+def test_push_and_pull_resume_after_a_dropped_connection(ssh_pod_factory, tmp_path, monkeypatch):
+    import podmagic.backends.ssh_sync as sync
+
+    pod = ssh_pod_factory()
+    src = tmp_path / "src"
+    write(src, {f"f{i:03d}.bin": str(i) * 5000 for i in range(120)})
+    real_add, calls = sync._add, []
+
+    def flaky_add(tar, path, arcname):
+        calls.append(arcname)
+        if len(calls) == 60:
+            pod.transport.drop()
+        return real_add(tar, path, arcname)
+
+    monkeypatch.setattr(sync, "_add", flaky_add)
+    result = pod.push(src, "/workspace/data", files=None, excludes=(), delete=True)
+    assert tree(tmp_path / "pod/workspace/data") == tree(src)
+    assert pod.transport.reconnects == 1 and len(calls) < 240 and result.files == 120
+
+    calls.clear()
+    real_extract = sync._extract
+
+    def flaky_extract(tar, member, local):
+        calls.append(member.name)
+        if len(calls) == 60:  # the link dies mid-archive (locally the data is often already buffered)
+            pod.transport.drop()
+            raise EOFError("simulated drop")
+        return real_extract(tar, member, local)
+
+    monkeypatch.setattr(sync, "_extract", flaky_extract)
+    pod.pull("/workspace/data/", tmp_path / "back")
+    assert tree(tmp_path / "back") == tree(src) and pod.transport.reconnects == 2
+    assert len(calls) == 60 + 61  # the second pass fetched only what had not landed
+
+
 # -- secrets ------------------------------------------------------------------
 def test_secrets_written_with_their_mode_and_never_echoed(sshd, ssh_pod_factory, ssh_events, tmp_path):
     pod = ssh_pod_factory()

@@ -16,7 +16,17 @@ must be writable. `--host` may also come from `PODMAGIC_SSH_HOST`. `release("del
 this backend created it; the host itself is never ours to stop or delete.
 
 `open_pod(...)` is the same thing for a caller that already knows the
-address and key (the RunPod backend, once its pod is up).
+address and key (the RunPod backend, once its pod is up):
+
+    from podmagic.backends.ssh import SSHTarget, open_pod
+    pod = open_pod(SSHTarget("203.0.113.7", 22107, "root", ("~/.ssh/id_ed25519",)),
+                   pod_id="abc123", backend="runpod", info=PodInfo(...), emit=emit,
+                   known_hosts=None, ready_timeout_sec=900)
+
+A re-created pod on a reused address presents a new host key, which is
+refused; forget the old one when a pod is deleted
+(`ssh_hostkeys.forget_host(known_hosts, SSHTarget(...).known_hosts_name)`)
+or give each pod its own known-hosts file.
 
 paramiko is imported only when a connection is made.
 """

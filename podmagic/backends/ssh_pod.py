@@ -165,16 +165,19 @@ class SSHPod:
         real = self.paths.path(destination)
         if source.is_file():
             target = real + source.name if real.endswith("/") else real
-            return push_file(self.transport, source, target)
+            return self.transport.retrying(lambda: push_file(self.transport, source, target))
         selected = list(files) if files is not None else staging.walk(source, tuple(excludes))
-        return push_tree(self.transport, source, selected, real, excludes=tuple(excludes), delete=delete)
+        # A sync is repeatable: after a drop, the re-listing sends only what did not land.
+        return self.transport.retrying(lambda: push_tree(self.transport, source, selected, real,
+                                                         excludes=tuple(excludes), delete=delete))
 
     def pull(self, remote_path: str, local: Path, *, excludes: tuple[str, ...] = (),
              delete: bool = False) -> Transfer:
         real = self.paths.path(remote_path)
         try:
-            return pull_tree(self.transport, real, Path(local), excludes=tuple(excludes), delete=delete,
-                             contents=remote_path.endswith("/"))
+            return self.transport.retrying(lambda: pull_tree(
+                self.transport, real, Path(local), excludes=tuple(excludes), delete=delete,
+                contents=remote_path.endswith("/")))
         except FileNotFoundError as exc:
             raise FileNotFoundError(errno.ENOENT, f"{remote_path} does not exist on the pod") from exc
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import codecs
 import io
+import os
 import socket
 import threading
 import time
@@ -153,7 +154,7 @@ class SSHTransport:
     def _keys(self) -> Iterator:
         import paramiko
 
-        for path in self.target.key_paths:
+        for path in (os.path.expanduser(p) for p in self.target.key_paths):
             if Path(path).is_file():
                 try:
                     yield paramiko.PKey.from_path(path)
