@@ -4,6 +4,7 @@
     podmagic validate FILE | plan FILE
     podmagic runs [--name N] [--failed] [--since 2h] [--json]
     podmagic show RUN [--json] | logs RUN [--tail N] | stop RUN | capture-env
+    podmagic compare A B [C ...] | SWEEP_ID [--json]
 
 Exit codes: 0 success, 1 the run failed, 2 bad input (nothing was started),
 130 interrupted. Job output goes to stdout, progress to stderr.
@@ -49,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     stop = sub.add_parser("stop")
     stop.add_argument("run")
     sub.add_parser("capture-env")
+    cmp_ = sub.add_parser("compare", help="runs (ids or prefixes) or a sweep id, side by side")
+    cmp_.add_argument("refs", nargs="+")
+    cmp_.add_argument("--json", action="store_true")
     for s in sub.choices.values():
         s.add_argument("--project-root", type=Path, default=None)
     return p
@@ -150,7 +154,25 @@ def cmd_stop(args) -> int:
 
 
 def cmd_capture_env(args) -> int:
-    print(json.dumps(provenance.capture(_root(args)), indent=2))
+    print(json.dumps(provenance.capture_env(_root(args)), indent=2))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from . import compare
+
+    manifests = history.manifests(_root(args), args.refs)
+    rows = compare.side_by_side(manifests)
+    if args.json:
+        print(json.dumps({"runs": [m["run_id"] for m in manifests], "rows": rows,
+                          "consistency": compare.consistency(manifests)}, indent=2, default=str))
+        return 0
+    table = [{"field": ("* " if r["differs"] else "  ") + r["field"],
+              **{str(i): r["values"][i] for i in range(len(manifests))}} for r in rows]
+    cols = [("field", "field")] + [(str(i), m["run_id"]) for i, m in enumerate(manifests)]
+    print(render.table_text(table, cols))
+    for problem in compare.consistency(manifests):
+        print(f"reproducibility check: {problem}", file=sys.stderr)
     return 0
 
 

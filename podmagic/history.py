@@ -58,3 +58,16 @@ def log_tail(run_dir: Path, lines: int = 200) -> str:
             return "".join(deque(fh, maxlen=lines))
     except FileNotFoundError:
         return ""
+
+
+def manifests(project_root: Path, refs: list[str]) -> list[dict[str, Any]]:
+    """Manifests of runs named by id, unique prefix or sweep id (finished runs only)."""
+    from . import sweep
+
+    dirs: list[Path] = []
+    for ref in refs:
+        dirs.extend(sweep.load(project_root, ref) if ref.startswith("sweep-") else [store.find_run(project_root, ref)])
+    found = [m for m in (store.read_json(d / store.MANIFEST) for d in dirs) if m]
+    if len(found) < 2:
+        raise ValueError("compare needs at least two finished runs (or a sweep id)")
+    return found

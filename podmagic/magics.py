@@ -277,7 +277,12 @@ class PodMagic(Magics):
         return Run(run_dir)
 
     def _cmd_compare(self, rest: list[str]):
-        manifests = compare_manifests(self._root(), rest)
+        if not rest:
+            raise PodError("%pod compare: give runs (two or more) or a sweep id")
+        try:
+            manifests = history.manifests(self._root(), rest)
+        except (KeyError, ValueError) as exc:
+            raise PodError(str(exc.args[0])) from None
         display(HTML(_compare_html(manifests)))
         from . import compare as compare_mod
 
@@ -285,7 +290,7 @@ class PodMagic(Magics):
             print(f"reproducibility check: {problem}", file=sys.stderr)
 
     def _cmd_capture_env(self, rest: list[str]):
-        meta = provenance.capture(self._root())
+        meta = provenance.capture_env(self._root())
         print(json.dumps(meta, indent=2))
         return meta
 
@@ -306,30 +311,6 @@ SWEEPS: list = []
 def last_controls():
     """The relaunch controls of the last blocking run (for scripts and tests)."""
     return CONTROLS[-1] if CONTROLS else None
-
-
-def compare_manifests(root: Path, refs: list[str]) -> list[dict]:
-    """Manifests for run ids (or prefixes) and sweep ids."""
-    from . import sweep as sweep_mod
-
-    if not refs:
-        raise PodError("%pod compare: give runs (two or more) or a sweep id")
-    dirs: list[Path] = []
-    for ref in refs:
-        if ref.startswith("sweep-"):
-            try:
-                dirs.extend(sweep_mod.load(root, ref))
-            except KeyError as exc:
-                raise PodError(str(exc.args[0])) from None
-            continue
-        try:
-            dirs.append(store.find_run(root, ref))
-        except KeyError as exc:
-            raise PodError(str(exc.args[0])) from None
-    manifests = [m for m in (store.read_json(d / store.MANIFEST) for d in dirs) if m]
-    if len(manifests) < 2:
-        raise PodError("%pod compare: need at least two finished runs")
-    return manifests
 
 
 def _compare_html(manifests: list[dict], title: str = "compare") -> str:

@@ -47,3 +47,11 @@ def capture(root: Path, *, git: bool = True, lock: bool = True) -> dict[str, obj
 def git_toplevel(path: Path) -> Path | None:
     top = _git(path, "rev-parse", "--show-toplevel")
     return Path(top) if top else None
+
+
+def capture_env(root: Path) -> dict[str, object]:
+    """`capture-env`: deploy_metadata plus the interpreter pin committed in the project, if any."""
+    meta = capture(root)
+    pin = Path(root) / ".python-version"
+    meta["python_version"] = pin.read_text().strip() or None if pin.is_file() else None
+    return meta

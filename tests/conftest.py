@@ -16,8 +16,9 @@ MIRROR_VERSIONS = ("3.12.1", "3.13.0")
 @pytest.fixture(scope="session")
 def python_mirror(tmp_path_factory) -> str:
     """UV_PYTHON_DOWNLOADS_JSON_URL for a mirror of interpreters already on this machine."""
-    out = subprocess.run([sys.executable, str(REPO / "scripts" / "python-mirror"), *MIRROR_VERSIONS],
-                         capture_output=True, text=True, check=True).stdout
+    index = tmp_path_factory.mktemp("mirror") / "downloads.json"  # this session's own listing
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "python-mirror"), "--index", str(index),
+                          *MIRROR_VERSIONS], capture_output=True, text=True, check=True).stdout
     url = out.strip().split("=", 1)[1]
     return url
 
