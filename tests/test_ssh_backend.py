@@ -139,6 +139,7 @@ def test_run_maps_paths_streams_output_and_times_out(ssh_pod_factory, tmp_path):
     assert result.exit_code == 7
     assert result.output == f"{root}/workspace/d\n{root}/root\n" == "".join(chunks)
     assert pod.run("pwd", timeout=20, workdir="/workspace/d").output.strip() == f"{root}/workspace/d"
+    assert pod.run("pwd", timeout=20, workdir="/workspace/missing").output.strip() == f"{root}/root"
     started = time.monotonic()
     with pytest.raises(TimeoutError):
         pod.run("sleep 30", timeout=1)

@@ -65,9 +65,8 @@ class SSHPod:
         return result
 
     def _wrap(self, command: str, workdir: str | None, timeout: float) -> str:
-        body = self._prelude() + self.paths.text(command)
-        if workdir:
-            body = f"{self._prelude()}cd {q(self.paths.path(workdir))} || exit 1\n{self.paths.text(command)}"
+        cd = f"cd {q(self.paths.path(workdir))} 2>/dev/null || cd \"$HOME\"\n" if workdir else "cd \"$HOME\"\n"
+        body = self._prelude() + cd + self.paths.text(command)
         inner = f"bash --norc -c {q(body)}"
         return (f"if command -v timeout >/dev/null 2>&1; then exec timeout -k {KILL_AFTER_SEC} "
                 f"{max(1, int(timeout))} {inner}; else exec {inner}; fi")
