@@ -92,6 +92,8 @@ WORKFLOW = [
 
 
 def write(name: str, cells: list) -> None:
+    for i, cell in enumerate(cells):
+        cell["id"] = f"{Path(name).stem}-{i}"  # stable ids: regenerating changes nothing
     nb = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                             "language": "python"}})
     nbformat.write(nb, HERE / name)
