@@ -229,3 +229,25 @@ def test_api_key_missing_is_a_clear_error(sim, tmp_path, monkeypatch):
     monkeypatch.setenv("RUNPOD_API_KEY", "wrong")
     with pytest.raises(BackendError, match="rejected the API key"):
         backend().provision(request(sim, tmp_path), Events())
+
+
+def test_stale_pods_and_cleanup(sim, tmp_path):
+    from podmagic.backends.runpod_api import RunPodAPI
+    from podmagic.backends.runpod_audit import cleanup_run, cleanup_stopped, stale_pods
+
+    stopped = backend().provision(request(sim, tmp_path, volume_gb=30), Events())
+    stopped.release("stop")
+    running = backend().provision(request(sim, tmp_path, "job-20261126T120006Z-ab18"), Events())
+    other = backend().provision(request(sim, tmp_path, "job-20261126T120007Z-ab19"), Events())
+    other.release("stop")
+
+    api = RunPodAPI(retry_delays=(0.05,))
+    runs = list((tmp_path / "artifacts" / "runpod").glob("job-*"))
+    stale = stale_pods(api, runs)
+    assert [p.pod_id for p in stale] == [stopped.info.pod_id, other.info.pod_id]
+    assert stale[0].usd_per_day == 0.2 and stale[0].run_dir == stopped.request.run_dir
+
+    assert cleanup_run(api, stopped.request.run_dir) == stopped.info.pod_id
+    assert cleanup_stopped(api) == [other.info.pod_id]
+    assert [p["id"] for p in sim.live_pods()] == [running.info.pod_id]
+    running.release("delete")
