@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import os
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -47,6 +48,7 @@ from .ssh_transport import SSHTransport, TransportOptions
 q = shlex.quote
 READY_TIMEOUT_CAP_SEC = 60.0
 NO_MOUNT_EXIT = 86
+MARK = "@@podmagic-survey "
 
 __all__ = ["SSHBackend", "SSHPod", "SSHTransport", "SSHTarget", "TransportOptions", "open_pod"]
 
@@ -96,36 +98,51 @@ def open_pod(target: SSHTarget, *, pod_id: str, root: str | None = None,
                                               error=f"{type(exc).__name__}: {exc}"[:300]),
     )
     transport.retrying(transport.connect, ready_timeout_sec)
-    pod_root, created = _pod_root(transport, root, mount)
-    say("ssh_connected", host=target.spec, pod_root=pod_root)
-    info = info or PodInfo(pod_id=pod_id, backend=backend, host=target.spec)
-    paths = remote.PathMap(pod_root, mount)
-    return SSHPod(transport, info, paths, created_root=pod_root if created else None)
+    facts = survey(transport, root, mount)
+    say("ssh_connected", host=target.spec, pod_root=facts.root, gpu=facts.gpu)
+    info = info or PodInfo(pod_id=pod_id, backend=backend, host=target.spec, gpu_id=facts.gpu)
+    paths = remote.PathMap(facts.root, mount)
+    return SSHPod(transport, info, paths, created_root=facts.root if facts.created else None)
 
 
-def _pod_root(transport: SSHTransport, root: str | None, mount: str) -> tuple[str | None, bool]:
-    """The pod root (explicit, else the host's PODMAGIC_POD_ROOT) and whether we made it.
+@dataclass(frozen=True)
+class HostFacts:
+    """What one round trip at connect time learns about the host."""
 
-    Without a root, pod paths are real paths: the mount must then be usable.
+    root: str | None
+    created: bool
+    gpu: str | None
+
+
+def survey(transport: SSHTransport, root: str | None, mount: str) -> HostFacts:
+    """Resolve and prepare the pod root (explicit, else the host's PODMAGIC_POD_ROOT) and name the GPU.
+
+    Without a root, pod paths are real paths, so the mount must be writable.
     """
-    given = q(root) if root else '"${PODMAGIC_POD_ROOT:-}"'
-    no_root = f"mkdir -p {q(mount)} 2>/dev/null && [ -w {q(mount)} ] && exit 0; exit {NO_MOUNT_EXIT}"
-    script = (
-        f"r={given}; [ -n \"$r\" ] || {{ {no_root}; }}; case $r in '~'*) r=\"$HOME${{r#\\~}}\";; esac; "
-        "if [ -d \"$r\" ]; then made=0; else made=1; fi; "
-        f"mkdir -p \"$r\"{q(mount)} \"$r/root\" && cd \"$r\" && printf '%s %s' \"$made\" \"$(pwd -P)\""
-    )
-    result = transport.retrying(lambda: transport.exec(script, timeout=60))
+    result = transport.retrying(lambda: transport.exec(_survey_script(root, mount), timeout=60))
     if result.exit_code == NO_MOUNT_EXIT:
         raise BackendError(
             f"{mount} is not writable on {transport.target.spec} and no pod root is set: set "
             f"PODMAGIC_SSH_ROOT (e.g. ~/podmagic) on this machine, or PODMAGIC_POD_ROOT in the host's "
             f"sshd environment, so that {mount}/... maps under that directory"
         )
-    if result.exit_code != 0:
+    line = next((ln for ln in result.output.splitlines() if ln.startswith(MARK)), None)
+    if result.exit_code != 0 or line is None:
         raise BackendError(f"cannot prepare the pod root on {transport.target.spec}: {result.output[-300:]}")
-    text = result.output.strip()
-    if not text:
-        return None, False
-    made, _, path = text.partition(" ")
-    return path, made == "1"
+    made, path, gpu = line[len(MARK):].split("|", 2)
+    return HostFacts(path or None, made == "1", gpu.strip() or None)
+
+
+def _survey_script(root: str | None, mount: str) -> str:
+    m = q(mount)
+    given = q(root) if root else '"${PODMAGIC_POD_ROOT:-}"'
+    return "\n".join([
+        "gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)",
+        f"r={given}",
+        f"if [ -z \"$r\" ]; then mkdir -p {m} 2>/dev/null && [ -w {m} ] || exit {NO_MOUNT_EXIT}; "
+        f"printf '{MARK}0||%s\\n' \"$gpu\"; exit 0; fi",
+        "case $r in '~'*) r=\"$HOME${r#\\~}\";; esac",
+        "if [ -d \"$r\" ]; then made=0; else made=1; fi",
+        f"mkdir -p \"$r\"{m} \"$r/root\" && cd \"$r\" && "
+        f"printf '{MARK}%s|%s|%s\\n' \"$made\" \"$(pwd -P)\" \"$gpu\"",
+    ])
