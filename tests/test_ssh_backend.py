@@ -527,3 +527,28 @@ def test_cli_run_through_an_alias_with_a_secret(tmp_path, uv_env):
         if path.is_file():
             assert token not in path.read_text(errors="replace"), path
     assert token not in proc.stdout + proc.stderr
+
+
+def test_key_from_the_agent(sshd, ssh_pod_factory, tmp_path, monkeypatch):
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
+        subprocess.run(["ssh-add", "-q", str(sshd.client_key)], env=env, check=True, capture_output=True)
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        pod = ssh_pod_factory(key_path=str(tmp_path / "no-such-key"))
+        assert pod.run("echo agent", timeout=20).output == "agent\n"
+    finally:
+        agent.terminate()
+        agent.wait()
+
+
+def test_no_usable_key_is_a_clear_error(sshd, ssh_pod_factory, tmp_path, monkeypatch):
+    from podmagic.backends.base import BackendError
+
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    with pytest.raises(BackendError, match="authentication .* failed.*ssh.key_path"):
+        ssh_pod_factory(key_path=str(tmp_path / "no-such-key"))
