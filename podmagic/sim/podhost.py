@@ -4,7 +4,8 @@ Each pod has `<state_dir>/pods/<id>/root` standing in for its filesystem
 (`/workspace` is `root/workspace`, `$HOME` is `root/root`) and a real
 OpenSSH server (`podmagic.testing.sshd.SSHServer`) whose sessions carry the
 pod's environment (`PODMAGIC_POD_ROOT`, `RUNPOD_POD_ID`, `RUNPOD_API_KEY`,
-`RUNPOD_API_BASE_URL`, ...). A boot runs on a thread: it reserves the port,
+`RUNPOD_API_BASE_URL`, ...) and the pod's own `HOME` (`root/root`), so a
+session never runs this machine's `~/.bashrc` (a pod is not the host). A boot runs on a thread: it reserves the port,
 starts sshd when the boot says SSH is up, and can be cancelled. `halt()` is
 what a stop, a terminate or a host failure does: the sshd and every process
 the pod's sessions started (found by their `RUNPOD_POD_ID` environment,
@@ -108,7 +109,8 @@ class PodHost:
         return False
 
     def _start_sshd(self, port: int, env: dict[str, str], cancel: threading.Event) -> None:
-        env = {**env, "PODMAGIC_POD_ROOT": str(self.root), "RUNPOD_TCP_PORT_22": str(port)}
+        env = {**env, "PODMAGIC_POD_ROOT": str(self.root), "RUNPOD_TCP_PORT_22": str(port),
+               "HOME": str(self.root / "root")}
         server = SSHServer(self.pod_dir / "sshd", env=env, port=port, client_key=self._pub.with_suffix(""))
         for attempt in range(5):
             with self._lock:
