@@ -8,6 +8,8 @@
 (c) a trivial command on a fresh connection, podmagic (connect + `true`)
     vs bare `ssh host true`, and a whole `run: "true"` through the runner.
 Each figure is the best of `--repeat` tries; ratios < 1 mean podmagic is faster.
+The sshd gives sessions their own HOME (an empty .bashrc), so both sides
+measure transport and tools, not this machine's shell start-up.
 Not part of the test suite (it writes a few hundred MB under a temp dir).
 """
 
@@ -99,7 +101,7 @@ def run(work: Path, args) -> None:
     total = make_payload(src, args.files, args.mb)
     files = sorted(str(p.relative_to(src)) for p in src.rglob("*") if p.is_file())
     print(f"payload: {len(files)} files, {total / 2**20:.1f} MiB (random bytes)")
-    with SSHServer(work / "sshd") as server:
+    with SSHServer(work / "sshd", home=work / "home") as server:
         backend = SSHBackend(server.host_spec, root=str(work / "pod"), known_hosts=work / "kh",
                              key_path=str(server.client_key))
         pod = backend.provision(PodRequest(run_id="bench", image="-", datacenters=(), gpu_order=()),

@@ -1,6 +1,7 @@
 """Fixtures for tests against a real OpenSSH server (owned by the SSH backend tests).
 
-`sshd` is a fresh `SSHServer` per test (it starts in a few tens of ms);
+`sshd` is a fresh `SSHServer` per test (it starts in a few tens of ms),
+with its own HOME so sessions never read the machine user's `.bashrc`;
 `ssh_pod_factory` provisions `SSHBackend` pods against it with a private
 known-hosts file and a pod root under the test's tmp dir.
 """
@@ -28,7 +29,7 @@ def pod_request(run_id: str = "t", **kw) -> PodRequest:
 
 @pytest.fixture
 def sshd(tmp_path: Path):
-    server = SSHServer(tmp_path / "sshd")
+    server = SSHServer(tmp_path / "sshd", home=tmp_path / "sshd-home")
     with server:
         yield server
 

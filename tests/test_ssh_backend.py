@@ -376,7 +376,7 @@ def test_pod_root_from_the_server_environment(tmp_path):
     from podmagic.backends.ssh import SSHBackend
     from podmagic.testing.sshd import SSHServer
 
-    with SSHServer(tmp_path / "sshd", pod_root=tmp_path / "podA") as server:
+    with SSHServer(tmp_path / "sshd", pod_root=tmp_path / "podA", home=tmp_path / "h") as server:
         backend = SSHBackend(server.host_spec, known_hosts=tmp_path / "kh", key_path=str(server.client_key))
         pod = backend.provision(pod_request(), lambda *a, **k: None)
         pod.write_file("/workspace/hello.txt", b"hi", 0o644)
@@ -444,7 +444,7 @@ def _execute(tmp_path: Path, uv_env: dict, text: str, **execute_kw):
     env = {k: v for k, v in uv_env.items() if not k.startswith("_")}
     project = _project(tmp_path / "proj")
     events: list = []
-    with SSHServer(tmp_path / "sshd", env=env) as server:
+    with SSHServer(tmp_path / "sshd", env=env, home=tmp_path / "sshd-home") as server:
         backend = SSHBackend(server.host_spec, root=str(tmp_path / "pod"), known_hosts=tmp_path / "kh",
                              key_path=str(server.client_key))
         prepared = api.start(api.prepare(text, cwd=project, backend="ssh"))
@@ -506,7 +506,7 @@ def test_cli_run_through_an_alias_with_a_secret(tmp_path, uv_env):
     )
     token = "hf_VerySecretValue123"
     env_host = {k: v for k, v in uv_env.items() if not k.startswith("_")}
-    with SSHServer(tmp_path / "sshd", pod_root=tmp_path / "pod", env=env_host) as server:
+    with SSHServer(tmp_path / "sshd", pod_root=tmp_path / "pod", env=env_host, home=tmp_path / "h") as server:
         (home / ".ssh/config").write_text(
             f"Host gpubox\n  HostName {server.host}\n  Port {server.port}\n  User {server.user}\n"
             f"  IdentityFile {server.client_key}\n"

@@ -12,7 +12,7 @@
 
 Stable API (the RunPod simulator builds its pods from it):
 
-- `SSHServer(workdir, *, env=None, pod_root=None, port=None, client_key=None)`:
+- `SSHServer(workdir, *, env=None, pod_root=None, port=None, client_key=None, home=None)`:
   `workdir` is created and holds everything: `sshd_config`, the host key,
   the client key pair (unless `client_key=` names an existing private key
   whose `.pub` sits beside it), `authorized_keys`, `sshd.pid`, `sshd.log`.
@@ -20,6 +20,11 @@ Stable API (the RunPod simulator builds its pods from it):
   server runs); `pod_root=` is shorthand for `env={"PODMAGIC_POD_ROOT": ...}`
   so one machine can host many "pods", each with its own `/workspace`
   mapped under its root. `port=None` picks a free port at `start()`.
+  `home=` (created if missing) becomes the sessions' `HOME`, so the login
+  shell reads that directory's (empty) `.bashrc` instead of the real
+  user's: commands start in ~5 ms instead of whatever the machine's
+  `.bashrc` costs (a `pyenv init` can take 100 ms, or stall 60 s on
+  pyenv's rehash lock while another process installs packages).
 - `.start()`, `.stop()`, `.restart(new_host_key=False)`, context manager.
   `stop()` ends the listener by PID and the per-connection `sshd`
   processes it spawned (never the detached jobs those sessions started).
@@ -111,11 +116,14 @@ class SSHServer:
 
     def __init__(self, workdir: Path, *, env: dict[str, str] | None = None,
                  pod_root: Path | str | None = None, port: int | None = None,
-                 client_key: Path | str | None = None):
+                 client_key: Path | str | None = None, home: Path | str | None = None):
         self.workdir = Path(workdir)
         self.env = dict(env or {})
         if pod_root is not None:
             self.env["PODMAGIC_POD_ROOT"] = str(pod_root)
+        self.home = Path(home) if home is not None else None
+        if self.home is not None:
+            self.env["HOME"] = str(self.home)
         self.host = HOST
         self.user = getpass.getuser()
         self._fixed_port = port
@@ -207,6 +215,8 @@ class SSHServer:
     # -- internals -------------------------------------------------------
     def _prepare(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.home is not None:
+            self.home.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
         if not self.host_key.exists():
