@@ -212,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stock", action="append", type=_stock_arg, default=[],
                         metavar="GPU@DC=N", help="free GPUs for one combination (repeatable)")
     parser.add_argument("--default-stock", type=int, default=None)
+    parser.add_argument("--image-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="environment every pod's image provides (repeatable), e.g. PATH=...")
     parser.add_argument("--provision-sec", type=float, default=Timing.provision_sec)
     parser.add_argument("--ports-sec", type=float, default=Timing.ports_sec)
     parser.add_argument("--ssh-sec", type=float, default=Timing.ssh_sec)
@@ -219,9 +221,11 @@ def main(argv: list[str] | None = None) -> int:
     timing = Timing(args.provision_sec, args.ports_sec, args.ssh_sec)
     sim = RunPodSimulator(args.state_dir, api_key=args.api_key, stock=dict(args.stock),
                           default_stock=args.default_stock, timing=timing,
-                          public_key=args.public_key, port=args.port).start()
+                          public_key=args.public_key, port=args.port,
+                          image_env=dict(kv.split("=", 1) for kv in args.image_env if "=" in kv)).start()
     print(sim.base_url, flush=True)
-    print(f"api key: {sim.api_key}\nclient key: {sim.client_key}", file=sys.stderr, flush=True)
+    print(f"export RUNPOD_API_BASE_URL={sim.base_url} RUNPOD_API_KEY={sim.api_key}\n"
+          f"ssh key authorized on pods: {sim.client_key or sim.public_key_file}", file=sys.stderr, flush=True)
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
