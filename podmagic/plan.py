@@ -152,7 +152,14 @@ class _Variables(Mapping[str, str]):
         if key == "run_dir":
             return str(self.ctx.project_root / RUNS_SUBDIR / self["run_id"])
         if key in self.raw:
-            return _render(self.spec, f"variables.{key}", self.raw[key], self)
+            flag = "--secret-var" if key in self.ctx.secret_variables else \
+                "--var" if key in dict(self.ctx.cli_variables) else None
+            if flag is None:
+                return _render(self.spec, f"variables.{key}", self.raw[key], self)
+            try:  # a value given on the command line: the error names the flag, not the cell
+                return template.render(self.raw[key], self)
+            except template.TemplateError as exc:
+                raise SpecError(f"{flag} {key}=...: {exc}", 1, 1, flag) from None
         raise KeyError(key)
 
     def _public(self, path: str, value: str) -> str:
