@@ -113,20 +113,12 @@ class SSHPod:
             "{ " + remote.start_command(c + ".sh") + "; }",
         ]
         command = steps[0] + "\n" + " && ".join(steps[1:])
+        self.transport.forget(*stale)
         self._must(command, stdin=_tar_of(files, 0o700), what="starting the run")
 
     def read_from(self, path: str, offset: int, limit: int = 1 << 20) -> bytes:
         real = self.paths.path(path)
-
-        def once() -> bytes:
-            try:
-                with self.transport.sftp().open(real, "rb") as fh:
-                    fh.seek(offset)
-                    return fh.read(limit)
-            except FileNotFoundError:
-                return b""
-
-        return self.transport.retrying(once)
+        return self.transport.retrying(lambda: self.transport.read_at(real, offset, limit))
 
     def exit_code(self, launch: Launch) -> int | None:
         text = self.read_from(launch.exit_path, 0, 64).decode(errors="replace").strip()

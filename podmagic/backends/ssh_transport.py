@@ -76,6 +76,7 @@ class SSHTransport:
         self._lock = threading.RLock()
         self._transport = None
         self._sftp = None
+        self._handles: dict[str, object] = {}
         self.connections = 0
 
     # -- connection ------------------------------------------------------
@@ -103,6 +104,7 @@ class SSHTransport:
                 self._transport.sock.close()
 
     def _close_quietly(self) -> None:
+        self._handles.clear()
         for thing in (self._sftp, self._transport):
             try:
                 if thing is not None:
@@ -203,6 +205,38 @@ class SSHTransport:
                 self._sftp = paramiko.SFTPClient.from_transport(self._transport)
                 self._sftp.get_channel().settimeout(self.options.io_timeout_sec)
             return self._sftp
+
+    def read_at(self, path: str, offset: int, limit: int) -> bytes:
+        """Bytes of a remote file from `offset` (b"" if it does not exist yet).
+
+        The file stays open between calls, so following a growing log costs
+        one SFTP read per poll. Not retried here: wrap it in `retrying`.
+        """
+        with self._lock:
+            handle = self._handles.get(path)
+            if handle is None:
+                try:
+                    handle = self.sftp().open(path, "rb")
+                except FileNotFoundError:
+                    return b""
+                self._handles[path] = handle
+            try:
+                handle.seek(offset)
+                return handle.read(limit)
+            except Exception:
+                self._handles.pop(path, None)
+                raise
+
+    def forget(self, *paths: str) -> None:
+        """Close cached handles (the files are about to be replaced)."""
+        with self._lock:
+            for path in paths:
+                handle = self._handles.pop(path, None)
+                if handle is not None:
+                    try:
+                        handle.close()
+                    except Exception:  # noqa: BLE001 - a stale handle is just dropped
+                        pass
 
     def channel(self, command: str):
         with self._lock:
