@@ -251,3 +251,30 @@ def test_stale_pods_and_cleanup(sim, tmp_path):
     assert cleanup_stopped(api) == [other.info.pod_id]
     assert [p["id"] for p in sim.live_pods()] == [running.info.pod_id]
     running.release("delete")
+
+
+def test_network_volume_pins_the_datacenter_and_persists(tmp_path, monkeypatch):
+    volumes = ({"id": "vol1abc", "name": "data", "size": 50, "dataCenterId": US},)
+    sim = RunPodSimulator(tmp_path / "sim", timing=Timing(0.2, 0.1, 0.0), network_volumes=volumes).start()
+    monkeypatch.setenv("RUNPOD_API_BASE_URL", sim.base_url)
+    monkeypatch.setenv("RUNPOD_API_KEY", sim.api_key)
+    try:
+        events = Events()
+        first = backend().provision(request(sim, tmp_path, storage_mode="network_volume", volume_name="data"),
+                                    events)
+        assert first.info.datacenter_id == US and events.of("network_volume_resolved")[0]["volume_id"] == "vol1abc"
+        first.write_file("/workspace/dataset.bin", b"shared")
+        first.release("delete")
+        second = backend().provision(request(sim, tmp_path, "job-20261126T120008Z-ab20",
+                                             storage_mode="network_volume", volume_name="data"), Events())
+        assert second.read_from("/workspace/dataset.bin", 0) == b"shared"
+        second.release("delete")
+        with pytest.raises(BackendError, match="lives in US-MD-1"):
+            backend().provision(request(sim, tmp_path, datacenters=(EU,), storage_mode="network_volume",
+                                        volume_name="data"), Events())
+        with pytest.raises(BackendError, match="not found"):
+            backend().provision(request(sim, tmp_path, storage_mode="network_volume", volume_name="nope"),
+                                Events())
+        assert sim.live_pods() == []
+    finally:
+        sim.stop()

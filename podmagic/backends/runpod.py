@@ -1,6 +1,8 @@
 """The RunPod backend: the `runpod` SDK for the control plane, SSH for the rest.
 
 `provision` (never leaves a pod it could not hand over billing):
+0. `storage.mode: network_volume` resolves the volume by name; its
+   datacenter is the only one tried;
 1. the recycled pod is resumed if the lifecycle asks for it and it still
    fits (`runpod_recycle`);
 2. otherwise placement walks datacenters × gpu_order with failover
@@ -63,14 +65,16 @@ class RunPodBackend:
         api = self.api(emit)
         if request.spot:
             emit("warning", message="pod.spot is not available through the runpod SDK; using on-demand")
+        volume = network_volume(api, request, emit)
         deadline = time.monotonic() + request.ssh_ready_timeout_sec
         if wants_recycle(request):
             pod = self._resume(api, request, emit, deadline)
             if pod is not None:
                 return pod
+        datacenters = (volume["dataCenterId"],) if volume else request.datacenters
         try:
-            placed = place(request.datacenters, request.gpu_order,
-                           lambda gpu, dc: api.create(self._create_spec(request, gpu, dc)), emit)
+            placed = place(datacenters, request.gpu_order,
+                           lambda gpu, dc: api.create(self._create_spec(request, gpu, dc, volume)), emit)
         except BaseException:
             self._sweep(api, store.slug(request.run_id), emit)
             raise
@@ -78,11 +82,12 @@ class RunPodBackend:
                        datacenter_id=placed.datacenter_id, price_source="runpod:costPerHr")
         return self._bring_up(api, request, info, emit, deadline)
 
-    def _create_spec(self, request: PodRequest, gpu: str, dc: str) -> CreateSpec:
+    def _create_spec(self, request: PodRequest, gpu: str, dc: str, volume: dict | None) -> CreateSpec:
         return CreateSpec(
             name=store.slug(request.run_id), image=request.image, gpu_id=gpu, datacenter_id=dc,
             cloud_type=request.cloud_type, gpu_count=request.gpu_count,
-            volume_gb=request.volume_gb or 0, container_disk_gb=request.container_disk_gb,
+            volume_gb=0 if volume else request.volume_gb or 0, container_disk_gb=request.container_disk_gb,
+            network_volume_id=volume["id"] if volume else None,
             volume_mount_path=request.volume_mount, ports=",".join(request.ports) or "22/tcp",
             min_vcpu_count=request.min_vcpu_count or 1, min_memory_gb=request.min_memory_gb or 1,
         )
@@ -159,6 +164,26 @@ class RunPodBackend:
         except BaseException as err:  # noqa: BLE001 - report, then let the original error through
             emit("warning", message=f"pod {pod_id} could NOT be terminated after a failed start ({err}); "
                                     f"release it with `podmagic cleanup --all-stopped` or the RunPod console")
+
+
+def network_volume(api, request: PodRequest, emit) -> dict | None:
+    """`storage.mode: network_volume`: the volume (by name or id); it pins the datacenter."""
+    if request.storage_mode != "network_volume":
+        return None
+    wanted = request.volume_name or ""
+    volumes = api.network_volumes()
+    found = next((v for v in volumes if wanted in (v.get("name"), v.get("id"))), None)
+    if found is None:
+        names = ", ".join(sorted(str(v.get("name")) for v in volumes)) or "none"
+        raise BackendError(f"network volume {wanted!r} not found on the RunPod account (volumes: {names})")
+    if found.get("dataCenterId") not in request.datacenters:
+        raise BackendError(f"network volume {wanted!r} lives in {found.get('dataCenterId')}, which is not in "
+                           f"pod.datacenters {list(request.datacenters)}: add it (a volume pins the datacenter)")
+    if request.cloud_type == "COMMUNITY":
+        raise BackendError("network volumes are SECURE cloud only: set pod.cloud_type to SECURE")
+    emit("network_volume_resolved", volume_id=found["id"], name=found.get("name"),
+         datacenter_id=found.get("dataCenterId"), size_gb=found.get("size"))
+    return found
 
 
 def _price(pod: dict) -> float | None:

@@ -143,7 +143,8 @@ class CreateSpec:
         """Refuse any value the SDK would paste unescaped into GraphQL unless it is plain."""
         for kind, value in (("name", self.name), ("image", self.image), ("gpu", self.gpu_id),
                             ("datacenter", self.datacenter_id), ("path", self.volume_mount_path),
-                            ("ports", self.ports), ("cloud_type", self.cloud_type)):
+                            ("ports", self.ports), ("cloud_type", self.cloud_type),
+                            *((("name", self.network_volume_id),) if self.network_volume_id else ())):
             if not SAFE[kind].match(value or ""):
                 raise ApiError(f"refusing to send {kind} {value!r} to RunPod: it contains characters the "
                                "SDK would not escape", "fatal")

@@ -60,13 +60,15 @@ class ControlPlane:
     def __init__(self, store: Store, state_dir: Path, *, gpus: tuple[GpuType, ...],
                  stock: Stock, timing: Timing, public_key_file: Path,
                  base_url: Callable[[], str], private_port_entry: bool = False,
-                 image_env: dict[str, str] | None = None):
+                 image_env: dict[str, str] | None = None,
+                 network_volumes: tuple[dict, ...] = ()):
         self.store, self.state_dir = store, Path(state_dir)
         self.gpus = {g.id: g for g in gpus}
         self.stock, self.timing = stock, timing
         self.public_key_file, self.base_url = public_key_file, base_url
         self.private_port_entry = private_port_entry
         self.image_env = dict(image_env or {})
+        self.volumes = {str(v["id"]): dict(v) for v in network_volumes}
         self.hosts: dict[str, PodHost] = {}
 
     # -- dispatch --------------------------------------------------------
@@ -104,7 +106,7 @@ class ControlPlane:
         return {
             "id": "user_sim", "email": "sim@podmagic.invalid",
             "pubKey": self.public_key_file.read_text().strip(),
-            "networkVolumes": [], "clientBalance": 100.0,
+            "networkVolumes": list(self.volumes.values()), "clientBalance": 100.0,
             "pods": [self.view(p) for p in self.store.all() if p.live],
         }
 
@@ -130,6 +132,7 @@ class ControlPlane:
             raise ApiError(f"Invalid GPU type: {spec.get('gpuTypeId')!r}")
         count = int(spec.get("gpuCount") or 1)
         _check_shape(gpu, count, spec)
+        spec = self._pin_to_volume(spec)
         try:
             dc = self.stock.acquire(gpu.id, spec.get("dataCenterId"), count)
         except OutOfStock as exc:
@@ -137,6 +140,19 @@ class ControlPlane:
         pod = self.store.put(self._record(spec, gpu, count, dc), "created")
         self.boot(pod)
         return deploy_view(self.store.get(pod.id))
+
+    def _pin_to_volume(self, spec: dict) -> dict:
+        """A network volume lives in one datacenter: the pod must land there."""
+        volume_id = spec.get("networkVolumeId")
+        if not volume_id:
+            return spec
+        volume = self.volumes.get(str(volume_id))
+        if volume is None:
+            raise ApiError(f"Network volume {volume_id} not found.")
+        if spec.get("dataCenterId") not in (None, volume["dataCenterId"]):
+            raise ApiError(f"Network volume {volume_id} is in {volume['dataCenterId']}, "
+                           f"not in {spec.get('dataCenterId')}.")
+        return {**spec, "dataCenterId": volume["dataCenterId"]}
 
     def _record(self, spec: dict, gpu: GpuType, count: int, dc: str) -> PodRecord:
         now, pod_id = time.time(), new_id()
@@ -222,7 +238,7 @@ class ControlPlane:
         boot = self.timing.boot(time.time())
         pod = self.store.update(pod.id, lambda p: replace(p, boot=boot, ssh_port=None), "boot")
         host = self.host(pod)
-        host.prepare()
+        host.prepare(self.state_dir / "volumes" / pod.network_volume_id if pod.network_volume_id else None)
         ssh = pod.start_ssh and not pod.docker_args.strip()
         host.boot(boot, self.pod_env(pod), lambda port: self._on_port(pod.id, boot, port), ssh)
 

@@ -76,9 +76,16 @@ class PodHost:
     def marker(self) -> str:
         return f"RUNPOD_POD_ID={self.pod_id}"
 
-    def prepare(self) -> None:
-        for sub in ("workspace", "root"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
+    def prepare(self, volume: Path | None = None) -> None:
+        """Create the pod's dirs; a network volume is shared: `workspace` links to it."""
+        (self.root / "root").mkdir(parents=True, exist_ok=True)
+        workspace = self.root / "workspace"
+        if volume is None:
+            workspace.mkdir(exist_ok=True)
+        elif not workspace.is_symlink():
+            volume.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(workspace, ignore_errors=True)
+            workspace.symlink_to(volume, target_is_directory=True)
 
     def boot(self, boot: Boot, env: dict[str, str], on_port: Callable[[int], None],
              ssh: bool = True) -> None:
@@ -142,8 +149,11 @@ class PodHost:
         for child in self.root.iterdir():
             if keep_workspace and child.name == "workspace":
                 continue
-            shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
-        self.prepare()
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink()
+        (self.root / "root").mkdir(parents=True, exist_ok=True)
 
     def destroy(self) -> None:
         self.halt()

@@ -19,7 +19,9 @@ for `timing.provision_sec`, then a runtime with no ports for
 accepts `timing.ssh_sec` later (a slow SSH start). The account's public key
 (`public_key=`, or a generated pair whose private half is `client_key`) is
 authorized on every pod; `image_env` is the environment every pod's image
-provides (PATH with uv, a Python mirror, ...). Fault knobs: `set_stock`, `inject` (5xx with a
+provides (PATH with uv, a Python mirror, ...); `network_volumes` are the
+account's volumes (`{id, name, size, dataCenterId}`), shared by every pod
+that mounts one (`state_dir/volumes/<id>`). Fault knobs: `set_stock`, `inject` (5xx with a
 non-JSON body, GraphQL errors, delays, work-done-but-answer-lost), `set_timing`
 and `kill_pod` (the host dies mid-run). State is mirrored to
 `state_dir/state.json`. This module never imports `runpod`.
@@ -56,7 +58,8 @@ class RunPodSimulator:
                  datacenters: tuple[str, ...] = DEFAULT_DATACENTERS,
                  timing: Timing = Timing(), public_key: str | Path | None = None,
                  host: str = "127.0.0.1", port: int = 0, private_port_entry: bool = False,
-                 image_env: Mapping[str, str] | None = None):
+                 image_env: Mapping[str, str] | None = None,
+                 network_volumes: tuple[dict, ...] = ()):
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.api_key = api_key or f"rpa_SIM{secrets.token_hex(12).upper()}"
@@ -67,7 +70,8 @@ class RunPodSimulator:
         self.plane = ControlPlane(
             self.store, self.state_dir, gpus=tuple(gpus), stock=self.stock, timing=timing,
             public_key_file=self.public_key_file, base_url=lambda: self.base_url,
-            private_port_entry=private_port_entry, image_env=dict(image_env or {}))
+            private_port_entry=private_port_entry, image_env=dict(image_env or {}),
+            network_volumes=tuple(network_volumes))
         self._bind = (host, port)
         self._server: GraphQLServer | None = None
 
