@@ -78,6 +78,7 @@ def execute(sim, tmp_path, text, **kw):
 
     events: list = []
     backend = RunPodBackend(key_path=str(sim.client_key), poll=(0.05, 0.2), retry_delays=(0.05,) * 4)
+    (tmp_path).mkdir(parents=True, exist_ok=True)
     prepared = api.start(api.prepare(text, cwd=_project(tmp_path / "proj"), backend="runpod"))
     manifest = api.execute(prepared, backend=backend, listeners=[events.append], **kw)
     return manifest, prepared.plan.run_dir, events
@@ -143,3 +144,16 @@ def test_interrupt_follows_on_failure(sim, tmp_path):
                                    cancel=cancel)
     assert manifest["failed"] is True and manifest["interrupted"] is True
     assert manifest["pod_final_state"] == "TERMINATED" and sim.live_pods() == []
+
+
+def test_recycle_through_the_runner(sim, tmp_path):
+    text = spec(run="python3 train.py").replace("on_success: delete", "on_success: recycle")
+    first, _, _ = execute(sim, tmp_path / "a", text)
+    assert first["failed"] is False and first["pod_final_state"] == "EXITED"
+    from podmagic import api
+
+    prepared = api.start(api.prepare(text, cwd=tmp_path / "a" / "proj", backend="runpod"))
+    backend = RunPodBackend(key_path=str(sim.client_key), poll=(0.05, 0.2), retry_delays=(0.05,) * 4)
+    second = api.execute(prepared, backend=backend)
+    assert second["failed"] is False and second["pod_id"] == first["pod_id"] and second["pod_resumed"]
+    assert [p["desired_status"] for p in sim.live_pods()] == ["EXITED"]

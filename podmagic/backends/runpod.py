@@ -50,7 +50,7 @@ class RunPodBackend:
     def __init__(self, *, api_key: str | None = None, key_path: str | None = None,
                  known_hosts: str | Path | None = None, force_fresh: bool = False,
                  poll: tuple[float, float] = (0.5, 5.0), retry_delays: tuple[float, ...] = RETRY_DELAYS,
-                 api: RunPodAPI | None = None):
+                 api: RunPodAPI | None = None, **_ignored: object):
         self.api_key, self.key_path, self.known_hosts = api_key, key_path, known_hosts
         self.force_fresh, self.poll, self.retry_delays = force_fresh, poll, retry_delays
         self._api = api

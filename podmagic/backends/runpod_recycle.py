@@ -34,7 +34,10 @@ class RecycleState:
 
 
 def wants_recycle(request: PodRequest) -> bool:
-    return str(request.options.get("on_success", "")).lower() == "recycle"
+    """Resume when the lifecycle says recycle, or when it is not passed at all (a
+    pointer only exists because an earlier run of this job asked to recycle)."""
+    value = request.options.get("on_success")
+    return value is None or str(value).lower() == "recycle"
 
 
 def state_path(request: PodRequest) -> Path | None:
