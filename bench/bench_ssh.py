@@ -104,50 +104,65 @@ def run(work: Path, args) -> None:
     with SSHServer(work / "sshd", home=work / "home") as server:
         backend = SSHBackend(server.host_spec, root=str(work / "pod"), known_hosts=work / "kh",
                              key_path=str(server.client_key))
-        pod = backend.provision(PodRequest(run_id="bench", image="-", datacenters=(), gpu_order=()),
-                                lambda *a, **k: None)
-        ours_dest, rsync_dest = work / "pod/workspace/repo", work / "rsync-dest"
-
-        def push():
-            pod.push(src, "/workspace/repo", files=files, excludes=(), delete=True)
-
-        def clean():
-            subprocess.run(["sync"], check=True)
-            for path in (ours_dest, rsync_dest):
-                shutil.rmtree(path, ignore_errors=True)
-
-        first_ours, first_rsync = duel(push, lambda: rsync(server, src, rsync_dest), args.repeat, reset=clean)
-        push()
-        rsync(server, src, rsync_dest)
-        again_ours, again_rsync = duel(push, lambda: rsync(server, src, rsync_dest), args.repeat)
-        moved = pod.push(src, "/workspace/repo", files=files, excludes=(), delete=True).bytes_transferred
-
-        def bare_ssh():
-            subprocess.run(["ssh", *ssh_opts(server), server.host_spec.split(":")[0], "true"], check=True)
-
-        def connect_and_true():
-            p = backend.provision(PodRequest(run_id="b", image="-", datacenters=(), gpu_order=()),
-                                  lambda *a, **k: None)
-            p.run("true", timeout=30)
-            p.transport.close()
-
-        trivial, bare = duel(connect_and_true, bare_ssh, args.repeat)
-        warm = best(lambda: pod.run("true", timeout=30), args.repeat)
-        whole = best(lambda: full_run(work, server), args.repeat)
+        pod = backend.provision(REQUEST, lambda *a, **k: None)
+        staging = measure_staging(work, server, pod, src, files, args.repeat)
+        latency = measure_latency(work, server, backend, pod, args.repeat)
         pod.transport.close()
+    report(staging, latency)
 
-    rows = [
-        ("(a) first push", first_ours, first_rsync),
-        ("(b) unchanged re-push", again_ours, again_rsync),
-        ("(c) connect + `true`", trivial, bare),
-    ]
+
+REQUEST = PodRequest(run_id="bench", image="-", datacenters=(), gpu_order=())
+
+
+def measure_staging(work: Path, server: SSHServer, pod, src: Path, files: list[str], repeat: int) -> dict:
+    ours_dest, rsync_dest = work / "pod/workspace/repo", work / "rsync-dest"
+
+    def push():
+        pod.push(src, "/workspace/repo", files=files, excludes=(), delete=True)
+
+    def theirs():
+        rsync(server, src, rsync_dest)
+
+    def clean():
+        subprocess.run(["sync"], check=True)
+        for path in (ours_dest, rsync_dest):
+            shutil.rmtree(path, ignore_errors=True)
+
+    first = duel(push, theirs, repeat, reset=clean)
+    push()
+    theirs()
+    again = duel(push, theirs, repeat)
+    moved = pod.push(src, "/workspace/repo", files=files, excludes=(), delete=True).bytes_transferred
+    return {"first": first, "again": again, "moved": moved}
+
+
+def measure_latency(work: Path, server: SSHServer, backend: SSHBackend, pod, repeat: int) -> dict:
+    def bare_ssh():
+        subprocess.run(["ssh", *ssh_opts(server), server.host_spec.split(":")[0], "true"], check=True)
+
+    def connect_and_true():
+        fresh = backend.provision(REQUEST, lambda *a, **k: None)
+        fresh.run("true", timeout=30)
+        fresh.transport.close()
+
+    trivial = duel(connect_and_true, bare_ssh, repeat)
+    warm = best(lambda: pod.run("true", timeout=30), repeat)
+    whole = best(lambda: full_run(work, server), repeat)
+    return {"trivial": trivial, "warm": warm, "whole": whole}
+
+
+def report(staging: dict, latency: dict) -> None:
+    rows = [("(a) first push", *staging["first"]), ("(b) unchanged re-push", *staging["again"]),
+            ("(c) connect + `true`", *latency["trivial"])]
     print(f"{'':26}{'podmagic':>10}{'reference':>11}{'ratio':>8}")
     for label, ours, ref in rows:
         print(f"{label:26}{ours:>9.3f}s{ref:>10.3f}s{ours / ref:>8.2f}")
-    print(f"references: rsync -a over the same sshd for (a)/(b); `ssh host true` for (c)")
-    print(f"unchanged re-push moved {moved} bytes")
-    print(f"`true` on the open connection: {warm:.3f}s; whole `run: \"true\"` through the runner "
-          f"(provision, probe, launch, follow, pull, release): {whole:.3f}s ({whole / bare:.2f}x ssh true)")
+    print("references: rsync -a over the same sshd for (a)/(b); `ssh host true` for (c)")
+    print(f"unchanged re-push moved {staging['moved']} bytes")
+    bare = latency["trivial"][1]
+    print(f"`true` on the open connection: {latency['warm']:.3f}s; whole `run: \"true\"` through the runner "
+          f"(provision, probe, launch, follow, pull, release): {latency['whole']:.3f}s "
+          f"({latency['whole'] / bare:.2f}x ssh true)")
 
 
 def full_run(work: Path, server: SSHServer) -> None:
