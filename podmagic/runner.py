@@ -61,6 +61,8 @@ class Runner:
         self.job_done = False
         self._status_at = 0.0
         self.manifest: dict | None = None
+        self._held: list[int] = []
+        """Interrupts that arrived during teardown, delivered once it is done."""
 
     # ------------------------------------------------------------ events
 
@@ -69,6 +71,10 @@ class Runner:
         for listener in self.listeners:
             try:
                 listener(event)
+            except KeyboardInterrupt:
+                if self.phase != "teardown":
+                    raise
+                self._held.append(signal.SIGINT)  # like a Ctrl-C in teardown: held until it is done
             except Exception:  # a broken view must not break the run
                 pass
 
@@ -117,6 +123,7 @@ class Runner:
             self._fail(f"{type(exc).__name__}: {exc}")
         finally:
             with _shielded_from_sigint() as held:
+                self._held = held
                 self._teardown()
         if interrupt is None and held:
             interrupt = KeyboardInterrupt()
@@ -315,6 +322,8 @@ class Runner:
         if pod is not None and self.run_started:
             self._pull_all()
             self._check_markers()
+        if self._held:  # a Ctrl-C before the lifecycle is chosen: an interrupted run, never a success
+            self._fail("interrupted by the user (kernel interrupt / Ctrl-C) during teardown", interrupted=True)
         if pod is not None:
             action = plan.lifecycle.on_failure if self.outcome.failed else plan.lifecycle.on_success
             final = self._best_effort("lifecycle", lambda: pod.release(action))
