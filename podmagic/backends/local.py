@@ -51,12 +51,16 @@ class LocalBackend:
     def provision(self, request: PodRequest, emit: Callable[..., None]) -> "LocalPod":
         pod_id = f"local-{request.run_id}"
         sandbox = self.root / "pods" / pod_id
-        (sandbox / "root").mkdir(parents=True, exist_ok=True)
-        (sandbox / request.volume_mount.lstrip("/")).mkdir(parents=True, exist_ok=True)
-        info = PodInfo(pod_id=pod_id, backend=self.name, gpu_id="local", datacenter_id="local",
-                       price_per_hour_usd=0.0, price_source="local", host=os.uname().nodename)
-        emit("gpu_selected", gpu_id="local", datacenter_id="local")
-        return LocalPod(info, sandbox, request.volume_mount, self.root)
+        try:
+            (sandbox / "root").mkdir(parents=True, exist_ok=True)
+            (sandbox / request.volume_mount.lstrip("/")).mkdir(parents=True, exist_ok=True)
+            info = PodInfo(pod_id=pod_id, backend=self.name, gpu_id="local", datacenter_id="local",
+                           price_per_hour_usd=0.0, price_source="local", host=os.uname().nodename)
+            emit("gpu_selected", gpu_id="local", datacenter_id="local")
+            return LocalPod(info, sandbox, request.volume_mount, self.root)
+        except BaseException:  # interrupted before the runner has the pod: nobody else would release it
+            shutil.rmtree(sandbox, ignore_errors=True)
+            raise
 
 
 class LocalPod:

@@ -98,11 +98,21 @@ def open_pod(target: SSHTarget, *, pod_id: str, root: str | None = None,
                                               error=f"{type(exc).__name__}: {exc}"[:300]),
     )
     transport.retrying(transport.connect, ready_timeout_sec)
-    facts = survey(transport, root, mount)
-    say("ssh_connected", host=target.spec, pod_root=facts.root, gpu=facts.gpu)
-    info = info or PodInfo(pod_id=pod_id, backend=backend, host=target.spec, gpu_id=facts.gpu)
-    paths = remote.PathMap(facts.root, mount)
-    return SSHPod(transport, info, paths, created_root=facts.root if facts.created else None)
+    facts = None
+    try:
+        facts = survey(transport, root, mount)
+        say("ssh_connected", host=target.spec, pod_root=facts.root, gpu=facts.gpu)
+        info = info or PodInfo(pod_id=pod_id, backend=backend, host=target.spec, gpu_id=facts.gpu)
+        paths = remote.PathMap(facts.root, mount)
+        return SSHPod(transport, info, paths, created_root=facts.root if facts.created else None)
+    except BaseException:  # e.g. interrupted before the caller has the pod: undo what was made here
+        if facts is not None and facts.created:
+            try:
+                transport.exec(f"rm -rf -- {q(facts.root)}", timeout=60)
+            except Exception:  # noqa: BLE001 - best effort; the original error matters more
+                pass
+        transport.close()
+        raise
 
 
 @dataclass(frozen=True)
