@@ -157,3 +157,22 @@ def test_recycle_through_the_runner(sim, tmp_path):
     second = api.execute(prepared, backend=backend)
     assert second["failed"] is False and second["pod_id"] == first["pod_id"] and second["pod_resumed"]
     assert [p["desired_status"] for p in sim.live_pods()] == ["EXITED"]
+
+
+def test_parallel_runs_share_one_backend(sim, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from podmagic import api
+
+    project = _project(tmp_path / "proj")
+    backend = RunPodBackend(key_path=str(sim.client_key), poll=(0.05, 0.2), retry_delays=(0.05,) * 4)
+    sim.inject("podFindAndDeployOnDemand", times=2, status=502)
+
+    def one(i):
+        text = spec(run=f"python3 train.py && echo shard {i}").replace("name: rp", f"name: rp{i}")
+        return api.execute(api.start(api.prepare(text, cwd=project, backend="runpod")), backend=backend)
+
+    with ThreadPoolExecutor(4) as pool:
+        manifests = list(pool.map(one, range(4)))
+    assert [m["failed"] for m in manifests] == [False] * 4, [m["error"] for m in manifests]
+    assert len({m["pod_id"] for m in manifests}) == 4 and sim.live_pods() == []

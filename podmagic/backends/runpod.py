@@ -56,10 +56,10 @@ class RunPodBackend:
         self._api = api
 
     def api(self, emit: Callable[..., None]) -> RunPodAPI:
-        if self._api is None:
-            self._api = RunPodAPI(self.api_key, retry_delays=self.retry_delays)
-        self._api.on_retry = lambda call, why: emit("api_retry", call=call, reason=why)
-        return self._api
+        """A client per provision (parallel runs of a sweep report their own retries)."""
+        api = self._api or RunPodAPI(self.api_key, retry_delays=self.retry_delays)
+        api.on_retry = lambda call, why: emit("api_retry", call=call, reason=why)
+        return api
 
     def provision(self, request: PodRequest, emit: Callable[..., None]) -> RunPodPod:
         api = self.api(emit)
