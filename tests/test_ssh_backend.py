@@ -154,13 +154,20 @@ def test_push_honours_excludes_and_delete(ssh_pod_factory, tmp_path):
     write(src, {"train.py": "print(1)\n", "pkg/mod.py": "x = 1\n", "pkg/__pycache__/mod.cpython-311.pyc": "bin",
                 "data/big.bin": "0" * 100, ".git/HEAD": "ref", "notes.tmp": "t"})
     dest = tmp_path / "pod/workspace/repo"
-    write(dest, {"stale.py": "old", "olddir/gone.txt": "old", "keep.tmp": "excluded, so protected"})
-    excludes = (".git/", "**/__pycache__/", "**/*.pyc", "*.tmp", "/data/")
+    write(dest, {"stale.py": "old", "olddir/gone.txt": "old", "keep.tmp": "excluded, so protected",
+                 ".venv/lib/site.py": "made on the pod"})
+    excludes = (".git/", ".venv/", "**/__pycache__/", "**/*.pyc", "*.tmp", "/data/")
 
     result = pod.push(src, "/workspace/repo", files=None, excludes=excludes, delete=True)
-    assert tree(dest) == {"train.py": b"print(1)\n", "pkg/mod.py": b"x = 1\n", "keep.tmp": b"excluded, so protected"}
+    assert tree(dest) == {"train.py": b"print(1)\n", "pkg/mod.py": b"x = 1\n", "keep.tmp": b"excluded, so protected",
+                          ".venv/lib/site.py": b"made on the pod"}
     assert not (dest / "olddir").exists()
     assert result.files == 2 and result.bytes_transferred == len("print(1)\n") + len("x = 1\n")
+
+    from podmagic.backends.ssh_sync import remote_listing
+
+    listed = remote_listing(pod.transport, str(dest), excludes).entries
+    assert ".venv" not in listed and ".venv/lib/site.py" not in listed and "keep.tmp" in listed
 
     write(dest, {"extra.txt": "stays"})
     pod.push(src, "/workspace/repo", files=["train.py"], excludes=(), delete=False)

@@ -46,11 +46,28 @@ class Listing:
     entries: dict[str, Entry]
 
 
-def listing_command(path: str) -> str:
+def prunable(patterns: tuple[str, ...]) -> tuple[str, ...]:
+    """Exclude patterns that name a directory at any depth (`.venv/`, `**/__pycache__/`).
+
+    `find -name X -prune` means exactly what rsync means by them, so the far
+    side never lists what is inside (a pod's `.venv` can hold tens of
+    thousands of files). Other patterns are applied after listing.
+    """
+    names = []
+    for pattern in patterns:
+        body = pattern[3:] if pattern.startswith("**/") else pattern
+        if pattern.endswith("/") and "/" not in body[:-1] and "**" not in body and body[:-1]:
+            names.append(body[:-1])
+    return tuple(names)
+
+
+def listing_command(path: str, prune: tuple[str, ...] = ()) -> str:
     p = q(path)
     fmt = "'%y %s %T@ %P\\0'"
+    pruned = " -o ".join(f"-name {q(name)}" for name in prune)
+    skip = f"\\( -type d \\( {pruned} \\) -prune \\) -o " if prune else ""
     return (
-        f"if [ -d {p} ]; then printf 'D\\0'; cd {p} && find . -mindepth 1 -printf {fmt}; "
+        f"if [ -d {p} ]; then printf 'D\\0'; cd {p} && find . -mindepth 1 {skip}-printf {fmt}; "
         f"elif [ -e {p} ] || [ -L {p} ]; then printf 'F\\0'; "
         f"find {p} -maxdepth 0 -printf '%y %s %T@ %f\\0'; "
         "else printf 'M\\0'; fi"
@@ -73,9 +90,9 @@ def parse_listing(raw: bytes) -> Listing:
     return Listing(kind, entries)
 
 
-def remote_listing(transport: SSHTransport, path: str) -> Listing:
+def remote_listing(transport: SSHTransport, path: str, excludes: tuple[str, ...] = ()) -> Listing:
     def once() -> Listing:
-        status, out, err = transport.exec_bytes(listing_command(path))
+        status, out, err = transport.exec_bytes(listing_command(path, prunable(excludes)))
         if status != 0:
             raise BackendError(f"listing {path} on the pod failed: {err.decode(errors='replace')[-500:]}")
         return parse_listing(out)
@@ -125,7 +142,7 @@ def push_tree(transport: SSHTransport, base: Path, files: Iterable[str], destina
               excludes: tuple[str, ...], delete: bool) -> Transfer:
     """Mirror `files` (relative to `base`) into the pod directory `destination`."""
     selected = list(files)
-    far = remote_listing(transport, destination)
+    far = remote_listing(transport, destination, excludes)
     if far.kind == "file":
         raise BackendError(f"staging destination {destination} is a file on the pod, not a directory")
     changed = [rel for rel in selected if not same(local_entry(base / rel), far.entries.get(rel))]
@@ -191,7 +208,7 @@ def pull_tree(transport: SSHTransport, remote: str, local: Path, *,
     """Mirror the pod path `remote` into `local`: a directory's contents when
     `contents` (rsync's trailing `/`), else the directory itself into `local/<name>`;
     one file into `local` (or `local/<name>` when `local` is a directory)."""
-    far = remote_listing(transport, remote)
+    far = remote_listing(transport, remote, excludes)
     if far.kind == "missing":
         raise FileNotFoundError(f"{remote} does not exist on the pod")
     if far.kind == "file":
