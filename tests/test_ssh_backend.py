@@ -155,23 +155,34 @@ def test_push_honours_excludes_and_delete(ssh_pod_factory, tmp_path):
                 "data/big.bin": "0" * 100, ".git/HEAD": "ref", "notes.tmp": "t"})
     dest = tmp_path / "pod/workspace/repo"
     write(dest, {"stale.py": "old", "olddir/gone.txt": "old", "keep.tmp": "excluded, so protected",
-                 ".venv/lib/site.py": "made on the pod"})
+                 ".venv/lib/site.py": "made on the pod", "gone_pkg/__pycache__/m.pyc": "protected",
+                 "gone_pkg/m.py": "old"})
     excludes = (".git/", ".venv/", "**/__pycache__/", "**/*.pyc", "*.tmp", "/data/")
 
     result = pod.push(src, "/workspace/repo", files=None, excludes=excludes, delete=True)
     assert tree(dest) == {"train.py": b"print(1)\n", "pkg/mod.py": b"x = 1\n", "keep.tmp": b"excluded, so protected",
-                          ".venv/lib/site.py": b"made on the pod"}
+                          ".venv/lib/site.py": b"made on the pod", "gone_pkg/__pycache__/m.pyc": b"protected"}
     assert not (dest / "olddir").exists()
     assert result.files == 2 and result.bytes_transferred == len("print(1)\n") + len("x = 1\n")
 
     from podmagic.backends.ssh_sync import remote_listing
 
     listed = remote_listing(pod.transport, str(dest), excludes).entries
-    assert ".venv" not in listed and ".venv/lib/site.py" not in listed and "keep.tmp" in listed
+    assert ".venv/lib" not in listed and ".venv/lib/site.py" not in listed and "keep.tmp" in listed
 
     write(dest, {"extra.txt": "stays"})
     pod.push(src, "/workspace/repo", files=["train.py"], excludes=(), delete=False)
     assert (dest / "extra.txt").read_text() == "stays"
+
+
+def test_delete_plan_keeps_directories_that_hold_excluded_files():
+    from podmagic.backends.ssh_sync import Entry, _doomed
+
+    d, f = Entry("d", 0, 0), Entry("f", 1, 0)
+    existing = {"a": d, "a/x.pyc": f, "a/y.py": f, "b": d, "b/c": d, "b/c/z": f, "keep.txt": f, "s.py": f,
+                "venv": d}
+    assert _doomed(existing, {"s.py"}, ("*.pyc", "venv/")) == ["a/y.py", "b", "keep.txt"]
+    assert _doomed(existing, {"s.py", "b/c/z"}, ()) == ["a", "keep.txt", "venv"]
 
 
 def test_push_keeps_modes_and_mtimes_and_single_files(ssh_pod_factory, tmp_path):

@@ -65,7 +65,7 @@ def listing_command(path: str, prune: tuple[str, ...] = ()) -> str:
     p = q(path)
     fmt = "'%y %s %T@ %P\\0'"
     pruned = " -o ".join(f"-name {q(name)}" for name in prune)
-    skip = f"\\( -type d \\( {pruned} \\) -prune \\) -o " if prune else ""
+    skip = f"\\( -type d \\( {pruned} \\) -printf {fmt} -prune \\) -o " if prune else ""
     return (
         f"if [ -d {p} ]; then printf 'D\\0'; cd {p} && find . -mindepth 1 {skip}-printf {fmt}; "
         f"elif [ -e {p} ] || [ -L {p} ]; then printf 'F\\0'; "
@@ -121,20 +121,20 @@ def _excluded(rel: str, is_dir: bool, patterns: tuple[str, ...]) -> bool:
 
 
 def _doomed(existing: dict[str, Entry], kept: set[str], patterns: tuple[str, ...]) -> list[str]:
-    """Top-most far-side paths `--delete` removes (whole directories when nothing in them survives)."""
-    files = [r for r, e in existing.items() if e.kind != "d" and r not in kept and not _excluded(r, False, patterns)]
-    doomed = set(files)
-    survivors = {r for r, e in existing.items() if e.kind != "d"} - doomed
-    parents_of_kept = {str(PurePosixPath(r).parent) for r in kept | survivors}
-    live_dirs = set()
-    for parent in parents_of_kept:
-        while parent not in ("", "."):
-            live_dirs.add(parent)
-            parent = posixpath.dirname(parent)
-    for rel, entry in existing.items():
-        if entry.kind == "d" and rel not in live_dirs and not _excluded(rel, True, patterns):
-            doomed.add(rel)
-    return sorted(r for r in doomed if not any(r.startswith(d + "/") for d in doomed if d != r))
+    """Top-most far-side paths `--delete` removes: files neither sent nor excluded, and
+    directories not in the source that hold nothing that survives (excluded content
+    survives, so its directories do too)."""
+    protected = {r for r, e in existing.items() if _excluded(r, e.kind == "d", patterns)}
+    doomed = {r for r, e in existing.items() if e.kind != "d" and r not in kept and r not in protected}
+    anchors = kept | protected | {r for r, e in existing.items() if e.kind != "d" and r not in doomed}
+    live = set().union(*(_ancestors(r) for r in anchors)) if anchors else set()
+    doomed |= {r for r, e in existing.items() if e.kind == "d" and r not in live and r not in protected}
+    return sorted(r for r in doomed if not (_ancestors(r) & doomed))
+
+
+def _ancestors(rel: str) -> set[str]:
+    parts = rel.split("/")
+    return {"/".join(parts[:i]) for i in range(1, len(parts))}
 
 
 # -- push ---------------------------------------------------------------------
