@@ -143,8 +143,23 @@ def test_run_maps_paths_streams_output_and_times_out(ssh_pod_factory, tmp_path):
     started = time.monotonic()
     with pytest.raises(TimeoutError):
         pod.run("sleep 30", timeout=1)
+    pod.transport.drop()  # a link that died while idle is re-made before the next command
+    assert pod.run("echo again", timeout=20).output == "again\n" and pod.transport.reconnects == 1
     assert pod.run("exit 124", timeout=5).exit_code == 124
     assert time.monotonic() - started < 10
+
+
+def test_attached_command_cut_mid_way_is_not_rerun(ssh_pod_factory, tmp_path):
+    import threading
+
+    from podmagic.backends.ssh_transport import ConnectionLost
+
+    pod = ssh_pod_factory()
+    threading.Timer(0.5, pod.transport.drop).start()
+    with pytest.raises(ConnectionLost, match="not retried"):
+        pod.run("echo once >> /workspace/count; sleep 1.5", timeout=20)
+    time.sleep(1.5)
+    assert (tmp_path / "pod/workspace/count").read_text() == "once\n"
 
 
 # -- staging ------------------------------------------------------------------

@@ -46,10 +46,9 @@ class SSHPod:
     # -- attached commands ---------------------------------------------------
     def run(self, command: str, *, timeout: float, on_output: OnOutput | None = None,
             workdir: str | None = None) -> CommandResult:
-        self.transport.retrying(self.transport.connect)
         started = time.monotonic()
         try:
-            result = self.transport.exec(self._wrap(command, workdir, timeout),
+            result = self.transport.exec(self._wrap(command, workdir, timeout), retry_start=True,
                                          timeout=timeout + KILL_AFTER_SEC + 30, on_output=on_output)
         except TimeoutError:
             raise TimeoutError(f"command timed out after {timeout:g}s") from None

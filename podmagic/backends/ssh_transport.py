@@ -247,9 +247,14 @@ class SSHTransport:
         return chan
 
     def exec(self, command: str, *, timeout: float, on_output: OnOutput | None = None,
-             stdin: bytes | None = None) -> CommandResult:
-        """Run `command`, stdout and stderr merged; `timeout` bounds the whole call."""
-        chan = self.channel(command)
+             stdin: bytes | None = None, retry_start: bool = False) -> CommandResult:
+        """Run `command`, stdout and stderr merged; `timeout` bounds the whole call.
+
+        With `retry_start`, failing to *open* the session (a link that died
+        while idle) reconnects and tries again; once the command runs, a drop
+        is the caller's to handle.
+        """
+        chan = self.retrying(lambda: self.channel(command)) if retry_start else self.channel(command)
         chan.set_combine_stderr(True)
         try:
             if stdin is not None:
