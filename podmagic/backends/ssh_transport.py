@@ -140,13 +140,14 @@ class SSHTransport:
     def _authenticate(self, transport) -> None:
         import paramiko
 
-        tried = []
         for pkey in self._keys():
+            if not transport.is_active():  # the server gave up (MaxAuthTries)
+                break
             try:
                 transport.auth_publickey(self.target.user, pkey)
                 return
-            except paramiko.AuthenticationException:
-                tried.append(pkey.get_name())
+            except paramiko.SSHException:
+                continue
         raise BackendError(
             f"SSH authentication to {self.target.spec} failed (keys tried: "
             f"{', '.join(self.target.key_paths) or 'none'}{'; agent' if self.options.use_agent else ''}). "
