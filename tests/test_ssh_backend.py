@@ -190,6 +190,18 @@ def test_push_honours_excludes_and_delete(ssh_pod_factory, tmp_path):
     assert (dest / "extra.txt").read_text() == "stays"
 
 
+def test_push_that_fails_on_the_pod_says_why_at_once(ssh_pod_factory, tmp_path):
+    from podmagic.backends.base import BackendError
+
+    pod = ssh_pod_factory()
+    src = tmp_path / "src"
+    write(src, {"big.bin": "x" * (8 << 20), "small.txt": "s"})
+    started = time.monotonic()
+    with pytest.raises(BackendError, match="(?s)unpacking on the pod.*(cannot create|No such file)"):
+        pod.push(src, "/proc/podmagic-nowhere", files=None, excludes=(), delete=False)
+    assert time.monotonic() - started < 10 and pod.transport.reconnects == 0
+
+
 def test_delete_plan_keeps_directories_that_hold_excluded_files():
     from podmagic.backends.ssh_sync import Entry, _doomed
 

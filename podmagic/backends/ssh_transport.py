@@ -239,11 +239,13 @@ class SSHTransport:
                     except Exception:  # noqa: BLE001 - a stale handle is just dropped
                         pass
 
-    def channel(self, command: str):
+    def channel(self, command: str, *, combine: bool = False):
+        """A session running `command` (stderr merged into stdout when `combine`)."""
         with self._lock:
             self.connect()
             chan = self._transport.open_session(timeout=self.options.connect_timeout_sec)
         chan.settimeout(self.options.io_timeout_sec)
+        chan.set_combine_stderr(combine)
         chan.exec_command(command)
         return chan
 
@@ -255,8 +257,8 @@ class SSHTransport:
         while idle) reconnects and tries again; once the command runs, a drop
         is the caller's to handle.
         """
-        chan = self.retrying(lambda: self.channel(command)) if retry_start else self.channel(command)
-        chan.set_combine_stderr(True)
+        open_it = lambda: self.channel(command, combine=True)  # noqa: E731
+        chan = self.retrying(open_it) if retry_start else open_it()
         try:
             if stdin is not None:
                 chan.sendall(stdin)
@@ -281,13 +283,16 @@ class SSHTransport:
 
     def stream_in(self, command: str, produce: Callable[[IO[bytes]], None]) -> tuple[int, str]:
         """Run `command`, feeding its stdin from `produce(writer)`; returns (status, output)."""
-        chan = self.channel(command)
-        chan.set_combine_stderr(True)
+        chan = self.channel(command, combine=True)
         try:
-            writer = _ChannelWriter(chan)
-            produce(writer)
-            writer.flush()
-            chan.shutdown_write()
+            try:
+                writer = _ChannelWriter(chan)
+                produce(writer)
+                writer.flush()
+                chan.shutdown_write()
+            except (OSError, EOFError):
+                if not (chan.exit_status_ready() and self._transport is not None and self._transport.is_active()):
+                    raise  # the link died; otherwise the command ended early: report its own words
             out = chan.makefile("rb").read()
             return _status(chan), out.decode("utf-8", "replace")
         finally:
