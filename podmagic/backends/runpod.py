@@ -109,10 +109,10 @@ class RunPodBackend:
             return None
 
     def _bring_up(self, api, request, info: PodInfo, emit, deadline: float) -> RunPodPod:
-        record_pod(request, info, "provisioning")
-        emit("pod_created" if not info.resumed else "pod_resuming", pod_id=info.pod_id,
-             gpu_id=info.gpu_id, datacenter_id=info.datacenter_id)
-        try:
+        try:  # from here the pod bills: any failure or interrupt, even in these first lines, terminates it
+            record_pod(request, info, "provisioning")
+            emit("pod_created" if not info.resumed else "pod_resuming", pod_id=info.pod_id,
+                 gpu_id=info.gpu_id, datacenter_id=info.datacenter_id)
             return self._connect(api, request, info, emit, deadline)
         except BaseException as exc:
             self._terminate_after_failure(api, info.pod_id, emit, exc)
