@@ -279,6 +279,27 @@ def test_push_and_pull_resume_after_a_dropped_connection(ssh_pod_factory, tmp_pa
     assert len(calls) == 60 + 61  # the second pass fetched only what had not landed
 
 
+def test_pull_survives_a_real_drop_mid_archive(ssh_pod_factory, tmp_path, monkeypatch):
+    import podmagic.backends.ssh_sync as sync
+    import podmagic.backends.ssh_transport as transport_mod
+
+    monkeypatch.setattr(transport_mod, "WINDOW", 256 << 10)  # little in flight: the drop truncates the stream
+    pod = ssh_pod_factory()
+    write(tmp_path / "pod/workspace/out", {f"part{i}.bin": chr(65 + i) * (512 << 10) for i in range(6)})
+    real_extract, seen = sync._extract, []
+
+    def dropping_extract(tar, member, local):
+        seen.append(member.name)
+        if len(seen) == 2:
+            pod.transport.drop()
+        return real_extract(tar, member, local)
+
+    monkeypatch.setattr(sync, "_extract", dropping_extract)
+    result = pod.pull("/workspace/out/", tmp_path / "back")
+    assert tree(tmp_path / "back") == tree(tmp_path / "pod/workspace/out")
+    assert pod.transport.reconnects == 1 and result.files == 6
+
+
 # -- secrets ------------------------------------------------------------------
 def test_secrets_written_with_their_mode_and_never_echoed(sshd, ssh_pod_factory, ssh_events, tmp_path):
     pod = ssh_pod_factory()

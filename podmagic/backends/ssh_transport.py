@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import codecs
 import io
+import logging
 import os
 import socket
 import threading
@@ -116,6 +117,7 @@ class SSHTransport:
     def _open(self):
         import paramiko
 
+        _quiet_paramiko()
         opts, target = self.options, self.target
         try:
             sock = socket.create_connection((target.host, target.port), timeout=opts.connect_timeout_sec)
@@ -305,11 +307,24 @@ class SSHTransport:
             if stdin:
                 chan.sendall(stdin)
             chan.shutdown_write()
-            value = consume(chan.makefile("rb", 1 << 20))
+            try:
+                value = consume(chan.makefile("rb", 1 << 20))
+            except Exception as exc:
+                if chan.transport is None or not chan.transport.is_active():
+                    raise EOFError("connection lost during the transfer") from exc
+                raise
             err = chan.makefile_stderr("rb").read().decode("utf-8", "replace")
             return _status(chan), value, err
         finally:
             chan.close()
+
+
+def _quiet_paramiko() -> None:
+    """A dropped link is reported as an `ssh_reconnect` event, not as a paramiko
+    traceback on the cell's stderr (Python's last-resort handler would print it)."""
+    logger = logging.getLogger("paramiko")
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
 
 
 def _prefer_fast_ciphers(transport) -> None:
