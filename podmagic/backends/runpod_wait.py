@@ -21,6 +21,7 @@ from .base import BackendError
 from .runpod_api import RunPodAPI, TransientError
 
 GONE = ("EXITED", "TERMINATED")
+PENDING_GRACE_SEC = 30.0
 
 
 class SSHNotReady(BackendError):
@@ -57,10 +58,14 @@ def wait_for_ssh(api: RunPodAPI, pod_id: str, timeout: float, emit: Callable[...
     `budget` is the configured `ssh_ready_timeout_sec` the message names
     (`timeout` may be what is left of it)."""
     started = time.monotonic()
-    deadline, delay, stage, pod = started + timeout, poll[0], None, {}
+    deadline, delay, stage, pod, seen = started + timeout, poll[0], None, {}, False
     while True:
         try:
-            pod = api.get_pod(pod_id) or {"desiredStatus": "TERMINATED"}
+            fetched = api.get_pod(pod_id)
+            # not listed yet right after create: pending (for a grace period); once seen, gone is gone
+            pending = not seen and time.monotonic() - started < PENDING_GRACE_SEC
+            pod = fetched or ({} if pending else {"desiredStatus": "TERMINATED"})
+            seen = seen or fetched is not None
         except TransientError:
             pass  # the API is flaky right now; the deadline still holds
         status = pod.get("desiredStatus")
