@@ -332,6 +332,24 @@ def test_detached_run_log_and_exit_code(ssh_pod_factory, tmp_path, monkeypatch):
     assert pod.ended_by(lch) is None
 
 
+def test_read_from_offsets_of_a_large_growing_file(ssh_pod_factory, tmp_path):
+    pod = ssh_pod_factory()
+    target = tmp_path / "pod/workspace/big.log"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    first, more = os.urandom(2_500_000), os.urandom(70_000)
+    target.write_bytes(first)
+    got = b""
+    while chunk := pod.read_from("/workspace/big.log", len(got)):
+        got += chunk
+    assert got == first
+    with target.open("ab") as fh:
+        fh.write(more)
+    assert pod.read_from("/workspace/big.log", len(got), 100) == more[:100]
+    assert pod.read_from("/workspace/big.log", len(got)) == more
+    assert pod.read_from("/workspace/big.log", len(got) + len(more)) == b""
+    assert pod.read_from("/workspace/none.log", 0) == b""
+
+
 @pytest.mark.parametrize("cut", ["drop_connections", "restart", "client_socket"])
 def test_connection_cut_mid_run_loses_and_repeats_no_line(sshd, ssh_pod_factory, cut):
     pod = ssh_pod_factory()
