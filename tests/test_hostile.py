@@ -183,8 +183,10 @@ def _cli(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 120) 
 @pytest.fixture(scope="module")
 def cli_results(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, Path]]:
     """Every bad input through `podmagic run FILE`, two at a time."""
+    bases = {case.id: tmp_path_factory.mktemp(case.id) for case in BAD_INPUTS}  # mktemp is not thread-safe
+
     def one(case: Bad):
-        base = tmp_path_factory.mktemp(case.id)
+        base = bases[case.id]
         config, cwd, env = _layout(base, case)
         return case.id, (_cli(["run", config.name, *case.flags], cwd, env), base)
 
@@ -274,6 +276,7 @@ REFUSED_INJECTIONS: list[tuple[str, str, str]] = [
     ("variable-name", "variables: {{P}: v}\nrun: x\n", "must be an identifier"),
 ]
 REFUSED_FLAG_INJECTIONS = ("--var", "--secret-var")
+CLI_VAR_INJECTIONS = 5
 
 
 def _payload(template: str, canary: Path) -> str:
@@ -394,6 +397,30 @@ def module_sshd(tmp_path_factory):
         yield server
 
 
+RUNPOD_POD = """pod:
+  image: runpod/pytorch:2.4.0-py3.11-cuda12.4.1-devel-ubuntu22.04
+  datacenters: [EU-RO-1]
+  gpu_order: ["NVIDIA A100 80GB PCIe"]
+"""
+
+
+@pytest.fixture
+def sim(tmp_path, monkeypatch, python_mirror, uv_python_dir):
+    """The RunPod simulator (its pods are real sshd hosts), as tests/test_runpod_runs.py runs it."""
+    pytest.importorskip("runpod")
+    from uv import find_uv_bin
+
+    from podmagic.sim.runpod import RunPodSimulator, Timing
+
+    image_env = {"UV_PYTHON_DOWNLOADS_JSON_URL": python_mirror, "UV_PYTHON_INSTALL_DIR": str(uv_python_dir),
+                 "PATH": f"{Path(find_uv_bin()).parent}:/usr/local/bin:/usr/bin:/bin"}
+    simulator = RunPodSimulator(tmp_path / "sim", timing=Timing(0.2, 0.1, 0.0), image_env=image_env).start()
+    monkeypatch.setenv("RUNPOD_API_BASE_URL", simulator.base_url)
+    monkeypatch.setenv("RUNPOD_API_KEY", simulator.api_key)
+    yield simulator
+    simulator.stop()
+
+
 @requires_sshd
 @pytest.mark.parametrize("pid,template", PAYLOADS, ids=[p[0] for p in PAYLOADS])
 def test_injection_ssh(pid, template, hostile_env, tmp_path, module_sshd):
@@ -425,7 +452,7 @@ def test_injection_in_flag_names_is_refused(flag, pid, template, tmp_path):
     assert str(info.value).startswith(f"{flag}:1:1: error: {flag} expects NAME=VALUE")
 
 
-@pytest.mark.parametrize("pid,template", PAYLOADS[:5], ids=[p[0] for p in PAYLOADS[:5]])
+@pytest.mark.parametrize("pid,template", PAYLOADS[:CLI_VAR_INJECTIONS], ids=[p[0] for p in PAYLOADS[:CLI_VAR_INJECTIONS]])
 def test_injection_through_the_cli_var(pid, template, hostile_env, project):
     """`podmagic run FILE --var v=PAYLOAD` as a subprocess: the value reaches the pod literally."""
     canary = project.parent / CANARY_NAME
@@ -443,17 +470,22 @@ def test_injection_through_the_cli_var(pid, template, hostile_env, project):
 
 ENV_SECRET = "hf_ENV-secret with 'quote' and space"
 VAR_SECRET = "tok-VAR-secret-7f3a9"
-SECRETS = (ENV_SECRET, VAR_SECRET)
+MULTILINE_SECRET = "-----BEGIN KEY-----\nmulti-one-9c1e\nmulti-two-9c1e\n-----END KEY-----"
+SECRETS = (ENV_SECRET, VAR_SECRET, MULTILINE_SECRET)
+SECRET_PIECES = ("hf_ENV", "7f3a9", "'quote'", "multi-one-9c1e", "multi-two-9c1e")
 SECRET_SPEC = """name: sec
 staging: []
 secrets:
   - {name: hf, env: [HF_TOKEN], destination: /workspace/secrets/env}
+  - {name: key, env: [PEM_KEY], destination: /workspace/secrets/key, mode: "0400"}
 setup:
   - command: echo "setup sees {tok}"
 run: |
   echo "body echoes {tok}"
   cat /workspace/secrets/env
   . /workspace/secrets/env && echo "env is $HF_TOKEN"
+  cat /workspace/secrets/key; . /workspace/secrets/key && printf '%s\\n' "$PEM_KEY"
+  printf 'split tok-VAR-'; sleep 0.4; printf 'secret-%sf3a9 across chunks\\n' 7
   exit {code}
 artifacts:
   - {label: opt, remote_path: "/workspace/nothing-{tok}", local_path: "{run_dir}/x", required: false}
@@ -470,7 +502,7 @@ LEAKS: list[str] = []
 def _leaks(where: str, text: str) -> list[str]:
     found = [f"{where}: {s!r}" for s in SECRETS if s in text]
     # the pieces a partial masking would leave
-    found += [f"{where}: piece {p!r}" for p in ("hf_ENV", "7f3a9", "'quote'") if p in text]
+    found += [f"{where}: piece {p!r}" for p in SECRET_PIECES if p in text]
     LEAKS.extend(found)
     return found
 
@@ -487,6 +519,7 @@ def _scan_tree(root: Path) -> list[str]:
 @pytest.fixture
 def secret_env(hostile_env, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", ENV_SECRET)
+    monkeypatch.setenv("PEM_KEY", MULTILINE_SECRET)
     return hostile_env
 
 
@@ -499,6 +532,10 @@ def _secret_run(tmp_path, project, text, backend, ssh_server=None):
 
         be = SSHBackend(ssh_server.host_spec, root=str(tmp_path / "pod"), known_hosts=tmp_path / "kh",
                         key_path=str(ssh_server.client_key))
+    elif backend == "runpod":
+        from podmagic.backends.runpod import RunPodBackend
+
+        be = RunPodBackend(key_path=str(ssh_server.client_key), poll=(0.05, 0.2), retry_delays=(0.05,) * 4)
     manifest = api.execute(prepared, listeners=[rec], backend=be)
     return manifest, prepared.plan, rec
 
@@ -507,12 +544,19 @@ def _events_text(rec: Recorder) -> str:
     return "\n".join(json.dumps({"kind": e.kind, **e.data}, default=str) for e in rec.events)
 
 
-@pytest.mark.parametrize("case", ["body-echoes", "body-fails", "setup-fails"])
-@pytest.mark.parametrize("backend", ["local", pytest.param("ssh", marks=requires_sshd)])
+SECRET_CASES = [pytest.param(b, c, id=f"{b}-{c}", marks=[requires_sshd] if b == "ssh" else [])
+                for b in ("local", "ssh") for c in ("body-echoes", "body-fails", "setup-fails")]
+SECRET_CASES += [pytest.param("runpod", "body-echoes", id="runpod-body-echoes")]
+
+
+@pytest.mark.parametrize("backend,case", SECRET_CASES)
 def test_secrets_never_leave_masked(case, backend, secret_env, project, tmp_path, request):
     text = {"body-echoes": SECRET_SPEC.replace("{code}", "0"), "body-fails": SECRET_SPEC.replace("{code}", "4"),
             "setup-fails": SETUP_FAILS.replace("{code}", "0")}[case]
-    server = request.getfixturevalue("module_sshd") if backend == "ssh" else None
+    if backend == "runpod":
+        text = RUNPOD_POD + text
+    server = request.getfixturevalue({"ssh": "module_sshd", "runpod": "sim"}[backend]) if backend != "local" \
+        else None
     manifest, plan, rec = _secret_run(tmp_path, project, text, backend, server)
     assert manifest["failed"] is (case != "body-echoes"), manifest["error"]
     assert _scan_tree(store.runs_root(project)) == []
@@ -524,6 +568,7 @@ def test_secrets_never_leave_masked(case, backend, secret_env, project, tmp_path
     else:
         log = (plan.run_dir / "run.log").read_text()
         assert "body echoes ***" in log and "HF_TOKEN=***" in log and "env is ***" in log
+        assert "split *** across chunks" in log and "-----BEGIN KEY-----" not in log
     assert manifest["variables"]["tok"] == "***"
 
 
@@ -573,6 +618,17 @@ def test_secrets_never_reach_the_notebook(secret_env, project, monkeypatch):
     assert _scan_tree(store.runs_root(project)) == []
 
 
+@pytest.mark.xfail(strict=True, reason="api.parse_assignments puts the whole item in its error; api.py is "
+                   "being edited by the lead: the fix is described in the issue 7 report")
+@pytest.mark.parametrize("item", [VAR_SECRET, f"tok:{VAR_SECRET}", f"9tok={VAR_SECRET}"],
+                         ids=["name-forgotten", "colon-typo", "bad-name"])
+def test_a_mistyped_secret_var_does_not_echo_the_secret(item):
+    """`--secret-var` with a typo must not print its value in the error (nor in the CLI's stderr)."""
+    with pytest.raises(SpecError) as info:
+        api.parse_assignments([item], "--secret-var")
+    assert VAR_SECRET not in str(info.value)
+
+
 def test_no_secret_leaked_anywhere():
     """The README's `secrets leaked` count (run last in this module)."""
     assert LEAKS == []
@@ -582,18 +638,21 @@ def test_no_secret_leaked_anywhere():
 
 
 def counts() -> dict[str, int]:
-    """The numbers the README states (see test_hostile_runs for the run tables)."""
+    """The numbers the README states (`runs_lost` and `secrets_leaked` are asserted 0 by the last tests)."""
     import test_hostile_runs as runs
 
-    injections = (len(PAYLOADS) * len(INJECTION_POSITIONS) * 2  # local + ssh, every position per run
-                  + len(PAYLOADS) * (len(REFUSED_INJECTIONS) + len(REFUSED_FLAG_INJECTIONS))
-                  + 5)  # through the CLI's --var
     return {
-        "bad_inputs_tried": len(BAD_INPUTS) * 2,  # each through the CLI and through api.prepare
         "bad_input_cases": len(BAD_INPUTS),
-        "injections_tried": injections,
+        "bad_inputs_tried": len(BAD_INPUTS) * 2,  # each through the CLI (subprocess) and through api.prepare
+        "injection_payloads": len(PAYLOADS),
+        "injection_positions": len(INJECTION_POSITIONS),
+        "injections_tried": (len(PAYLOADS) * len(INJECTION_POSITIONS) * 2  # local + ssh, every position per run
+                             + len(PAYLOADS) * (len(REFUSED_INJECTIONS) + len(REFUSED_FLAG_INJECTIONS))
+                             + CLI_VAR_INJECTIONS),
+        "secret_runs": len(SECRET_CASES) + 1 + 3,  # + the CLI run + the notebook's three runs
         "secret_surfaces_checked": len(SECRET_SURFACES),
         "secrets_leaked": len(LEAKS),
-        "runs_started": runs.RUNS_STARTED_PLANNED,
-        "runs_lost": 0,
+        "concurrent_runs": runs.CONCURRENT_RUNS * 2,
+        "interrupt_cases": len(runs.CASES),
+        "runs_lost": len([d for d in runs.STARTED if store.read_json(d / store.MANIFEST) is None]),
     }

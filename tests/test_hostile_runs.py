@@ -1,4 +1,4 @@
-"""Hostile runs (issue 7, items 4 and 5) on the local and SSH backends.
+"""Hostile runs (issue 7, items 4 and 5) on the local and SSH backends (and the RunPod simulator).
 
 4. `CONCURRENT_RUNS` runs started at once from threads (`api.start` +
    `api.execute`) write as many distinct run directories and manifests, and
@@ -8,7 +8,8 @@
    during teardown; a KeyboardInterrupt raised by a listener, which the
    runner calls synchronously, or a real SIGINT) leaves a manifest with
    `interrupted: true`, the lifecycle's `on_failure` applied and the
-   KeyboardInterrupt re-raised after teardown.
+   KeyboardInterrupt re-raised after teardown. `RUNPOD_POINTS` (a subset:
+   each simulated pod is a real sshd) run through the RunPod simulator.
 
 Every run started here is recorded in `STARTED`; the last test checks that
 each one has its manifest (the README's `runs lost`: 0).
@@ -28,6 +29,7 @@ from podmagic import api, store
 from podmagic.events import read_events
 
 from sshd_fixtures import requires_sshd
+from test_hostile import RUNPOD_POD, module_sshd, sim  # noqa: F401 - shared fixtures
 
 BACKENDS = ["local", pytest.param("ssh", marks=requires_sshd)]
 STARTED: list[Path] = []
@@ -36,23 +38,20 @@ STARTED: list[Path] = []
 def _backend(kind: str, tmp_path: Path, server, root: Path | None = None):
     if kind == "local":
         return None
+    if kind == "runpod":
+        from podmagic.backends.runpod import RunPodBackend
+
+        return RunPodBackend(key_path=str(server.client_key), poll=(0.05, 0.2), retry_delays=(0.05,) * 4)
     from podmagic.backends.ssh import SSHBackend
 
     return SSHBackend(server.host_spec, root=str(root or tmp_path / "pod"), known_hosts=tmp_path / "kh",
                       key_path=str(server.client_key))
 
 
-@pytest.fixture(scope="module")
-def module_sshd(tmp_path_factory):
-    from podmagic.testing.sshd import SSHServer
-
-    with SSHServer(tmp_path_factory.mktemp("sshd")) as server:
-        yield server
-
-
 @pytest.fixture
 def server(request):
-    return request.getfixturevalue("module_sshd") if request.node.callspec.params.get("backend") == "ssh" else None
+    backend = request.node.callspec.params.get("backend")
+    return request.getfixturevalue({"ssh": "module_sshd", "runpod": "sim"}[backend]) if backend != "local" else None
 
 
 # ============================================================== 4. concurrency
@@ -109,7 +108,7 @@ def test_concurrent_runs_never_interleave(backend, pod_env, project, tmp_path, s
 # ============================================================== 5. interrupt anywhere
 
 INTERRUPT_SPEC = """name: intr
-setup:
+%ssetup:
   - command: echo setup-ran
 secrets:
   - {name: s, env: [HOSTILE_SECRET], destination: /workspace/secrets/env}
@@ -150,7 +149,7 @@ class Point:
 
 INTERRUPT_POINTS = [
     Point("provision", "phase_started", ("phase", "provision"), pod=False),
-    Point("inside-provision", {"local": "gpu_selected", "ssh": "ssh_connected"}, pod=False),
+    Point("inside-provision", "inside-provision", pod=False),
     Point("setup", "phase_started", ("phase", "setup")),
     Point("setup-command", "output", ("text", "setup-ran")),
     Point("secrets", "phase_started", ("phase", "secrets")),
@@ -168,6 +167,11 @@ INTERRUPT_POINTS = [
     Point("teardown-sigint", "lifecycle_applied", how="sigint", ran=True, failed_before=False, sleep="0"),
     Point("teardown-raise", "run_finished", ran=True, failed_before=False, sleep="0"),
 ]
+RUNPOD_POINTS = ("provision", "inside-provision", "staging", "mid-run", "pull", "teardown-sigint")
+INSIDE_PROVISION = {"local": "gpu_selected", "ssh": "ssh_connected", "runpod": "pod_created"}
+CASES = [pytest.param(b, p, id=f"{b}-{p.id}", marks=[requires_sshd] if b == "ssh" else [])
+         for b in ("local", "ssh") for p in INTERRUPT_POINTS]
+CASES += [pytest.param("runpod", p, id=f"runpod-{p.id}") for p in INTERRUPT_POINTS if p.id in RUNPOD_POINTS]
 
 
 class Interrupter:
@@ -179,7 +183,7 @@ class Interrupter:
     def __call__(self, event) -> None:
         self.seen.append(event.kind)
         p = self.point
-        kind = p.kind[self.backend] if isinstance(p.kind, dict) else p.kind
+        kind = INSIDE_PROVISION[self.backend] if p.kind == "inside-provision" else p.kind
         if self.fired_at is not None or event.kind != kind:
             return
         if p.match and p.match[1] not in str(event.data.get(p.match[0], "")):
@@ -197,12 +201,11 @@ def _interrupt_project(project: Path) -> Path:
     return project
 
 
-@pytest.mark.parametrize("point", INTERRUPT_POINTS, ids=lambda p: p.id)
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_interrupt_anywhere(point, backend, pod_env, project, tmp_path, server, monkeypatch):
+@pytest.mark.parametrize("backend,point", CASES)
+def test_interrupt_anywhere(backend, point, pod_env, project, tmp_path, server, monkeypatch):
     monkeypatch.setenv("HOSTILE_SECRET", "interrupt-secret")
-    prepared = api.start(api.prepare(INTERRUPT_SPEC % point.sleep, cwd=_interrupt_project(project),
-                                     backend=backend))
+    text = INTERRUPT_SPEC % (RUNPOD_POD if backend == "runpod" else "", point.sleep)
+    prepared = api.start(api.prepare(text, cwd=_interrupt_project(project), backend=backend))
     STARTED.append(prepared.plan.run_dir)
     run_dir = prepared.plan.run_dir
     listener = Interrupter(point, backend)
@@ -219,16 +222,20 @@ def test_interrupt_anywhere(point, backend, pod_env, project, tmp_path, server, 
         assert store.read_json(run_dir / store.STATUS)["state"] == "interrupted"
     else:  # a Ctrl-C after the lifecycle was applied: the outcome stands, the interrupt comes after
         assert manifest["failed"] is False and manifest["interrupted"] is False
-    sandbox = (Path(os.environ["PODMAGIC_LOCAL_ROOT"]) / "pods" / f"local-{prepared.plan.run_id}"
-               if backend == "local" else tmp_path / "pod")
+    if backend == "runpod":
+        pod_left = lambda: bool(server.live_pods())  # noqa: E731
+    else:
+        sandbox = (Path(os.environ["PODMAGIC_LOCAL_ROOT"]) / "pods" / f"local-{prepared.plan.run_id}"
+                   if backend == "local" else tmp_path / "pod")
+        pod_left = sandbox.exists
     if not point.pod:
         assert manifest["pod_final_state"] is None and manifest["pod_id"] is None
-        assert not sandbox.exists(), "a pod made before the interrupt was left behind"
+        assert not pod_left(), "a pod made before the interrupt was left behind"
     elif manifest["failed"]:
         assert "lifecycle_applied" in kinds
-        assert manifest["pod_final_state"] == "TERMINATED" and not sandbox.exists()  # on_failure: delete
+        assert manifest["pod_final_state"] == "TERMINATED" and not pod_left()  # on_failure: delete
     else:
-        assert manifest["pod_final_state"] == "RUNNING" and sandbox.exists()  # on_success: preserve
+        assert manifest["pod_final_state"] == "RUNNING" and pod_left()  # on_success: preserve
     if point.ran:
         log = (run_dir / "run.log").read_text()
         assert "started" in log if point.logged else log in ("", "started\n")
@@ -244,4 +251,3 @@ def test_no_run_was_lost():
     assert lost == []
 
 
-RUNS_STARTED_PLANNED = CONCURRENT_RUNS * 2 + len(INTERRUPT_POINTS) * 2
