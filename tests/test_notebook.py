@@ -40,7 +40,10 @@ def test_quickstart_notebook_runs_and_leaves_a_static_manifest(pod_env, tmp_path
     assert "podmagic-manifest" in html and "succeeded" in html
     assert "python resolved" in html and "3.12.1" in html
     assert "epoch 3 loss=" in html  # the log tail, with \r progress collapsed
-    assert "application/vnd.jupyter.widget-view+json" not in str(run_cell.outputs)  # static after the run
+    live_view = run_cell.outputs[0]  # the live view, replaced by static HTML when the run ended
+    assert "application/vnd.jupyter.widget-view+json" not in live_view["data"]
+    assert "podmagic-manifest" in live_view["data"]["text/html"]
+    assert "application/vnd.jupyter.widget-view+json" in run_cell.outputs[1]["data"]  # relaunch controls
     listing = outputs_text(nb.cells[4])
     assert "podmagic-runs" in listing and "quickstart-" in listing
     (run_dir,) = list(store.iter_run_dirs(work / "demo"))
