@@ -104,6 +104,8 @@ def prepare(text: str, *, cwd: Path, backend: str = "local", source: str = "cell
         default_name=default_name, config_path=config_path,
     )
     built = plan_mod.build(spec, ctx)
+    if backend == "runpod":
+        budget_guard(spec)
     pin_project = _pin_project(built)
     notes = tuple(reconcile.check(spec, pin_project, sweep=sweep, canonical=canonical))
     redactor = Redactor(v for _, v in secret_pairs)
@@ -123,6 +125,16 @@ def reprepare(run_dir: Path, secret_values: Mapping[str, str]) -> Prepared:
     if prepared.plan.run_dir != run_dir:
         raise RuntimeError(f"re-prepared run dir {prepared.plan.run_dir} is not {run_dir}")
     return prepared
+
+
+def budget_guard(spec: spec_mod.JobSpec) -> None:
+    """Refuse before any spend when the assumed rate over the time budget exceeds the cap."""
+    b = spec.budget
+    spend = b.assumed_hourly_rate_usd * b.timeout_sec / 3600.0
+    if spend > b.cost_cap_usd + 1e-9:
+        raise spec.error("budget", f"budget: {b.timeout_sec / 60:.0f} min at the assumed ${b.assumed_hourly_rate_usd}/h "
+                         f"would spend ${spend:.2f}, over cost_cap_usd ${b.cost_cap_usd}; raise the cap, lower "
+                         "max_runtime_minutes, or set assumed_hourly_rate_usd to the GPU's real price")
 
 
 def _pin_project(plan: plan_mod.Plan) -> Path:

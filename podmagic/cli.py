@@ -5,6 +5,7 @@
     podmagic runs [--name N] [--failed] [--since 2h] [--json]
     podmagic show RUN [--json] | logs RUN [--tail N] | stop RUN | capture-env
     podmagic compare A B [C ...] | SWEEP_ID [--json]
+    podmagic ls-stale [--json] | cleanup RUN|--all-stopped [--yes]
 
 Exit codes: 0 success, 1 the run failed, 2 bad input (nothing was started),
 130 interrupted. Job output goes to stdout, progress to stderr.
@@ -35,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--host", help="ssh backend: user@host:port or an ~/.ssh/config alias")
         if name == "run":
             s.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
+            s.add_argument("--force-fresh", action="store_true", help="runpod recycle: replace the kept pod")
     runs = sub.add_parser("runs")
     runs.add_argument("--name")
     runs.add_argument("--failed", action="store_true")
@@ -50,6 +52,12 @@ def _parser() -> argparse.ArgumentParser:
     stop = sub.add_parser("stop")
     stop.add_argument("run")
     sub.add_parser("capture-env")
+    ls_stale = sub.add_parser("ls-stale", help="stopped RunPod pods still billing for disk")
+    ls_stale.add_argument("--json", action="store_true")
+    clean = sub.add_parser("cleanup", help="terminate the pod of RUN, or every stopped pod")
+    clean.add_argument("run", nargs="?")
+    clean.add_argument("--all-stopped", action="store_true")
+    clean.add_argument("--yes", "-y", action="store_true")
     cmp_ = sub.add_parser("compare", help="runs (ids or prefixes) or a sweep id, side by side")
     cmp_.add_argument("refs", nargs="+")
     cmp_.add_argument("--json", action="store_true")
@@ -68,6 +76,8 @@ def _prepare(args) -> api.Prepared:
     except OSError as exc:
         raise SpecError(f"cannot read {args.file}: {exc.strerror}", source=str(args.file)) from None
     options = {"host": args.host} if args.host else {}
+    if getattr(args, "force_fresh", False):
+        options["force_fresh"] = True
     return api.prepare(
         decode(data, source=str(args.file)), cwd=args.file.resolve().parent, backend=api.resolve_backend(args.backend),
         source=str(args.file), variables=api.parse_assignments(args.var, "--var"),
@@ -156,6 +166,41 @@ def cmd_stop(args) -> int:
 def cmd_capture_env(args) -> int:
     print(json.dumps(provenance.capture_env(_root(args)), indent=2))
     return 0
+
+
+def cmd_ls_stale(args) -> int:
+    from . import audit
+
+    rows = audit.stale(_root(args))
+    print(json.dumps(rows, indent=2) if args.json else audit.stale_text(rows))
+    return 0
+
+
+def cmd_cleanup(args) -> int:
+    from . import audit
+
+    if bool(args.run) == args.all_stopped:
+        print("podmagic cleanup: give a RUN or --all-stopped", file=sys.stderr)
+        return 2
+    if args.all_stopped:
+        rows = audit.stale(_root(args))
+        print(audit.stale_text(rows), file=sys.stderr)
+        if not rows:
+            return 0
+    what = "every stopped pod above" if args.all_stopped else f"the pod of {args.run}"
+    if not args.yes and not _confirm(f"terminate {what}? [y/N] "):
+        print("not confirmed; nothing terminated", file=sys.stderr)
+        return 1
+    for pod_id in audit.cleanup(_root(args), args.run, args.all_stopped):
+        print(f"terminated {pod_id}")
+    return 0
+
+
+def _confirm(prompt: str) -> bool:
+    if not sys.stdin.isatty():
+        return False
+    print(prompt, end="", file=sys.stderr, flush=True)
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
 
 
 def cmd_compare(args) -> int:

@@ -46,6 +46,7 @@ def _cell_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-parallel", type=int, default=4)
     p.add_argument("--fail-fast", action="store_true")
     p.add_argument("--canonical", action="store_true")
+    p.add_argument("--force-fresh", action="store_true")
     return p
 
 
@@ -106,7 +107,9 @@ class PodMagic(Magics):
         return dict(
             cwd=Path.cwd(), backend=api.resolve_backend(args.backend, self.backend), line_offset=1,
             secret_variables=api.parse_assignments(args.secret_var, "--secret-var"),
-            default_name=_notebook_name(self.shell), backend_options={"host": args.host} if args.host else {},
+            default_name=_notebook_name(self.shell),
+            backend_options={**({"host": args.host} if args.host else {}),
+                             **({"force_fresh": True} if args.force_fresh else {})},
             canonical=args.canonical,
         )
 
@@ -288,6 +291,26 @@ class PodMagic(Magics):
 
         for problem in compare_mod.consistency(manifests):
             print(f"reproducibility check: {problem}", file=sys.stderr)
+
+    def _cmd_ls_stale(self, rest: list[str]):
+        from . import audit
+
+        rows = audit.stale(self._root())
+        print(audit.stale_text(rows))
+        return rows
+
+    def _cmd_cleanup(self, rest: list[str]):
+        from . import audit
+
+        p = _Parser(prog="%pod cleanup", add_help=False)
+        p.add_argument("run", nargs="?")
+        p.add_argument("--all-stopped", action="store_true")
+        p.add_argument("--yes", "-y", action="store_true")
+        args = p.parse_args(rest)
+        if bool(args.run) == args.all_stopped or not args.yes:
+            raise PodError("%pod cleanup RUN --yes, or %pod cleanup --all-stopped --yes (see %pod ls-stale first)")
+        for pod_id in audit.cleanup(self._root(), args.run, args.all_stopped):
+            print(f"terminated {pod_id}")
 
     def _cmd_capture_env(self, rest: list[str]):
         meta = provenance.capture_env(self._root())

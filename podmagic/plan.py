@@ -226,7 +226,7 @@ def _build(spec: JobSpec, ctx: Context, raw: dict[str, str], variables: "_Variab
         run_id=run_id, run_dir=run_dir, job_name=job_name, backend=ctx.backend,
         project_root=ctx.project_root,
         spec_sha256=hashlib.sha256(spec.text.encode("utf-8", "surrogatepass")).hexdigest(),
-        request=_request(spec, run_id, run_dir),
+        request=_request(spec, run_id, run_dir, job_name),
         setup=tuple(_commands(spec, "setup", r, None)),
         secrets=tuple(_secrets(spec, r)),
         staging=staging,
@@ -256,7 +256,7 @@ def _require_pod_fields(spec: JobSpec, backend: str) -> None:
             raise spec.error("pod", f"`pod.{key}` is required on the runpod backend")
 
 
-def _request(spec: JobSpec, run_id: str, run_dir: Path) -> PodRequest:
+def _request(spec: JobSpec, run_id: str, run_dir: Path, job_name: str) -> PodRequest:
     p, s = spec.pod, spec.storage
     return PodRequest(
         run_id=run_id, image=p.image or "local", datacenters=p.datacenters, gpu_order=p.gpu_order,
@@ -265,6 +265,7 @@ def _request(spec: JobSpec, run_id: str, run_dir: Path) -> PodRequest:
         volume_name=s.volume_name, storage_mode=s.mode, spot=p.spot, min_vcpu_count=p.min_vcpu_count,
         min_memory_gb=p.min_memory_gb, ssh_ready_timeout_sec=spec.budget.ssh_ready_timeout_sec,
         key_path=spec.ssh.key_path, run_dir=run_dir,
+        options={"on_success": spec.lifecycle.on_success, "recycle_key": job_name},
     )
 
 

@@ -146,7 +146,9 @@ class Runner:
         self.pod = self.backend.provision(plan.request, self.emit)
         self.outcome.pod = self.pod.info
         store.write_json_atomic(plan.run_dir / "pod.json", {**vars(self.pod.info), "run_id": plan.run_id})
-        self.emit("pod_provisioned", pod_id=self.pod.info.pod_id, backend=plan.backend)
+        self.emit("pod_provisioned", pod_id=self.pod.info.pod_id, backend=plan.backend,
+                  gpu_id=self.pod.info.gpu_id, datacenter_id=self.pod.info.datacenter_id,
+                  price_per_hour_usd=self.pod.info.price_per_hour_usd)
         self._enter("setup")
         for command in plan.setup:
             self._command(command)

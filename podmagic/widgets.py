@@ -58,8 +58,8 @@ class RunView:
         elif kind == "phase_started":
             self.phase = data["phase"]
             self.tail.feed(f"\n── {self.phase} ──\n" if self.tail.total_lines or self.tail.current else f"── {self.phase} ──\n")
-        elif kind == "pod_provisioned" or kind == "gpu_selected":
-            self.price = data.get("price_per_hour_usd", self.price)
+        elif kind in ("pod_provisioned", "gpu_selected", "pod_ssh_ready"):
+            self.price = data.get("price_per_hour_usd") or self.price
         elif kind in ("placement_attempt", "datacenter_failover"):
             self.attempts.append((data.get("gpu_id", ""), data.get("datacenter_id", data.get("from", "")),
                                   data.get("outcome", "failover"), data.get("reason", "")))

@@ -73,14 +73,14 @@ def _project(root: Path) -> Path:
     return root
 
 
-def execute(sim, tmp_path, text, **kw):
+def execute(sim, tmp_path, text, listeners=(), **kw):
     from podmagic import api
 
     events: list = []
     backend = RunPodBackend(key_path=str(sim.client_key), poll=(0.05, 0.2), retry_delays=(0.05,) * 4)
     (tmp_path).mkdir(parents=True, exist_ok=True)
     prepared = api.start(api.prepare(text, cwd=_project(tmp_path / "proj"), backend="runpod"))
-    manifest = api.execute(prepared, backend=backend, listeners=[events.append], **kw)
+    manifest = api.execute(prepared, backend=backend, listeners=[events.append, *listeners], **kw)
     return manifest, prepared.plan.run_dir, events
 
 
@@ -176,3 +176,36 @@ def test_parallel_runs_share_one_backend(sim, tmp_path):
         manifests = list(pool.map(one, range(4)))
     assert [m["failed"] for m in manifests] == [False] * 4, [m["error"] for m in manifests]
     assert len({m["pod_id"] for m in manifests}) == 4 and sim.live_pods() == []
+
+
+def test_budget_guard_refuses_before_any_spend(sim, tmp_path):
+    from podmagic import api
+    from podmagic.spec import SpecError
+
+    text = spec() + "budget: {cost_cap_usd: 2.0, assumed_hourly_rate_usd: 4.0, max_runtime_minutes: 60}\n"
+    with pytest.raises(SpecError, match=r"would spend \$4.00, over cost_cap_usd \$2.0"):
+        api.prepare(text, cwd=_project(tmp_path / "proj"), backend="runpod")
+    assert sim.calls == [] and sim.pods() == []
+
+
+def test_live_cost_meter_and_cli_ls_stale_cleanup(sim, tmp_path):
+    import os
+    import sys
+
+    from podmagic.widgets import RunView
+
+    view = RunView("r", "rp", "runpod")
+    manifest, run_dir, _ = execute(sim, tmp_path, spec(run="exit 3"), listeners=[view.on_event])
+    assert view.price == manifest["gpu_price_per_hour_usd"] and "$0.0" in view.header.value
+    assert manifest["failed"] and manifest["pod_final_state"] == "EXITED"  # on_failure: stop keeps the disk
+    env = {**os.environ, "RUNPOD_API_BASE_URL": sim.base_url, "RUNPOD_API_KEY": sim.api_key}
+    cli = lambda *a: subprocess.run([sys.executable, "-m", "podmagic.cli", *a], cwd=tmp_path / "proj", env=env,  # noqa: E731
+                                    capture_output=True, text=True, timeout=60)
+    (row,) = json.loads(cli("ls-stale", "--json").stdout)
+    assert row["pod_id"] == manifest["pod_id"] and row["run_id"] == run_dir.name and row["usd_per_day"] > 0
+    assert "TOTAL: 1 stopped pods" in cli("ls-stale").stdout
+    refused = cli("cleanup", run_dir.name)  # no tty, no --yes: nothing happens
+    assert refused.returncode == 1 and sim.pods()[0]["desired_status"] == "EXITED"
+    done = cli("cleanup", run_dir.name, "--yes")
+    assert done.returncode == 0 and f"terminated {manifest['pod_id']}" in done.stdout
+    assert json.loads(cli("ls-stale", "--json").stdout) == []
