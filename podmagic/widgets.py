@@ -29,7 +29,7 @@ class RunView:
         self.started = time.time()
         self.price = None
         self.tail = LogTail()
-        self.attempts: list[tuple[str, str, str, str]] = []
+        self.attempts: dict[tuple[str, str], tuple[str, str]] = {}
         self.notes: list[str] = []
         self._dirty, self._last_flush = False, 0.0
         self._lock = threading.Lock()
@@ -60,9 +60,9 @@ class RunView:
             self.tail.feed(f"\n── {self.phase} ──\n" if self.tail.total_lines or self.tail.current else f"── {self.phase} ──\n")
         elif kind in ("pod_provisioned", "gpu_selected", "pod_ssh_ready"):
             self.price = data.get("price_per_hour_usd") or self.price
-        elif kind in ("placement_attempt", "datacenter_failover"):
-            self.attempts.append((data.get("gpu_id", ""), data.get("datacenter_id", data.get("from", "")),
-                                  data.get("outcome", "failover"), data.get("reason", "")))
+        elif kind == "placement_attempt":  # one row per GPU × datacenter, updated as it resolves
+            self.attempts[(data.get("gpu_id", ""), data.get("datacenter_id", ""))] = (
+                data.get("outcome", ""), data.get("reason", ""))
         elif kind in ("warning", "error", "reconcile_warning", "reconcile_note"):
             self.notes.append(f"{kind.replace('reconcile_', '')}: {data.get('message')}")
         elif kind == "run_finished":
@@ -94,7 +94,7 @@ class RunView:
         if not self.attempts:
             return ""
         rows = "".join(f"<tr><td>{html.escape(g)}</td><td>{html.escape(d)}</td><td>{html.escape(o)}</td>"
-                       f"<td>{html.escape(r)}</td></tr>" for g, d, o, r in self.attempts)
+                       f"<td>{html.escape(r)}</td></tr>" for (g, d), (o, r) in self.attempts.items())
         return f"<table><tr><th>GPU</th><th>datacenter</th><th>outcome</th><th>reason</th></tr>{rows}</table>"
 
     def final_html(self, manifest: dict | None) -> str:

@@ -92,7 +92,13 @@ def test_happy_path_with_the_pin(sim, tmp_path):
     version = "3.12.1"
     sim.set_stock("NVIDIA H100 80GB HBM3", "EU-RO-1", 0)
     text = spec(extra_pod=f'  python_version: "{version}"\n')
-    manifest, run_dir, events = execute(sim, tmp_path, text)
+    from podmagic.widgets import RunView
+
+    view = RunView("r", "rp", "runpod")
+    manifest, run_dir, events = execute(sim, tmp_path, text, listeners=[view.on_event])
+    assert list(view.attempts) == [("NVIDIA H100 80GB HBM3", "EU-RO-1"), ("NVIDIA A100 80GB PCIe", "EU-RO-1")]
+    assert [o for o, _ in view.attempts.values()] == ["no_capacity", "created"]
+    assert "no longer any instances" in view.placement.value
     assert manifest["failed"] is False, manifest["error"]
     assert manifest["backend"] == "runpod" and manifest["exit_code"] == 0
     assert manifest["gpu_id"] == "NVIDIA A100 80GB PCIe" and manifest["datacenter_id"] == "EU-RO-1"
