@@ -390,10 +390,15 @@ def test_injection_local(pid, template, hostile_env, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def module_sshd(tmp_path_factory):
+def module_sshd(tmp_path_factory, python_mirror, uv_python_dir):
+    """One sshd for the module; its "image" has uv on PATH and the offline Python mirror (for the pin)."""
+    from uv import find_uv_bin
+
     from podmagic.testing.sshd import SSHServer
 
-    with SSHServer(tmp_path_factory.mktemp("sshd")) as server:
+    env = {"UV_PYTHON_DOWNLOADS_JSON_URL": python_mirror, "UV_PYTHON_INSTALL_DIR": str(uv_python_dir),
+           "PATH": f"{Path(find_uv_bin()).parent}:/usr/local/bin:/usr/bin:/bin"}
+    with SSHServer(tmp_path_factory.mktemp("sshd"), env=env) as server:
         yield server
 
 
@@ -471,13 +476,15 @@ def test_injection_through_the_cli_var(pid, template, hostile_env, project):
 ENV_SECRET = "hf_ENV-secret with 'quote' and space"
 VAR_SECRET = "tok-VAR-secret-7f3a9"
 MULTILINE_SECRET = "-----BEGIN KEY-----\nmulti-one-9c1e\nmulti-two-9c1e\n-----END KEY-----"
-SECRETS = (ENV_SECRET, VAR_SECRET, MULTILINE_SECRET)
-SECRET_PIECES = ("hf_ENV", "7f3a9", "'quote'", "multi-one-9c1e", "multi-two-9c1e")
+FILE_SECRET = "file-secret-line-5b2e"
+SECRETS = (ENV_SECRET, VAR_SECRET, MULTILINE_SECRET, FILE_SECRET)
+SECRET_PIECES = ("hf_ENV", "secret-7f3a9", "'quote'", "multi-one-9c1e", "multi-two-9c1e", "secret-line-5b2e")
 SECRET_SPEC = """name: sec
 staging: []
 secrets:
   - {name: hf, env: [HF_TOKEN], destination: /workspace/secrets/env}
   - {name: key, env: [PEM_KEY], destination: /workspace/secrets/key, mode: "0400"}
+  - {name: file, file: "{project_root}/../secret.txt", destination: /workspace/secrets/file}
 setup:
   - command: echo "setup sees {tok}"
 run: |
@@ -485,6 +492,7 @@ run: |
   cat /workspace/secrets/env
   . /workspace/secrets/env && echo "env is $HF_TOKEN"
   cat /workspace/secrets/key; . /workspace/secrets/key && printf '%s\\n' "$PEM_KEY"
+  cat /workspace/secrets/file
   printf 'split tok-VAR-'; sleep 0.4; printf 'secret-%sf3a9 across chunks\\n' 7
   exit {code}
 artifacts:
@@ -520,6 +528,7 @@ def _scan_tree(root: Path) -> list[str]:
 def secret_env(hostile_env, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", ENV_SECRET)
     monkeypatch.setenv("PEM_KEY", MULTILINE_SECRET)
+    (hostile_env.parent / "secret.txt").write_text("# a comment line\n" + FILE_SECRET + "\n")
     return hostile_env
 
 
@@ -590,6 +599,15 @@ def test_secrets_never_leave_through_the_cli(secret_env, project):
     assert _scan_tree(store.runs_root(project)) == []
 
 
+NOTEBOOK_BAD_CELLS = (
+    "%%pod\npod:\n\timage: x\nrun: x\n",
+    "%%pod --secret-var tok=$TOK\nname: n-{tok}\nrun: x\n",
+    "%%pod\nrun: !foo x\n",
+    "%%pod\nx: " + "[" * 3000 + "]" * 3000 + "\nrun: x\n",
+    "%%pod --var 9x=1\nrun: x\n",
+)
+
+
 def test_secrets_never_reach_the_notebook(secret_env, project, monkeypatch):
     """Outputs, widget state and the saved .ipynb: the run view only ever sees masked events."""
     nbformat = pytest.importorskip("nbformat")
@@ -604,6 +622,7 @@ def test_secrets_never_reach_the_notebook(secret_env, project, monkeypatch):
         new_code_cell("%%pod --secret-var tok=$TOK\n" + body),
         new_code_cell("%%pod --secret-var tok=$TOK\n" + SECRET_SPEC.replace("{code}", "4")),
         new_code_cell("%%pod --secret-var tok=$TOK\n" + SETUP_FAILS.replace("{code}", "0")),
+        *[new_code_cell(cell) for cell in NOTEBOOK_BAD_CELLS],
         new_code_cell("from podmagic import store\nfrom pathlib import Path\n"
                       "rid = sorted(store.iter_run_dirs(Path('.')), key=lambda p: p.name)[0].name\n"
                       "%pod logs $rid"),
@@ -615,6 +634,11 @@ def test_secrets_never_reach_the_notebook(secret_env, project, monkeypatch):
     assert "podmagic" in state or "HTMLModel" in state, "no widget state was saved"
     assert "body echoes ***" in saved and "setup fails with ***" in saved
     assert _leaks("notebook JSON", saved) == []
+    for cell in nb.cells[5:5 + len(NOTEBOOK_BAD_CELLS)]:
+        text = "".join(o.get("text", "") for o in cell.outputs).strip()
+        assert text.startswith("UsageError: ") and "\n" not in text and "error:" in text, text
+        assert "Traceback" not in json.dumps(cell.outputs)
+    assert len(list(store.iter_run_dirs(project))) == 3  # the three runs; the dry run and bad cells made none
     assert _scan_tree(store.runs_root(project)) == []
 
 

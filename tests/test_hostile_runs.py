@@ -60,6 +60,8 @@ CONCURRENT_RUNS = 16
 LINES = 40
 CONCURRENT = """name: conc-{i}
 staging: []
+setup:
+  - command: echo "setup of {i}"
 run: |
   for k in $(seq 1 %d); do echo "run {i} line $k"; done
 lifecycle: {on_success: preserve}
@@ -98,6 +100,8 @@ def test_concurrent_runs_never_interleave(backend, pod_env, project, tmp_path, s
         assert store.read_json(run_dir / store.MANIFEST) == manifest
         log = (run_dir / "run.log").read_text().splitlines()
         assert log == [f"run {i} line {k}" for k in range(1, LINES + 1)], f"run {i}'s log is not its own"
+        phases = (run_dir / "phases.log").read_text()
+        assert phases == f'$ [setup[0]] echo "setup of {i}"\nsetup of {i}\n', phases
         journal = read_events(run_dir / "events.jsonl")
         started = [e for e in journal if e["event"] == "run_started"]
         assert len(started) == 1 and run_dir.name in started[0]["log_path"]
@@ -156,6 +160,7 @@ INTERRUPT_POINTS = [
     Point("staging", "phase_started", ("phase", "staging")),
     Point("staging-pushed", "staging_pushed"),
     Point("preflight", "phase_started", ("phase", "preflight")),
+    Point("pin", "step_started", ("label", "python pin")),
     Point("preflight-command", "step_started", ("label", "preflight[0]")),
     Point("run", "phase_started", ("phase", "run")),
     Point("run-started", "run_started", ran=True, logged=False),
@@ -167,7 +172,9 @@ INTERRUPT_POINTS = [
     Point("teardown-sigint", "lifecycle_applied", how="sigint", ran=True, failed_before=False, sleep="0"),
     Point("teardown-raise", "run_finished", ran=True, failed_before=False, sleep="0"),
 ]
-RUNPOD_POINTS = ("provision", "inside-provision", "staging", "mid-run", "pull", "teardown-sigint")
+RUNPOD_POINTS = ("provision", "inside-provision", "staging", "pin", "mid-run", "pull", "teardown-sigint")
+PIN = '  python_version: "3.12.1"\n'
+
 INSIDE_PROVISION = {"local": "gpu_selected", "ssh": "ssh_connected", "runpod": "pod_created"}
 CASES = [pytest.param(b, p, id=f"{b}-{p.id}", marks=[requires_sshd] if b == "ssh" else [])
          for b in ("local", "ssh") for p in INTERRUPT_POINTS]
@@ -204,7 +211,7 @@ def _interrupt_project(project: Path) -> Path:
 @pytest.mark.parametrize("backend,point", CASES)
 def test_interrupt_anywhere(backend, point, pod_env, project, tmp_path, server, monkeypatch):
     monkeypatch.setenv("HOSTILE_SECRET", "interrupt-secret")
-    text = INTERRUPT_SPEC % (RUNPOD_POD if backend == "runpod" else "", point.sleep)
+    text = INTERRUPT_SPEC % (RUNPOD_POD + PIN if backend == "runpod" else "pod:\n" + PIN, point.sleep)
     prepared = api.start(api.prepare(text, cwd=_interrupt_project(project), backend=backend))
     STARTED.append(prepared.plan.run_dir)
     run_dir = prepared.plan.run_dir
