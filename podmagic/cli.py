@@ -34,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--secret-var", action="append", default=[], metavar="K=V")
         s.add_argument("--backend", choices=("local", "ssh", "runpod"))
         s.add_argument("--host", help="ssh backend: user@host:port or an ~/.ssh/config alias")
+        s.add_argument("--root", help="ssh backend: folder on the host standing in for the pod (~ = remote home)")
         if name == "run":
             s.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
             s.add_argument("--force-fresh", action="store_true", help="runpod recycle: replace the kept pod")
@@ -75,9 +76,8 @@ def _prepare(args) -> api.Prepared:
         data = args.file.read_bytes()
     except OSError as exc:
         raise SpecError(f"cannot read {args.file}: {exc.strerror}", source=str(args.file)) from None
-    options = {"host": args.host} if args.host else {}
-    if getattr(args, "force_fresh", False):
-        options["force_fresh"] = True
+    options = {k: v for k, v in (("host", args.host), ("root", args.root),
+                                  ("force_fresh", getattr(args, "force_fresh", False))) if v}
     return api.prepare(
         decode(data, source=str(args.file)), cwd=args.file.resolve().parent, backend=api.resolve_backend(args.backend),
         source=str(args.file), variables=api.parse_assignments(args.var, "--var"),
@@ -96,7 +96,7 @@ class _Printer:
         elif event.kind == "phase_started":
             print(f"[podmagic] {event.data['phase']}", file=sys.stderr)
         elif event.kind in ("warning", "error", "placement_attempt", "datacenter_failover", "python_resolved",
-                            "lifecycle_applied"):
+                            "lifecycle_applied", "ssh_host_key_trusted", "ssh_reconnect", "pod_killed_unexpected"):
             detail = " ".join(f"{k}={v}" for k, v in event.data.items())
             print(f"[podmagic] {event.kind} {detail}", file=sys.stderr)
 

@@ -38,6 +38,7 @@ def _cell_parser() -> argparse.ArgumentParser:
     p.add_argument("--secret-var", action="append", default=[])
     p.add_argument("--backend", choices=("local", "ssh", "runpod"))
     p.add_argument("--host")
+    p.add_argument("--root")
     p.add_argument("--name")
     p.add_argument("--detach", action="store_true")
     p.add_argument("-o", "--out", dest="out")
@@ -108,8 +109,8 @@ class PodMagic(Magics):
             cwd=Path.cwd(), backend=api.resolve_backend(args.backend, self.backend), line_offset=1,
             secret_variables=api.parse_assignments(args.secret_var, "--secret-var"),
             default_name=_notebook_name(self.shell),
-            backend_options={**({"host": args.host} if args.host else {}),
-                             **({"force_fresh": True} if args.force_fresh else {})},
+            backend_options={k: v for k, v in (("host", args.host), ("root", args.root),
+                                               ("force_fresh", args.force_fresh)) if v},
             canonical=args.canonical,
         )
 

@@ -126,19 +126,19 @@ def select(source: str, destination: str, patterns: tuple[str, ...], *,
     if listed is None:
         files = walk(path, patterns)
     else:
-        files = [f for f in listed if not _excluded_with_parents(f, patterns)]
+        files = [f for f in listed if not excluded_path(f, False, patterns)]
     return Selection(path, tuple(files), destination)
 
 
-def _excluded_with_parents(rel: str, patterns: tuple[str, ...]) -> bool:
+def excluded_path(rel: str, is_dir: bool, patterns: tuple[str, ...]) -> bool:
+    """Whether `rel` or any folder above it is excluded (for lists not made by `walk`)."""
     parts = rel.split("/")
-    for i in range(1, len(parts)):
-        if excluded("/".join(parts[:i]), True, patterns):
-            return True
-    return excluded(rel, False, patterns)
+    if any(excluded("/".join(parts[:i]), True, patterns) for i in range(1, len(parts))):
+        return True
+    return excluded(rel, is_dir, patterns)
 
 
 def deletions(existing: Iterable[str], selected: Iterable[str], patterns: tuple[str, ...]) -> list[str]:
     """Destination files `--delete` removes: not sent, and not excluded."""
     keep = set(selected)
-    return sorted(f for f in existing if f not in keep and not _excluded_with_parents(f, patterns))
+    return sorted(f for f in existing if f not in keep and not excluded_path(f, False, patterns))

@@ -65,6 +65,8 @@ class RunView:
                 data.get("outcome", ""), data.get("reason", ""))
         elif kind in ("warning", "error", "reconcile_warning", "reconcile_note"):
             self.notes.append(f"{kind.replace('reconcile_', '')}: {data.get('message')}")
+        elif kind in ("ssh_host_key_trusted", "ssh_reconnect", "pod_killed_unexpected", "api_retry"):
+            self.notes.append(kind.replace("_", " ") + ": " + ", ".join(f"{k}={v}" for k, v in data.items()))
         elif kind == "run_finished":
             self.state = "interrupted" if data.get("interrupted") else ("failed" if data.get("failed") else "succeeded")
 

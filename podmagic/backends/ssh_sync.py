@@ -113,18 +113,11 @@ def same(a: Entry | None, b: Entry | None) -> bool:
     return a is not None and b is not None and a == b
 
 
-def _excluded(rel: str, is_dir: bool, patterns: tuple[str, ...]) -> bool:
-    parts = rel.split("/")
-    if any(staging.excluded("/".join(parts[:i]), True, patterns) for i in range(1, len(parts))):
-        return True
-    return staging.excluded(rel, is_dir, patterns)
-
-
 def _doomed(existing: dict[str, Entry], kept: set[str], patterns: tuple[str, ...]) -> list[str]:
     """Top-most far-side paths `--delete` removes: files neither sent nor excluded, and
     directories not in the source that hold nothing that survives (excluded content
     survives, so its directories do too)."""
-    protected = {r for r, e in existing.items() if _excluded(r, e.kind == "d", patterns)}
+    protected = {r for r, e in existing.items() if staging.excluded_path(r, e.kind == "d", patterns)}
     doomed = {r for r, e in existing.items() if e.kind != "d" and r not in kept and r not in protected}
     anchors = kept | protected | {r for r, e in existing.items() if e.kind != "d" and r not in doomed}
     live = set().union(*(_ancestors(r) for r in anchors)) if anchors else set()
@@ -215,7 +208,7 @@ def pull_tree(transport: SSHTransport, remote: str, local: Path, *,
         return _pull_file(transport, remote, far, local)
     if not contents:
         local = local / PurePosixPath(remote.rstrip("/")).name
-    wanted = {r: e for r, e in far.entries.items() if e.kind != "d" and not _excluded(r, False, excludes)}
+    wanted = {r: e for r, e in far.entries.items() if e.kind != "d" and not staging.excluded_path(r, False, excludes)}
     local.mkdir(parents=True, exist_ok=True)
     changed = sorted(r for r, e in wanted.items() if not same(local_entry(local / r), e))
     received = _receive_tar(transport, remote, changed, local) if changed else 0
@@ -282,9 +275,9 @@ def _delete_local(local: Path, kept: set[str], excludes: tuple[str, ...]) -> Non
         prefix = "" if rel_dir == "." else rel_dir + "/"
         for name in filenames:
             rel = prefix + name
-            if rel not in kept and not _excluded(rel, False, excludes):
+            if rel not in kept and not staging.excluded_path(rel, False, excludes):
                 os.unlink(os.path.join(dirpath, name))
         for name in dirnames:
             path = os.path.join(dirpath, name)
-            if not os.listdir(path) and not _excluded(prefix + name, True, excludes):
+            if not os.listdir(path) and not staging.excluded_path(prefix + name, True, excludes):
                 os.rmdir(path)
