@@ -26,3 +26,17 @@ def run_spec(text: str, project: Path, *, listeners=(), **kw):
     prepared = api.start(api.prepare(text, cwd=project, **kw))
     manifest = api.execute(prepared, listeners=[rec, *listeners])
     return manifest, prepared.plan, rec
+
+
+def git_project(root: Path, files: dict[str, str]) -> Path:
+    """A committed git project holding `files` (name → text)."""
+    import subprocess
+
+    root.mkdir(parents=True)
+    for name, text in files.items():
+        (root / name).write_text(text)
+    git = ["git", "-C", str(root), "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], check=True)
+    return root

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import git_project
+
 from podmagic.events import read_events
 from podmagic.sim.runpod import RunPodSimulator, Timing
 
@@ -63,14 +65,7 @@ def sim(tmp_path, monkeypatch, image_env):
 
 
 def _project(root: Path) -> Path:
-    root.mkdir()
-    (root / "train.py").write_text(TRAIN)
-    (root / "pyproject.toml").write_text('[project]\nname = "p"\nversion = "0"\nrequires-python = ">=3.10"\n')
-    git = ["git", "-C", str(root), "-c", "user.email=t@t", "-c", "user.name=t"]
-    subprocess.run([*git, "init", "-q"], check=True)
-    subprocess.run([*git, "add", "-A"], check=True)
-    subprocess.run([*git, "commit", "-qm", "init"], check=True)
-    return root
+    return git_project(root, {"train.py": TRAIN, "pyproject.toml": '[project]\nname = "p"\nversion = "0"\nrequires-python = ">=3.10"\n'})
 
 
 def execute(sim, tmp_path, text, listeners=(), **kw):

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import git_project
+
 from podmagic.backends.base import Launch
 from podmagic.backends.ssh_hostkeys import HostKeyChanged, forget_host
 from podmagic.backends.ssh_hosts import parse_host_spec, resolve_target
@@ -510,14 +512,7 @@ def uv_env(tmp_path_factory) -> dict[str, str]:
 
 
 def _project(root: Path) -> Path:
-    root.mkdir()
-    (root / "train.py").write_text(PROJECT_TRAIN)
-    (root / "pyproject.toml").write_text('[project]\nname = "p"\nversion = "0"\nrequires-python = ">=3.10"\n')
-    git = ["git", "-C", str(root), "-c", "user.email=t@t", "-c", "user.name=t"]
-    subprocess.run([*git, "init", "-q"], check=True)
-    subprocess.run([*git, "add", "-A"], check=True)
-    subprocess.run([*git, "commit", "-qm", "init"], check=True)
-    return root
+    return git_project(root, {"train.py": PROJECT_TRAIN, "pyproject.toml": '[project]\nname = "p"\nversion = "0"\nrequires-python = ">=3.10"\n'})
 
 
 def _execute(tmp_path: Path, uv_env: dict, text: str, **execute_kw):
