@@ -17,9 +17,11 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from .backends.base import Launch
+from .backends.base import BackendError, Launch
 
 q = shlex.quote
+PLAIN_PATH = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
+"""What `shlex.quote` leaves alone: a root that `text` may paste into shell text unquoted."""
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,13 @@ class PathMap:
 
     root: str | None = None
     mount: str = "/workspace"
+
+    def __post_init__(self) -> None:
+        if self.root is not None and not PLAIN_PATH.fullmatch(self.root):
+            raise BackendError(
+                f"the pod root {self.root!r} has spaces or shell characters: pod paths such as "
+                f"{self.mount}/... are rewritten inside commands, where it would not stay one word; use a "
+                "plain path (letters, digits, _@%+=:,./-) for PODMAGIC_LOCAL_ROOT or the ssh pod root")
 
     @property
     def home(self) -> str | None:
