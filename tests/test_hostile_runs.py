@@ -252,6 +252,30 @@ def test_interrupt_anywhere(backend, point, pod_env, project, tmp_path, server, 
         assert "run_started" not in kinds
 
 
+# ============================================================== a hostile machine
+
+POD_ROOTS = [("space", "my pods"), ("dollar-paren", "x$(touch CANARY)"), ("quote", "it's")]
+
+
+@pytest.mark.parametrize("name,piece", POD_ROOTS, ids=[r[0] for r in POD_ROOTS])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_pod_root_that_is_not_one_shell_word_is_refused(backend, name, piece, pod_env, project, tmp_path,
+                                                          server, monkeypatch):
+    """The pod root is pasted into commands (`/workspace/...` → `<root>/workspace/...`): it must be a plain path."""
+    root = tmp_path / piece
+    monkeypatch.setenv("PODMAGIC_LOCAL_ROOT", str(root))
+    monkeypatch.chdir(tmp_path)
+    prepared = api.start(api.prepare("staging: []\nsetup: [{command: 'echo hi > /workspace/f'}]\nrun: cat /workspace/f\n",
+                                     cwd=project, backend=backend))
+    STARTED.append(prepared.plan.run_dir)
+    be = _backend(backend, tmp_path, server, root=root / "pod")
+    manifest = api.execute(prepared, backend=be)
+    assert manifest["failed"] is True and "plain path" in manifest["error"], manifest["error"]
+    assert manifest["pod_id"] is None and not list(root.glob("pods/*")) and not (root / "pod").exists()
+    assert not list(tmp_path.rglob("CANARY")) and not list(project.rglob("CANARY"))
+    assert "step_started" not in [e["event"] for e in read_events(prepared.plan.run_dir / "events.jsonl")]
+
+
 def test_no_run_was_lost():
     """The README's `runs lost` count: every run started in this module has its manifest."""
     lost = [d for d in STARTED if store.read_json(d / store.MANIFEST) is None]
