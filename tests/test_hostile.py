@@ -672,11 +672,15 @@ def counts() -> dict[str, int]:
         "injection_positions": len(INJECTION_POSITIONS),
         "injections_tried": (len(PAYLOADS) * len(INJECTION_POSITIONS) * 2  # local + ssh, every position per run
                              + len(PAYLOADS) * (len(REFUSED_INJECTIONS) + len(REFUSED_FLAG_INJECTIONS))
-                             + CLI_VAR_INJECTIONS),
+                             + CLI_VAR_INJECTIONS
+                             + len(runs.POD_ROOTS) * 2),  # hostile pod roots, local + ssh
         "secret_runs": len(SECRET_CASES) + 1 + 3,  # + the CLI run + the notebook's three runs
         "secret_surfaces_checked": len(SECRET_SURFACES),
         "secrets_leaked": len(LEAKS),
         "concurrent_runs": runs.CONCURRENT_RUNS * 2,
         "interrupt_cases": len(runs.CASES),
+        "runs_started": (len(PAYLOADS) * 2 + CLI_VAR_INJECTIONS + len(SECRET_CASES) + 1 + 3
+                         + runs.CONCURRENT_RUNS * 2 + len(runs.CASES) + len(runs.POD_ROOTS) * 2),
+        # every run checks its own manifest; test_no_run_was_lost re-checks the runs module's ledger
         "runs_lost": len([d for d in runs.STARTED if store.read_json(d / store.MANIFEST) is None]),
     }

@@ -11,6 +11,9 @@
    KeyboardInterrupt re-raised after teardown. `RUNPOD_POINTS` (a subset:
    each simulated pod is a real sshd) run through the RunPod simulator.
 
+A pod root (`PODMAGIC_LOCAL_ROOT`, the ssh root) that is not one shell word
+is refused before any command runs (`POD_ROOTS`).
+
 Every run started here is recorded in `STARTED`; the last test checks that
 each one has its manifest (the README's `runs lost`: 0).
 """
