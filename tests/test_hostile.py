@@ -457,7 +457,8 @@ def test_injection_in_flag_names_is_refused(flag, pid, template, tmp_path):
     assert str(info.value).startswith(f"{flag}:1:1: error: {flag} expects NAME=VALUE")
 
 
-@pytest.mark.parametrize("pid,template", PAYLOADS[:CLI_VAR_INJECTIONS], ids=[p[0] for p in PAYLOADS[:CLI_VAR_INJECTIONS]])
+@pytest.mark.parametrize("pid,template", PAYLOADS[:CLI_VAR_INJECTIONS],
+                         ids=[p[0] for p in PAYLOADS[:CLI_VAR_INJECTIONS]])
 def test_injection_through_the_cli_var(pid, template, hostile_env, project):
     """`podmagic run FILE --var v=PAYLOAD` as a subprocess: the value reaches the pod literally."""
     canary = project.parent / CANARY_NAME

@@ -268,8 +268,8 @@ def test_a_pod_root_that_is_not_one_shell_word_is_refused(backend, name, piece, 
     root = tmp_path / piece
     monkeypatch.setenv("PODMAGIC_LOCAL_ROOT", str(root))
     monkeypatch.chdir(tmp_path)
-    prepared = api.start(api.prepare("staging: []\nsetup: [{command: 'echo hi > /workspace/f'}]\nrun: cat /workspace/f\n",
-                                     cwd=project, backend=backend))
+    text = "staging: []\nsetup: [{command: 'echo hi > /workspace/f'}]\nrun: cat /workspace/f\n"
+    prepared = api.start(api.prepare(text, cwd=project, backend=backend))
     STARTED.append(prepared.plan.run_dir)
     be = _backend(backend, tmp_path, server, root=root / "pod")
     manifest = api.execute(prepared, backend=be)
