@@ -47,7 +47,8 @@ def parse_assignments(items: Iterable[str], flag: str = "--var") -> tuple[tuple[
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not spec_mod.IDENT_RE.match(key):
-            raise spec_mod.SpecError(f"{flag} expects NAME=VALUE with NAME an identifier, got {item!r}",
+            shown = repr(item) if flag != "--secret-var" else (f"{key!r}=..." if sep else "(value hidden)")
+            raise spec_mod.SpecError(f"{flag} expects NAME=VALUE with NAME an identifier, got {shown}",
                                      source=flag)
         out.append((key, value))
     return tuple(out)

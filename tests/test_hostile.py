@@ -643,8 +643,6 @@ def test_secrets_never_reach_the_notebook(secret_env, project, monkeypatch):
     assert _scan_tree(store.runs_root(project)) == []
 
 
-@pytest.mark.xfail(strict=True, reason="api.parse_assignments puts the whole item in its error; api.py is "
-                   "being edited by the lead: the fix is described in the issue 7 report")
 @pytest.mark.parametrize("item", [VAR_SECRET, f"tok:{VAR_SECRET}", f"9tok={VAR_SECRET}"],
                          ids=["name-forgotten", "colon-typo", "bad-name"])
 def test_a_mistyped_secret_var_does_not_echo_the_secret(item):
