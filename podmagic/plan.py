@@ -184,10 +184,14 @@ def _pos(spec: JobSpec, path: str) -> tuple[int, int]:
     return loc.line, loc.col
 
 
+SHELL_FIELDS = ("setup[", "preflight[", "run.body")
+"""Fields that are shell text: values pasted into them follow `template`'s shell rule."""
+
+
 def _render(spec: JobSpec, path: str, text: str, variables: Mapping[str, str]) -> str:
     try:
-        return template.render(text, variables)
-    except template.TemplateError as exc:
+        return template.render(text, variables, shell=path.startswith(SHELL_FIELDS))
+    except (template.TemplateError, template.ShellValueError) as exc:
         line, col = _locate(spec, spec.where(path), "{" + exc.name + "}")
         raise SpecError(str(exc), line, col, spec.source) from None
 

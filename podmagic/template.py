@@ -4,6 +4,12 @@
 literal braces, so bash `${X}` is written `${{X}}`. Any other brace (JSON
 such as `{"a": 1}`) passes through. An unknown name is an error that says
 how to escape it and which known name it resembles.
+
+In shell text (commands, the run body) a value must not change the script's
+meaning: inside '...' or "..." it is escaped for that quoting, so it arrives
+literally; unquoted, a value holding shell-active characters is refused
+(`ShellValueError`), while plain words and spaces pass, so fragments such as
+`--fp16 --bs 8` still split into arguments as they did in runpod-deploy.
 """
 
 from __future__ import annotations
@@ -32,19 +38,68 @@ class TemplateError(KeyError):
         return self.message
 
 
-def render(text: str, variables: Mapping[str, str]) -> str:
-    def substitute(match: re.Match[str]) -> str:
+SHELL_ACTIVE = set("`$;&|<>()'\"\\\n\r{}")
+
+
+class ShellValueError(ValueError):
+    def __init__(self, name: str, value_chars: str, offset: int):
+        self.name, self.offset = name, offset
+        super().__init__(
+            f"variable {{{name}}} is pasted unquoted into shell text and its value holds shell characters "
+            f"({value_chars}); quote it in the script ('{{{name}}}' or \"{{{name}}}\") so it arrives literally"
+        )
+
+
+def render(text: str, variables: Mapping[str, str], *, shell: bool = False) -> str:
+    out: list[str] = []
+    state: str | None = None  # None, "'" or '"': the shell quoting at this point of the text
+    pos = 0
+    for match in _TOKEN.finditer(text):
+        literal = text[pos : match.start()]
+        out.append(literal)
+        state = _quote_state(literal, state) if shell else state
+        pos = match.end()
         token = match.group(0)
-        if token == "{{":
-            return "{"
-        if token == "}}":
-            return "}"
+        if token in ("{{", "}}"):
+            out.append(token[0])
+            state = _quote_state(token[0], state) if shell else state
+            continue
         name = match.group(1)
         if name not in variables:
             raise TemplateError(name, variables, match.start())
-        return variables[name]
+        out.append(_for_shell(name, variables[name], state, match.start()) if shell else variables[name])
+    out.append(text[pos:])
+    return "".join(out)
 
-    return _TOKEN.sub(substitute, text)
+
+def _quote_state(segment: str, state: str | None) -> str | None:
+    i = 0
+    while i < len(segment):
+        c = segment[i]
+        if state == "'":
+            state = None if c == "'" else state
+        elif c == "\\":
+            i += 1
+        elif state == '"':
+            state = None if c == '"' else state
+        elif c in "'\"":
+            state = c
+        elif c == "#" and (i == 0 or segment[i - 1] in " \t\n;"):
+            newline = segment.find("\n", i)
+            i = len(segment) if newline == -1 else newline
+        i += 1
+    return state
+
+
+def _for_shell(name: str, value: str, state: str | None, offset: int) -> str:
+    if state == "'":
+        return value.replace("'", "'\\''")
+    if state == '"':
+        return re.sub(r'([\\"$`])', r"\\\1", value)
+    bad = sorted(set(value) & SHELL_ACTIVE)
+    if bad:
+        raise ShellValueError(name, " ".join(repr(c) for c in bad), offset)
+    return value
 
 
 def names(text: str) -> list[str]:

@@ -265,7 +265,7 @@ INJECTION_POSITIONS = (
     "name", "--var (used in remote_env.exports)", "remote_env.exports", "remote_env.source_files",
     "setup/preflight with_env", "staging.source", "staging.destination", "staging.excludes",
     "secrets.destination", "run.script_path", "run.log_path", "run.success_marker", "run.failure_markers",
-    "artifacts.remote_path",
+    "artifacts.remote_path", "run.body '{v}'", "run.body \"{v}\"",
 )
 REFUSED_INJECTIONS: list[tuple[str, str, str]] = [
     # (id, cell, fragment) — `{P}` is replaced by a JSON-quoted payload
@@ -314,6 +314,8 @@ secrets:
 run:
   body: |
     cat /workspace/v.txt; echo
+    printf '%s\\n' '{{v}}'
+    printf '%s\\n' "{{v}}"
     echo end
   script_path: {_y('/workspace/s-' + p + '.sh')}
   log_path: {_y('/workspace/l-' + p + '.log')}
@@ -367,7 +369,8 @@ def _check_injection(tmp_path, payload, manifest, plan, pod_root):
     assert manifest["job_name"] == payload
     assert store.RUN_ID_RE.match(plan.run_id)
     log = (plan.run_dir / "run.log").read_text()
-    assert log == payload + "\nend\n"  # the value arrived literally (via --var → export → file → body)
+    # the value arrived literally: via --var → export → file → body, and pasted into '…' and "…" in the body
+    assert log == (payload + "\n") * 3 + "end\n"
     w = pod_root / "workspace"
     assert (w / "v.txt").read_text() == payload and (w / "w.txt").read_text() == payload
     dest = Path(str(w) + "/d-" + payload)
