@@ -77,6 +77,8 @@ class Pull:
     required: bool
     excludes: tuple[str, ...] = ()
     delete: bool = False
+    into_dir: bool = False
+    """`local_path` ended with `/`: the pulled file or folder goes inside it (rsync's meaning)."""
 
 
 @dataclass(frozen=True)
@@ -342,14 +344,16 @@ def _pulls(spec: JobSpec, ctx: Context, r, launch: Launch, run_dir: Path) -> Ite
     yield Pull("log", launch.log_path, run_dir / "run.log", required=False)
     root = ctx.project_root.resolve()
     for i, a in enumerate(spec.artifacts):
-        local = Path(r(f"artifacts[{i}].local_path", a.local_path)).expanduser()
+        rendered = r(f"artifacts[{i}].local_path", a.local_path)
+        local = Path(rendered).expanduser()
         local = local if local.is_absolute() else root / local
         resolved = Path(_normalize(str(local)))
         if resolved != root and root not in resolved.parents:
             raise spec.error(f"artifacts[{i}].local_path", f"`artifacts[{i}].local_path` resolves to {resolved}, "
                              f"outside the project ({root}); use a path under {{run_dir}} or the project")
         yield Pull(a.label, r(f"artifacts[{i}].remote_path", a.remote_path), resolved, a.required,
-                   tuple(r(f"artifacts[{i}].excludes", e) for e in a.excludes), a.delete)
+                   tuple(r(f"artifacts[{i}].excludes", e) for e in a.excludes), a.delete,
+                   into_dir=rendered.endswith("/"))
 
 
 def _normalize(path: str) -> str:

@@ -356,6 +356,8 @@ class Runner:
                 if pull.label == "log":
                     moved = self._pull_log(pull)
                 else:
+                    if pull.into_dir:
+                        pull.local_path.mkdir(parents=True, exist_ok=True)
                     moved = self.pod.pull(pull.remote_path, pull.local_path, excludes=pull.excludes,
                                           delete=pull.delete).bytes_transferred
             except Exception as exc:  # noqa: BLE001

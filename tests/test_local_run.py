@@ -222,3 +222,12 @@ def test_a_pod_body_runs_unchanged_on_the_sandbox(pod_env, project):
     log = (plan.run_dir / "run.log").read_text()
     assert manifest["failed"] is False and "train.py" in log and "ignored.txt" not in log
     assert f"home={pod_env}/pods/" in log
+
+
+def test_artifact_local_path_with_a_trailing_slash_is_a_folder(pod_env, project):
+    manifest, plan, _ = run_spec("staging: []\nrun: echo 1 > /workspace/one.txt\nartifacts:\n"
+                                 "  - {label: a, remote_path: /workspace/one.txt, local_path: \"{run_dir}/got/\"}\n"
+                                 "  - {label: b, remote_path: /workspace/one.txt, local_path: \"{run_dir}/as.txt\"}\n",
+                                 project)
+    assert (plan.run_dir / "got" / "one.txt").read_text() == "1\n"
+    assert (plan.run_dir / "as.txt").read_text() == "1\n"
