@@ -401,7 +401,7 @@ def module_sshd(tmp_path_factory, python_mirror, uv_python_dir):
 
     env = {"UV_PYTHON_DOWNLOADS_JSON_URL": python_mirror, "UV_PYTHON_INSTALL_DIR": str(uv_python_dir),
            "PATH": f"{Path(find_uv_bin()).parent}:/usr/local/bin:/usr/bin:/bin"}
-    with SSHServer(tmp_path_factory.mktemp("sshd"), env=env) as server:
+    with SSHServer(tmp_path_factory.mktemp("sshd"), env=env, home=tmp_path_factory.mktemp("sshd-home")) as server:
         yield server
 
 
