@@ -1,10 +1,12 @@
 """IPython front end: the `%%pod` cell magic and the `%pod` line magic.
 
-`%%pod [--dry-run] [--var k=v ...] [--secret-var k=v ...] [--backend B] [--host H] [--name N]`
-runs the cell's YAML and blocks until the run ends (interrupt = cancel),
-showing the live run view; at the end the view becomes static HTML (the
-manifest table and a log excerpt). `%pod runs|show|logs|stop|capture-env`
-work on the run store. Errors are one line, without a traceback.
+`%%pod [--dry-run] [--var k=v ...] [--secret-var k=v ...] [--backend B] [--host H] [--root R]
+[--name N] [-o NAME] [--detach] [--sweep k=v1,v2 ...] [--sweep-file F] [--max-parallel N]
+[--fail-fast] [--force-fresh]` runs the cell's YAML. Without --detach it blocks until the run
+ends (interrupt = cancel), showing the live run view; at the end the view becomes static HTML
+(the manifest table and a log excerpt) with relaunch controls under it.
+`%pod runs|show|logs|stop|attach|wait|compare|ls-stale|cleanup|capture-env` work on the run
+store. Errors are one line, without a traceback.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import HTML, display
 from traitlets import Unicode
 
-from . import api, history, manifest as manifest_mod, provenance, render, store
+from . import api, history, provenance, render, store
 from .plan import describe
 from .results import Run
 from .spec import SpecError
