@@ -35,9 +35,9 @@ def side_by_side(manifests: Sequence[dict[str, Any]], fields: Iterable[str] = FI
 
 
 def differences(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """What changed from one run to the next (spec fields included via variables and spec hash)."""
-    return [(r["field"], r["values"][0], r["values"][1]) for r in side_by_side([before, after])
-            if r["differs"] and r["field"] not in ("status", "error")]
+    """What changed from one run to the next, cost and wall time included."""
+    return [(f, value(before, f), value(after, f)) for f in FIELDS
+            if f not in ("status", "error") and repr(value(before, f)) != repr(value(after, f))]
 
 
 def consistency(manifests: Sequence[dict[str, Any]]) -> list[str]:
