@@ -35,6 +35,14 @@ from .redact import Redactor
 POLL_MIN, POLL_MAX = 0.05, 0.5
 STATUS_EVERY_SEC = 1.0
 HEARTBEAT_TIMEOUT_SEC = 600
+"""The pod-side watchdog ends a job whose client has not touched its heartbeat for this long
+(override with PODMAGIC_HEARTBEAT_TIMEOUT_SEC; 0 turns the heartbeat check off)."""
+STEP_MARKER = re.compile(r"__RUNPOD_STEP_(START|DONE)__([\w.\-]+)__")
+
+
+def heartbeat_timeout() -> float | None:
+    value = float(os.environ.get("PODMAGIC_HEARTBEAT_TIMEOUT_SEC", HEARTBEAT_TIMEOUT_SEC))
+    return value or None
 
 
 class StepFailed(RuntimeError):
@@ -48,12 +56,14 @@ class Stopped(Exception):
 class Runner:
     def __init__(self, plan: Plan, backend, *, listeners: Iterable[Listener] = (),
                  redactor: Redactor | None = None, cancel: threading.Event | None = None,
-                 heartbeat_timeout_sec: float | None = HEARTBEAT_TIMEOUT_SEC):
+                 heartbeat_timeout_sec: float | None = None):
         self.plan, self.backend = plan, backend
         self.listeners = list(listeners)
         self.redactor = redactor or Redactor()
         self.cancel = cancel or threading.Event()
-        self.heartbeat_timeout_sec = heartbeat_timeout_sec
+        self.heartbeat_timeout_sec = heartbeat_timeout_sec or heartbeat_timeout()
+        self._steps_seen: set[tuple[str, str]] = set()
+        self._step_carry = ""
         self.outcome = Outcome(started_at=time.time())
         self.phase = "starting"
         self.pod: Pod | None = None
@@ -313,6 +323,16 @@ class Runner:
             local_log.write(text)
             local_log.flush()
             self.emit("output", text=text, phase="run")
+            self._step_markers(text)
+
+    def _step_markers(self, text: str) -> None:
+        """runpod-deploy's `__RUNPOD_STEP_START/DONE__name__` lines → events, once each."""
+        scan = self._step_carry + text
+        self._step_carry = scan[-200:]
+        for kind, name in STEP_MARKER.findall(scan):
+            if (kind, name) not in self._steps_seen:
+                self._steps_seen.add((kind, name))
+                self.emit("remote_step_started" if kind == "START" else "remote_step_completed", name=name)
 
     # ------------------------------------------------------------ teardown
 

@@ -231,3 +231,27 @@ def test_artifact_local_path_with_a_trailing_slash_is_a_folder(pod_env, project)
                                  project)
     assert (plan.run_dir / "got" / "one.txt").read_text() == "1\n"
     assert (plan.run_dir / "as.txt").read_text() == "1\n"
+
+
+def test_step_markers_become_events_once(pod_env, project):
+    body = ("run: |\n  echo __RUNPOD_STEP_START__train__\n  echo __RUNPOD_STEP_DONE__train__\n"
+            "  echo __RUNPOD_STEP_DONE__train__\nstaging: []\n")
+    manifest, plan, _ = run_spec(body, project)
+    steps = [(e["event"], e["name"]) for e in read_events(plan.run_dir / "events.jsonl") if "step" in e["event"]
+             and "name" in e]
+    assert steps == [("remote_step_started", "train"), ("remote_step_completed", "train")]
+
+
+def test_heartbeat_limit_is_configurable(pod_env, project, monkeypatch):
+    from dataclasses import replace
+
+    from podmagic.remote import launcher_script
+    from podmagic.runner import Runner
+
+    monkeypatch.setenv("PODMAGIC_HEARTBEAT_TIMEOUT_SEC", "42")
+    plan = api.prepare("staging: []\nrun: x\n", cwd=project).plan
+    limit = Runner(plan, backend=None).heartbeat_timeout_sec
+    assert limit == 42
+    assert "-ge 42 ]; then why=watchdog:heartbeat" in launcher_script(replace(plan.launch, heartbeat_timeout_sec=limit))
+    monkeypatch.setenv("PODMAGIC_HEARTBEAT_TIMEOUT_SEC", "0")
+    assert Runner(plan, backend=None).heartbeat_timeout_sec is None
