@@ -18,7 +18,7 @@ from typing import Iterable, Mapping
 
 from . import plan as plan_mod
 from . import reconcile, spec as spec_mod, store
-from .events import Journal, Listener
+from .events import Event, Journal, Listener
 from .redact import Redactor
 
 
@@ -114,15 +114,21 @@ def prepare(text: str, *, cwd: Path, backend: str = "local", source: str = "cell
     return Prepared(spec, built, notes, redactor, dict(backend_options or {}), ctx, inputs)
 
 
+def prepare_from(inputs: Mapping[str, object], secret_values: Mapping[str, str], **overrides) -> Prepared:
+    """`prepare` again from recorded inputs (`Prepared.inputs` or `launch.json`), with overrides."""
+    args = {k: v for k, v in inputs.items() if k not in ("secret_names", "suffix")}
+    args.update(cwd=Path(inputs["cwd"]), variables=[tuple(v) for v in inputs["variables"]])
+    args.update(overrides)
+    secrets_ = [(k, secret_values[k]) for k in inputs.get("secret_names", [])]
+    return prepare(args.pop("text"), secret_variables=secrets_, **args)
+
+
 def reprepare(run_dir: Path, secret_values: Mapping[str, str]) -> Prepared:
     """The same Prepared again from a started run's `launch.json` (same run id), e.g. in another process."""
-    inputs = dict(store.read_json(run_dir / LAUNCH) or {})
+    inputs = store.read_json(run_dir / LAUNCH)
     if not inputs:
         raise KeyError(f"{run_dir} has no {LAUNCH}")
-    names, suffix = inputs.pop("secret_names"), inputs.pop("suffix")
-    secrets_ = [(k, secret_values[k]) for k in names]
-    prepared = prepare(**{**inputs, "cwd": Path(inputs["cwd"]), "variables": [tuple(v) for v in inputs["variables"]]},
-                       secret_variables=secrets_, suffix=suffix)
+    prepared = prepare_from(inputs, secret_values, suffix=inputs["suffix"])
     if prepared.plan.run_dir != run_dir:
         raise RuntimeError(f"re-prepared run dir {prepared.plan.run_dir} is not {run_dir}")
     return prepared
@@ -162,14 +168,8 @@ def start(prepared: Prepared) -> Prepared:
     store.write_json_atomic(plan.run_dir / LAUNCH, {**prepared.inputs, "suffix": ctx.run_suffix})
     store.write_text_atomic(plan.run_dir / "plan.txt", plan_mod.describe(plan, prepared.redactor.mask) + "\n")
     for note in prepared.notes:
-        Journal(plan.run_dir / "events.jsonl")(_note_event(note))
+        Journal(plan.run_dir / "events.jsonl")(Event("reconcile_" + note.severity, {"message": note.message}))
     return prepared
-
-
-def _note_event(note: reconcile.Note):
-    from .events import Event
-
-    return Event("reconcile_" + note.severity, {"message": note.message})
 
 
 def execute(prepared: Prepared, *, listeners: Iterable[Listener] = (), cancel: threading.Event | None = None,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import html
 import threading
-from pathlib import Path
 from typing import Any, Mapping
 
 import ipywidgets as w
@@ -105,14 +104,9 @@ class RelaunchControls:
             variables = dict(variables)
             variables.update(api.parse_assignments([p.strip() for p in f["variables"].split(",") if p.strip()]))
             variables = list(variables.items())
-        kw = {k: v for k, v in self.inputs.items() if k not in ("text", "variables", "secret_names", "suffix", "cwd")}
-        prepared = api.start(api.prepare(text, cwd=Path(self.inputs["cwd"]),
-                                         variables=variables, secret_variables=self._secrets(), **kw))
+        prepared = api.start(api.prepare_from(self.inputs, self.secret_values, text=text, variables=variables))
         self.thread = threading.Thread(target=self._run, args=(prepared,), daemon=True, name="podmagic-relaunch")
         self.thread.start()
-
-    def _secrets(self):
-        return [(k, self.secret_values[k]) for k in self.inputs.get("secret_names", []) if k in self.secret_values]
 
     def _run(self, prepared: api.Prepared) -> None:
         plan = prepared.plan
