@@ -9,6 +9,7 @@ lifecycle. `describe` prints a plan; that is all `--dry-run` does.
 from __future__ import annotations
 
 import hashlib
+import os
 import shlex
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -347,19 +348,13 @@ def _pulls(spec: JobSpec, ctx: Context, r, launch: Launch, run_dir: Path) -> Ite
         rendered = r(f"artifacts[{i}].local_path", a.local_path)
         local = Path(rendered).expanduser()
         local = local if local.is_absolute() else root / local
-        resolved = Path(_normalize(str(local)))
+        resolved = Path(os.path.normpath(local))
         if resolved != root and root not in resolved.parents:
             raise spec.error(f"artifacts[{i}].local_path", f"`artifacts[{i}].local_path` resolves to {resolved}, "
                              f"outside the project ({root}); use a path under {{run_dir}} or the project")
         yield Pull(a.label, r(f"artifacts[{i}].remote_path", a.remote_path), resolved, a.required,
                    tuple(r(f"artifacts[{i}].excludes", e) for e in a.excludes), a.delete,
                    into_dir=rendered.endswith("/"))
-
-
-def _normalize(path: str) -> str:
-    import os.path
-
-    return os.path.normpath(path)
 
 
 def describe(plan: Plan, mask=lambda s: s) -> str:

@@ -27,7 +27,7 @@ from typing import Callable, Iterable
 from . import manifest as manifest_mod
 from . import provenance, staging, store
 from .backends.base import Pod
-from .events import Event, Listener
+from .events import Event, Listener, utc_iso
 from .manifest import Outcome
 from .plan import Command, Plan
 from .redact import Redactor
@@ -103,8 +103,8 @@ class Runner:
         store.write_json_atomic(self.plan.run_dir / store.STATUS, {
             "run_id": self.plan.run_id, "job_name": self.plan.job_name, "backend": self.plan.backend,
             "phase": self.phase, "state": state or ("running" if self.phase != "starting" else "starting"),
-            "started_at_utc": manifest_mod.utc_iso(self.outcome.started_at),
-            "updated_at_utc": manifest_mod.utc_iso(now), "elapsed_sec": round(now - self.outcome.started_at, 1),
+            "started_at_utc": utc_iso(self.outcome.started_at),
+            "updated_at_utc": utc_iso(now), "elapsed_sec": round(now - self.outcome.started_at, 1),
             "owner_pid": os.getpid(), "owner_host": os.uname().nodename,
             "pod_id": pod.pod_id if pod else None, "gpu_id": pod.gpu_id if pod else None,
             "price_per_hour_usd": pod.price_per_hour_usd if pod else None,

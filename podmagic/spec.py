@@ -412,21 +412,18 @@ def _positive(b: _Builder, values: dict[str, _Node], path: str, **fields: Any) -
             raise b.fail(values[key], f"`{path}.{key}` must be > 0, got {value}")
 
 
-def _build_section(b: _Builder, root: dict[str, _Node], name: str, cls: type) -> Any:
+def _section(b: _Builder, root: dict[str, _Node], name: str, cls: type) -> tuple[Any, dict[str, _Node]]:
+    """The section as `cls` (its defaults when absent) and the nodes of the keys given."""
     if name not in root or root[name].value is None:
-        return cls()
+        return cls(), {}
     allowed = schema.SECTIONS[name]
     values = b.section(root[name], name, allowed)
     kwargs = {k: b.value(values, k, allowed[k], name) for k in values if values[k].value is not None}
-    obj = cls(**kwargs)
-    return obj, values
+    return cls(**kwargs), values
 
 
 def _pod(b: _Builder, root: dict[str, _Node]) -> PodSpec:
-    built = _build_section(b, root, "pod", PodSpec)
-    if isinstance(built, PodSpec):
-        return built
-    pod, values = built
+    pod, values = _section(b, root, "pod", PodSpec)
     if "python_version" in values:
         node = values["python_version"]
         if not PYTHON_VERSION_RE.match(pod.python_version or ""):
@@ -445,10 +442,7 @@ def _pod(b: _Builder, root: dict[str, _Node]) -> PodSpec:
 
 
 def _storage(b: _Builder, root: dict[str, _Node]) -> StorageSpec:
-    built = _build_section(b, root, "storage", StorageSpec)
-    if isinstance(built, StorageSpec):
-        return StorageSpec(volume_gb=20)
-    storage, values = built
+    storage, values = _section(b, root, "storage", StorageSpec)
     if storage.mode not in schema.STORAGE_MODES:
         node = values.get("mode", root["storage"])
         raise b.fail(node, f"`storage.mode` must be ephemeral or network_volume, got {storage.mode!r}")
@@ -463,10 +457,7 @@ def _storage(b: _Builder, root: dict[str, _Node]) -> StorageSpec:
 
 
 def _budget(b: _Builder, root: dict[str, _Node]) -> BudgetSpec:
-    built = _build_section(b, root, "budget", BudgetSpec)
-    if isinstance(built, BudgetSpec):
-        return built
-    budget, values = built
+    budget, values = _section(b, root, "budget", BudgetSpec)
     _positive(b, values, "budget", cost_cap_usd=budget.cost_cap_usd,
               assumed_hourly_rate_usd=budget.assumed_hourly_rate_usd,
               max_runtime_minutes=budget.max_runtime_minutes, poll_interval_sec=budget.poll_interval_sec,
@@ -475,10 +466,7 @@ def _budget(b: _Builder, root: dict[str, _Node]) -> BudgetSpec:
 
 
 def _lifecycle(b: _Builder, root: dict[str, _Node]) -> LifecycleSpec:
-    built = _build_section(b, root, "lifecycle", LifecycleSpec)
-    if isinstance(built, LifecycleSpec):
-        return built
-    lc, values = built
+    lc, values = _section(b, root, "lifecycle", LifecycleSpec)
     if lc.on_success not in schema.LIFECYCLE_ON_SUCCESS:
         raise b.fail(values["on_success"], f"`lifecycle.on_success` must be one of "
                      f"{', '.join(schema.LIFECYCLE_ON_SUCCESS)}, got {lc.on_success!r}")
@@ -492,18 +480,14 @@ def _lifecycle(b: _Builder, root: dict[str, _Node]) -> LifecycleSpec:
 
 
 def _telemetry(b: _Builder, root: dict[str, _Node]) -> TelemetrySpec:
-    built = _build_section(b, root, "telemetry", TelemetrySpec)
-    if isinstance(built, TelemetrySpec):
-        return built
-    t, values = built
+    t, values = _section(b, root, "telemetry", TelemetrySpec)
     if t.sample_interval_sec < 5:
         raise b.fail(values["sample_interval_sec"], "`telemetry.sample_interval_sec` must be ≥ 5")
     return t
 
 
 def _simple(b: _Builder, root: dict[str, _Node], name: str, cls: type) -> Any:
-    built = _build_section(b, root, name, cls)
-    return built if isinstance(built, cls) else built[0]
+    return _section(b, root, name, cls)[0]
 
 
 def _items(b: _Builder, root: dict[str, _Node], name: str) -> list[tuple[str, dict[str, _Node], _Node]]:
