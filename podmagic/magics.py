@@ -164,8 +164,7 @@ class PodMagic(Magics):
         def on_event(event):
             view.on_event(event)
             if event.kind == "run_finished":
-                view.flush(force=True)
-                view.log.value += view.final_html(follower.manifest)
+                view.finish(follower.manifest)
 
         follower = Follower(run_dir, on_event)
         follower.start()

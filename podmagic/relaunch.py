@@ -119,8 +119,7 @@ class RelaunchControls:
             manifest = api.execute(prepared, listeners=[view.on_event], cancel=cancel)
         except Exception as exc:  # noqa: BLE001 - shown in the view; the manifest is on disk anyway
             manifest = store.read_json(plan.run_dir / store.MANIFEST) or {"error": str(exc)}
-        view.flush(force=True)
-        view.log.value += view.final_html(manifest)
+        view.finish(manifest)
         changes = spec_changes(self.inputs["text"], prepared.inputs["text"])
         moved = compare.differences(self.manifest, manifest)
         self.diff.value = diff_html(changes, "spec changes") + diff_html(moved, f"{plan.run_id} vs previous run")

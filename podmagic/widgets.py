@@ -99,6 +99,11 @@ class RunView:
                        f"<td>{html.escape(r)}</td></tr>" for (g, d), (o, r) in self.attempts.items())
         return f"<table><tr><th>GPU</th><th>datacenter</th><th>outcome</th><th>reason</th></tr>{rows}</table>"
 
+    def finish(self, manifest: dict | None) -> None:
+        """Show the last state and, under the log, the manifest table (a view that stays live)."""
+        self.flush(force=True)
+        self.log.value += self.final_html(manifest)
+
     def final_html(self, manifest: dict | None) -> str:
         log = log_html(self.tail.text(), f"log tail ({self.tail.total_lines} lines; full log in the run directory)")
         table = manifest_html(manifest) if manifest else ""
