@@ -39,10 +39,10 @@ def main() -> None:
     (work / "sleep.yaml").write_text("name: bench\nstaging: []\nrun: sleep 1\n")
     env = {**os.environ, "PODMAGIC_LOCAL_ROOT": str(work / "pods"), "PODMAGIC_BACKEND": "local"}
     sys.path.insert(0, str(REPO))
-    from podmagic import api
+    from podmagic.run import api
 
     bare = timed(lambda: subprocess.run(["sleep", "1"], check=True), args.repeat)
-    cli = timed(lambda: subprocess.run([sys.executable, "-m", "podmagic.cli", "run", "sleep.yaml"], cwd=work,
+    cli = timed(lambda: subprocess.run([sys.executable, "-m", "podmagic.ui.cli", "run", "sleep.yaml"], cwd=work,
                                        env=env, check=True, capture_output=True), args.repeat)
     os.environ.update(PODMAGIC_LOCAL_ROOT=str(work / "pods"))
     text = (work / "sleep.yaml").read_text()
@@ -55,10 +55,10 @@ def main() -> None:
 
     empty = fresh("pass")
     pm = fresh("import podmagic") - empty
-    pm_api = fresh("import podmagic.api") - empty
+    pm_api = fresh("import podmagic.run.api") - empty
     yml = fresh("import yaml") - empty
     print(f"import: yaml {yml * 1000:.1f}ms | podmagic {pm * 1000:.1f}ms ({pm / yml:.2f}x) | "
-          f"podmagic.api (spec+plan+reconcile) {pm_api * 1000:.1f}ms ({pm_api / yml:.2f}x)")
+          f"podmagic.run.api (spec+plan+reconcile) {pm_api * 1000:.1f}ms ({pm_api / yml:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from podmagic.backends.base import PodRequest  # noqa: E402
-from podmagic.backends.ssh import SSHBackend  # noqa: E402
+from podmagic.backends.ssh.backend import SSHBackend  # noqa: E402
 from podmagic.testing.sshd import SSHServer  # noqa: E402
 
 SIZES_KB = (1, 4, 16, 64, 115)  # mean 40 KB: 5,000 files ≈ 200 MB
@@ -166,7 +166,7 @@ def report(staging: dict, latency: dict) -> None:
 
 
 def full_run(work: Path, server: SSHServer) -> None:
-    from podmagic import api
+    from podmagic.run import api
 
     project = work / "project"
     project.mkdir(exist_ok=True)

@@ -14,7 +14,7 @@ def runs(project_root=".", **filters):
     """Past runs as a pandas DataFrame (a list of dicts without pandas); filters: name, failed, since, limit."""
     from pathlib import Path
 
-    from . import history
+    from podmagic.run import history
 
     return _maybe_frame(history.list_runs(Path(project_root).resolve(), **filters))
 
@@ -23,7 +23,7 @@ def compare_runs(*refs, project_root="."):
     """Runs (ids, prefixes or a sweep id) side by side: one row per field, `differs` flagged."""
     from pathlib import Path
 
-    from . import compare as compare_mod, history
+    from podmagic.run import compare as compare_mod, history
 
     manifests = history.manifests(Path(project_root).resolve(), list(refs))
     rows = [{"field": r["field"], **{m["run_id"]: v for m, v in zip(manifests, r["values"])},
@@ -35,13 +35,13 @@ def capture_env(project_root="."):
     """The manifest's deploy_metadata (git SHA, dirty, branch, lockfile hash) plus the project's pin."""
     from pathlib import Path
 
-    from . import provenance
+    from podmagic.run import provenance
 
     return provenance.capture_env(Path(project_root).resolve())
 
 
 def _maybe_frame(rows):
-    from .compare import frame
+    from podmagic.run.compare import frame
 
     try:
         return frame(rows)
@@ -50,6 +50,6 @@ def _maybe_frame(rows):
 
 
 def load_ipython_extension(ipython):  # pragma: no cover - exercised through notebooks
-    from .magics import load_ipython_extension as load
+    from podmagic.ui.magics import load_ipython_extension as load
 
     load(ipython)

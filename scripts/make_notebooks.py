@@ -81,7 +81,7 @@ WORKFLOW = [
     ),
     new_code_cell(
         "from IPython.display import HTML\n"
-        "from podmagic.magics import last_controls\n"
+        "from podmagic.ui.magics import last_controls\n"
         "controls = last_controls()\n"
         "controls.fields['python_version'].value = '3.13.0'\n"
         "controls.run_edited_button.click()\n"

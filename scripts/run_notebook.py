@@ -9,7 +9,8 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from podmagic import render, store  # noqa: E402
+from podmagic.ui import render
+from podmagic.run import store  # noqa: E402
 
 
 def main() -> int:

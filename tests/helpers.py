@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from podmagic import api
+from podmagic.run import api
 
 
 class Recorder:

@@ -41,7 +41,7 @@ def ssh_events() -> list:
 
 @pytest.fixture
 def ssh_pod_factory(sshd: SSHServer, tmp_path: Path, ssh_events: list) -> Callable:
-    from podmagic.backends.ssh import SSHBackend
+    from podmagic.backends.ssh.backend import SSHBackend
 
     pods = []
 

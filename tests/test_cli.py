@@ -8,13 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from podmagic import store
+from podmagic.run import store
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def cli(*args, cwd: Path, env=None):
-    return subprocess.run([sys.executable, "-m", "podmagic.cli", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "podmagic.ui.cli", *args], cwd=cwd, capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=120)
 
 
@@ -59,8 +59,8 @@ def test_failed_run_exits_1_and_dry_run_runs_nothing(pod_env, project):
 
 
 def test_import_is_light():
-    code = ("import sys, podmagic, podmagic.api, podmagic.cli, podmagic.runner, podmagic.backends.ssh, "
-            "podmagic.backends.runpod; heavy = {'ipywidgets', 'paramiko', 'runpod', 'IPython'} & set(sys.modules); "
+    code = ("import sys, podmagic, podmagic.run.api, podmagic.ui.cli, podmagic.run.runner, podmagic.backends.ssh.backend, "
+            "podmagic.backends.runpod.backend; heavy = {'ipywidgets', 'paramiko', 'runpod', 'IPython'} & set(sys.modules); "
             "print(sorted(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == "[]"

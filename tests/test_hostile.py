@@ -4,7 +4,7 @@ Table-driven. The tables are module-level so their sizes are the counts the
 README states (`python -c "import sys; sys.path[:0] = ['tests']; import
 test_hostile as t; print(t.counts())"`):
 
-1. `BAD_INPUTS`: each through `python -m podmagic.cli run FILE` (a
+1. `BAD_INPUTS`: each through `python -m podmagic.ui.cli run FILE` (a
    subprocess) and through `api.prepare` (what the magics call): one
    `FILE:LINE:COL: error:` line (or the flag named), exit 2, no run
    directory, no sandbox.
@@ -32,9 +32,10 @@ from pathlib import Path
 
 import pytest
 
-from podmagic import api, schema, store
-from podmagic.events import read_events
-from podmagic.spec import SpecError, decode
+from podmagic.run import api, store
+from podmagic.spec import schema
+from podmagic.run.events import read_events
+from podmagic.spec.jobspec import SpecError, decode
 
 from helpers import Recorder
 from sshd_fixtures import requires_sshd
@@ -176,7 +177,7 @@ def _layout(base: Path, case: Bad) -> tuple[Path, Path, dict[str, str]]:
 
 def _cli(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
     full = {k: v for k, v in os.environ.items() if k not in ("PODMAGIC_BACKEND", "RUNPOD_API_KEY")}
-    return subprocess.run([sys.executable, "-m", "podmagic.cli", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "podmagic.ui.cli", *args], cwd=cwd, capture_output=True, text=True,
                           env={**full, **env}, timeout=timeout)
 
 
@@ -342,7 +343,7 @@ def _run_injection(tmp_path: Path, payload: str, backend: str, ssh_server=None):
     prepared = api.start(api.prepare(injection_spec(payload, src), cwd=project, backend=backend,
                                      variables=[("v", _esc(payload))]))
     if backend == "ssh":
-        from podmagic.backends.ssh import SSHBackend
+        from podmagic.backends.ssh.backend import SSHBackend
 
         pod_root = tmp_path / "pod"
         be = SSHBackend(ssh_server.host_spec, root=str(pod_root), known_hosts=tmp_path / "kh",
@@ -418,7 +419,7 @@ def sim(tmp_path, monkeypatch, python_mirror, uv_python_dir):
     pytest.importorskip("runpod")
     from uv import find_uv_bin
 
-    from podmagic.sim.runpod import RunPodSimulator, Timing
+    from podmagic.testing.sim.runpod import RunPodSimulator, Timing
 
     image_env = {"UV_PYTHON_DOWNLOADS_JSON_URL": python_mirror, "UV_PYTHON_INSTALL_DIR": str(uv_python_dir),
                  "PATH": f"{Path(find_uv_bin()).parent}:/usr/local/bin:/usr/bin:/bin"}
@@ -541,12 +542,12 @@ def _secret_run(tmp_path, project, text, backend, ssh_server=None):
     prepared = api.start(api.prepare(text, cwd=project, backend=backend, secret_variables=[("tok", VAR_SECRET)]))
     be = None
     if backend == "ssh":
-        from podmagic.backends.ssh import SSHBackend
+        from podmagic.backends.ssh.backend import SSHBackend
 
         be = SSHBackend(ssh_server.host_spec, root=str(tmp_path / "pod"), known_hosts=tmp_path / "kh",
                         key_path=str(ssh_server.client_key))
     elif backend == "runpod":
-        from podmagic.backends.runpod import RunPodBackend
+        from podmagic.backends.runpod.backend import RunPodBackend
 
         be = RunPodBackend(key_path=str(ssh_server.client_key), poll=(0.05, 0.2), retry_delays=(0.05,) * 4)
     manifest = api.execute(prepared, listeners=[rec], backend=be)

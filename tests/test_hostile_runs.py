@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from podmagic import api, store
-from podmagic.events import read_events
+from podmagic.run import api, store
+from podmagic.run.events import read_events
 
 from sshd_fixtures import requires_sshd
 from test_hostile import RUNPOD_POD, module_sshd, sim  # noqa: F401 - shared fixtures
@@ -42,10 +42,10 @@ def _backend(kind: str, tmp_path: Path, server, root: Path | None = None):
     if kind == "local":
         return None
     if kind == "runpod":
-        from podmagic.backends.runpod import RunPodBackend
+        from podmagic.backends.runpod.backend import RunPodBackend
 
         return RunPodBackend(key_path=str(server.client_key), poll=(0.05, 0.2), retry_delays=(0.05,) * 4)
-    from podmagic.backends.ssh import SSHBackend
+    from podmagic.backends.ssh.backend import SSHBackend
 
     return SSHBackend(server.host_spec, root=str(root or tmp_path / "pod"), known_hosts=tmp_path / "kh",
                       key_path=str(server.client_key))

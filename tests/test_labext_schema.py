@@ -1,6 +1,6 @@
 """The labextension's unknown-key scanner (labextension/src/schema.ts), run in node.
 
-It reads the schema `python -m podmagic.schema` prints, so these cases also
+It reads the schema `python -m podmagic.spec.schema` prints, so these cases also
 pin that the two agree. Needs the built `labextension/lib/schema.js` (made by
 `pip install .` / `-e .` or `jlpm build`) and node.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from podmagic import schema
+from podmagic.spec import schema
 
 LIB = Path(__file__).resolve().parents[1] / "labextension" / "lib" / "schema.js"
 

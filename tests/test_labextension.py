@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from podmagic import schema
+from podmagic.spec import schema
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from podmagic import api, store
-from podmagic.events import read_events
+from podmagic.run import api, store
+from podmagic.run.events import read_events
 
 from helpers import Recorder, run_spec
 
@@ -199,7 +199,7 @@ def test_run_ids_are_unique_within_one_second(pod_env, project):
 
 
 def test_200k_lines_stay_bounded_in_the_view(pod_env, project):
-    from podmagic.widgets import RunView
+    from podmagic.ui.widgets import RunView
 
     view = RunView("r", "big", "local")
     updates = []
@@ -245,8 +245,8 @@ def test_step_markers_become_events_once(pod_env, project):
 def test_heartbeat_limit_is_configurable(pod_env, project, monkeypatch):
     from dataclasses import replace
 
-    from podmagic.remote import launcher_script
-    from podmagic.runner import Runner
+    from podmagic.backends.podside import launcher_script
+    from podmagic.run.runner import Runner
 
     monkeypatch.setenv("PODMAGIC_HEARTBEAT_TIMEOUT_SEC", "42")
     plan = api.prepare("staging: []\nrun: x\n", cwd=project).plan

@@ -11,7 +11,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from nbformat.v4 import new_code_cell, new_notebook
 
-from podmagic import store
+from podmagic.run import store
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -85,7 +85,7 @@ def test_magic_line_commands(pod_env, project):
         new_code_cell("%load_ext podmagic"),
         new_code_cell("%%pod --name listed\nstaging: []\nrun: echo listed-output\n"),
         new_code_cell("%pod runs --name listed"),
-        new_code_cell("rid = __import__('podmagic.store').store.iter_run_dirs(__import__('pathlib').Path('.'))\n"
+        new_code_cell("rid = __import__('podmagic.run.store').run.store.iter_run_dirs(__import__('pathlib').Path('.'))\n"
                       "rid = next(rid).name\n%pod show $rid"),
         new_code_cell("%pod logs $rid"),
         new_code_cell("env = %pod capture-env\nprint(sorted(env))"),
@@ -105,7 +105,7 @@ def test_magic_line_commands(pod_env, project):
     (None, None, "ssh", True, "ssh"), (None, None, None, True, "runpod"), (None, None, None, False, "local"),
 ])
 def test_backend_choice_order(monkeypatch, tmp_path, flag, config, env, key, expected):
-    from podmagic.api import resolve_backend
+    from podmagic.run.api import resolve_backend
 
     monkeypatch.setenv("HOME", str(tmp_path))
     for name, value in (("PODMAGIC_BACKEND", env), ("RUNPOD_API_KEY", "k" if key else None)):

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from podmagic.plan import Context, build, describe, pin_command
-from podmagic.spec import SpecError, parse
+from podmagic.plan.build import Context, build, describe, pin_command
+from podmagic.spec.jobspec import SpecError, parse
 
 CTX = Context(project_root=Path("/p"), config_dir=Path("/p"), run_suffix="20260101T000000Z-abcd")
 

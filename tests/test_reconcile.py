@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from podmagic import reconcile
-from podmagic.spec import SpecError, parse
+from podmagic.plan import reconcile
+from podmagic.spec.jobspec import SpecError, parse
 
 from conftest import git
 

@@ -8,13 +8,13 @@ import time
 import pytest
 
 from podmagic.backends.base import BackendError, CapacityError, Launch, PodRequest
-from podmagic.sim.catalog import NO_RESOURCES
-from podmagic.sim.runpod import RunPodSimulator, Timing
+from podmagic.testing.sim.catalog import NO_RESOURCES
+from podmagic.testing.sim.runpod import RunPodSimulator, Timing
 
 runpod = pytest.importorskip("runpod")
 
-from podmagic.backends.runpod import RunPodBackend  # noqa: E402
-from podmagic.backends.runpod_wait import PodGone, SSHNotReady  # noqa: E402
+from podmagic.backends.runpod.backend import RunPodBackend  # noqa: E402
+from podmagic.backends.runpod.wait import PodGone, SSHNotReady  # noqa: E402
 
 H100, A100, L40S = "NVIDIA H100 80GB HBM3", "NVIDIA A100 80GB PCIe", "NVIDIA L40S"
 EU, US = "EU-RO-1", "US-MD-1"
@@ -231,8 +231,8 @@ def test_api_key_missing_is_a_clear_error(sim, tmp_path, monkeypatch):
 
 
 def test_stale_pods_and_cleanup(sim, tmp_path):
-    from podmagic.backends.runpod_api import RunPodAPI
-    from podmagic.backends.runpod_audit import cleanup_run, cleanup_stopped, stale_pods
+    from podmagic.backends.runpod.api import RunPodAPI
+    from podmagic.backends.runpod.audit import cleanup_run, cleanup_stopped, stale_pods
 
     stopped = backend().provision(request(sim, tmp_path, volume_gb=30), Events())
     stopped.release("stop")

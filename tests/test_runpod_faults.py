@@ -22,11 +22,11 @@ import time
 
 import pytest
 
-from podmagic.sim.runpod import RunPodSimulator, Timing
+from podmagic.testing.sim.runpod import RunPodSimulator, Timing
 
 runpod = pytest.importorskip("runpod")
 
-from podmagic.backends.runpod import RunPodBackend  # noqa: E402
+from podmagic.backends.runpod.backend import RunPodBackend  # noqa: E402
 
 RUNS = int(os.environ.get("PODMAGIC_FAULT_RUNS", "30"))
 SEED = int(os.environ.get("PODMAGIC_FAULT_SEED", str(int(time.time()))))
@@ -84,7 +84,7 @@ def _killer(sim: RunPodSimulator, run_dir) -> threading.Thread:
 
 
 def _one_run(sim, project, i: int, rng: random.Random):
-    from podmagic import api
+    from podmagic.run import api
 
     faults = set(rng.sample(FAULTS, rng.choice((0, 1, 1, 2))))
     on_success = rng.choice(("delete", "delete", "stop", "preserve"))

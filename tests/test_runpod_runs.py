@@ -16,12 +16,12 @@ import pytest
 
 from helpers import git_project
 
-from podmagic.events import read_events
-from podmagic.sim.runpod import RunPodSimulator, Timing
+from podmagic.run.events import read_events
+from podmagic.testing.sim.runpod import RunPodSimulator, Timing
 
 runpod = pytest.importorskip("runpod")
 
-from podmagic.backends.runpod import RunPodBackend  # noqa: E402
+from podmagic.backends.runpod.backend import RunPodBackend  # noqa: E402
 
 TRAIN = """import os, sys, time
 print("hello from", sys.version.split()[0], flush=True)
@@ -69,7 +69,7 @@ def _project(root: Path) -> Path:
 
 
 def execute(sim, tmp_path, text, listeners=(), **kw):
-    from podmagic import api
+    from podmagic.run import api
 
     events: list = []
     backend = RunPodBackend(key_path=str(sim.client_key), poll=(0.05, 0.2), retry_delays=(0.05,) * 4)
@@ -87,7 +87,7 @@ def test_happy_path_with_the_pin(sim, tmp_path):
     version = "3.12.1"
     sim.set_stock("NVIDIA H100 80GB HBM3", "EU-RO-1", 0)
     text = spec(extra_pod=f'  python_version: "{version}"\n')
-    from podmagic.widgets import RunView
+    from podmagic.ui.widgets import RunView
 
     view = RunView("r", "rp", "runpod")
     manifest, run_dir, events = execute(sim, tmp_path, text, listeners=[view.on_event])
@@ -151,7 +151,7 @@ def test_recycle_through_the_runner(sim, tmp_path):
     text = spec(run="python3 train.py").replace("on_success: delete", "on_success: recycle")
     first, _, _ = execute(sim, tmp_path / "a", text)
     assert first["failed"] is False and first["pod_final_state"] == "EXITED"
-    from podmagic import api
+    from podmagic.run import api
 
     prepared = api.start(api.prepare(text, cwd=tmp_path / "a" / "proj", backend="runpod"))
     backend = RunPodBackend(key_path=str(sim.client_key), poll=(0.05, 0.2), retry_delays=(0.05,) * 4)
@@ -163,7 +163,7 @@ def test_recycle_through_the_runner(sim, tmp_path):
 def test_parallel_runs_share_one_backend(sim, tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
-    from podmagic import api
+    from podmagic.run import api
 
     project = _project(tmp_path / "proj")
     backend = RunPodBackend(key_path=str(sim.client_key), poll=(0.05, 0.2), retry_delays=(0.05,) * 4)
@@ -180,8 +180,8 @@ def test_parallel_runs_share_one_backend(sim, tmp_path):
 
 
 def test_budget_guard_refuses_before_any_spend(sim, tmp_path):
-    from podmagic import api
-    from podmagic.spec import SpecError
+    from podmagic.run import api
+    from podmagic.spec.jobspec import SpecError
 
     text = spec() + "budget: {cost_cap_usd: 2.0, assumed_hourly_rate_usd: 4.0, max_runtime_minutes: 60}\n"
     with pytest.raises(SpecError, match=r"would spend \$4.00, over cost_cap_usd \$2.0"):
@@ -193,14 +193,14 @@ def test_live_cost_meter_and_cli_ls_stale_cleanup(sim, tmp_path):
     import os
     import sys
 
-    from podmagic.widgets import RunView
+    from podmagic.ui.widgets import RunView
 
     view = RunView("r", "rp", "runpod")
     manifest, run_dir, _ = execute(sim, tmp_path, spec(run="exit 3"), listeners=[view.on_event])
     assert view.price == manifest["gpu_price_per_hour_usd"] and "$0.0" in view.header.value
     assert manifest["failed"] and manifest["pod_final_state"] == "EXITED"  # on_failure: stop keeps the disk
     env = {**os.environ, "RUNPOD_API_BASE_URL": sim.base_url, "RUNPOD_API_KEY": sim.api_key}
-    cli = lambda *a: subprocess.run([sys.executable, "-m", "podmagic.cli", *a], cwd=tmp_path / "proj", env=env,  # noqa: E731
+    cli = lambda *a: subprocess.run([sys.executable, "-m", "podmagic.ui.cli", *a], cwd=tmp_path / "proj", env=env,  # noqa: E731
                                     capture_output=True, text=True, timeout=60)
     (row,) = json.loads(cli("ls-stale", "--json").stdout)
     assert row["pod_id"] == manifest["pod_id"] and row["run_id"] == run_dir.name and row["usd_per_day"] > 0

@@ -18,10 +18,10 @@ import paramiko
 import pytest
 import requests
 
-from podmagic.sim.catalog import NO_INSTANCES, NO_RESOURCES, NOT_ENOUGH_GPUS
-from podmagic.sim.podhost import pod_pids
-from podmagic.sim.runpod import RunPodSimulator, Timing
-from podmagic.sim.state import load_pods
+from podmagic.testing.sim.catalog import NO_INSTANCES, NO_RESOURCES, NOT_ENOUGH_GPUS
+from podmagic.testing.sim.podhost import pod_pids
+from podmagic.testing.sim.runpod import RunPodSimulator, Timing
+from podmagic.testing.sim.state import load_pods
 
 runpod = pytest.importorskip("runpod")
 from runpod import error as rp_error  # noqa: E402
@@ -243,7 +243,7 @@ def test_slow_provisioning_and_slow_ssh_start(sim):
 
 def test_command_line_prints_its_base_url(tmp_path):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "podmagic.sim.runpod", "--port", "0", "--state-dir",
+        [sys.executable, "-m", "podmagic.testing.sim.runpod", "--port", "0", "--state-dir",
          str(tmp_path / "cli"), "--api-key", "k123", "--stock", f"{GPU}@{DC}=0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from podmagic import store
-from podmagic.serverext.project import project_root_for, run_dir_for, valid_run_id
-from podmagic.serverext.views import MAX_TAIL_BYTES, log_tail, run_list, run_row
+from podmagic.errors import RunNotFound
+
+from podmagic.run import store
+from podmagic.ui.serverext.project import project_root_for, run_dir_for, valid_run_id
+from podmagic.ui.serverext.views import MAX_TAIL_BYTES, log_tail, run_list, run_row
 
 
 def _run(root: Path, run_id: str, **status) -> Path:
@@ -41,16 +43,16 @@ def test_bad_run_ids_are_rejected(tmp_path, bad):
 def test_lookup_is_exact_and_stays_inside_the_runs_root(tmp_path, monkeypatch):
     run_dir = _run(tmp_path, "train-20260101T000000Z-abcd", **_live())
     assert run_dir_for(tmp_path, run_dir.name) == run_dir
-    with pytest.raises(KeyError):
+    with pytest.raises(RunNotFound):
         run_dir_for(tmp_path, "train")  # a prefix is not an id here
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     (outside / store.STATUS).write_text("{}")
     (store.runs_root(tmp_path) / "link").symlink_to(outside)
-    with pytest.raises(KeyError):
+    with pytest.raises(RunNotFound):
         run_dir_for(tmp_path, "link")
     monkeypatch.chdir(tmp_path)  # find_run also accepts a path relative to the cwd
-    with pytest.raises(KeyError):
+    with pytest.raises(RunNotFound):
         run_dir_for(tmp_path, "elsewhere")
 
 
@@ -105,7 +107,7 @@ def test_project_root_is_the_git_top_level(tmp_path):
 
 
 def test_server_extension_imports_no_heavy_front_end_or_backend_modules():
-    code = ("import sys, podmagic.serverext, podmagic.serverext.handlers, podmagic.serverext.views\n"
+    code = ("import sys, podmagic.ui.serverext, podmagic.ui.serverext.handlers, podmagic.ui.serverext.views\n"
             "print([m for m in ('ipywidgets', 'paramiko', 'runpod', 'IPython') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.replace("'", '"')) == []

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from podmagic import schema
-from podmagic.spec import SpecError, decode, parse
+from podmagic.spec import schema
+from podmagic.spec.jobspec import SpecError, decode, parse
 
 CORPUS = sorted((Path(__file__).parent / "corpus").glob("*.yaml"))
 

@@ -12,9 +12,9 @@ import pytest
 
 from helpers import git_project
 
-from podmagic.backends.base import Launch
-from podmagic.backends.ssh_hostkeys import HostKeyChanged, forget_host
-from podmagic.backends.ssh_hosts import parse_host_spec, resolve_target
+from podmagic.backends.base import BackendError, Launch
+from podmagic.backends.ssh.hostkeys import HostKeyChanged, forget_host
+from podmagic.backends.ssh.hosts import parse_host_spec, resolve_target
 
 from sshd_fixtures import pod_request, requires_sshd, ssh_events, ssh_pod_factory, sshd  # noqa: F401
 
@@ -83,7 +83,7 @@ def group_alive(pgid: int) -> list[int]:
 
 # -- host names ---------------------------------------------------------------
 def test_import_does_not_load_paramiko():
-    code = "import sys, podmagic.backends.ssh; print('paramiko' in sys.modules)"
+    code = "import sys, podmagic.backends.ssh.backend; print('paramiko' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -95,7 +95,7 @@ def test_host_spec_parsing():
     target = resolve_target("gpu.lab", config_path="/nonexistent")
     assert (target.user, target.port) == ("root", 22)
     assert resolve_target("[::1]:2200", config_path="/nonexistent").port == 2200
-    with pytest.raises(ValueError):
+    with pytest.raises(BackendError):
         parse_host_spec("host:notaport")
 
 
@@ -154,7 +154,7 @@ def test_run_maps_paths_streams_output_and_times_out(ssh_pod_factory, tmp_path):
 def test_attached_command_cut_mid_way_is_not_rerun(ssh_pod_factory, tmp_path):
     import threading
 
-    from podmagic.backends.ssh_transport import ConnectionLost
+    from podmagic.backends.ssh.transport import ConnectionLost
 
     pod = ssh_pod_factory()
     threading.Timer(0.5, pod.transport.drop).start()
@@ -182,7 +182,7 @@ def test_push_honours_excludes_and_delete(ssh_pod_factory, tmp_path):
     assert not (dest / "olddir").exists()
     assert result.files == 2 and result.bytes_transferred == len("print(1)\n") + len("x = 1\n")
 
-    from podmagic.backends.ssh_sync import remote_listing
+    from podmagic.backends.ssh.sync import remote_listing
 
     listed = remote_listing(pod.transport, str(dest), excludes).entries
     assert ".venv/lib" not in listed and ".venv/lib/site.py" not in listed and "keep.tmp" in listed
@@ -205,7 +205,7 @@ def test_push_that_fails_on_the_pod_says_why_at_once(ssh_pod_factory, tmp_path):
 
 
 def test_delete_plan_keeps_directories_that_hold_excluded_files():
-    from podmagic.backends.ssh_sync import Entry, _doomed
+    from podmagic.backends.ssh.sync import Entry, _doomed
 
     d, f = Entry("d", 0, 0), Entry("f", 1, 0)
     existing = {"a": d, "a/x.pyc": f, "a/y.py": f, "b": d, "b/c": d, "b/c/z": f, "keep.txt": f, "s.py": f,
@@ -247,7 +247,7 @@ def test_unchanged_repush_costs_nothing(ssh_pod_factory, tmp_path):
 
 
 def test_push_and_pull_resume_after_a_dropped_connection(ssh_pod_factory, tmp_path, monkeypatch):
-    import podmagic.backends.ssh_sync as sync
+    import podmagic.backends.ssh.sync as sync
 
     pod = ssh_pod_factory()
     src = tmp_path / "src"
@@ -282,8 +282,8 @@ def test_push_and_pull_resume_after_a_dropped_connection(ssh_pod_factory, tmp_pa
 
 
 def test_pull_survives_a_real_drop_mid_archive(ssh_pod_factory, tmp_path, monkeypatch):
-    import podmagic.backends.ssh_sync as sync
-    import podmagic.backends.ssh_transport as transport_mod
+    import podmagic.backends.ssh.sync as sync
+    import podmagic.backends.ssh.transport as transport_mod
 
     monkeypatch.setattr(transport_mod, "WINDOW", 256 << 10)  # little in flight: the drop truncates the stream
     pod = ssh_pod_factory()
@@ -318,7 +318,7 @@ def test_secrets_written_with_their_mode_and_never_echoed(sshd, ssh_pod_factory,
 
 # -- the detached run ---------------------------------------------------------
 def test_detached_run_log_and_exit_code(ssh_pod_factory, tmp_path, monkeypatch):
-    import podmagic.backends.ssh_pod as ssh_pod
+    import podmagic.backends.ssh.pod as ssh_pod
 
     pod = ssh_pod_factory()
     lch = launch(body='echo out; echo err >&2; pwd; echo "$DATA"; echo x >> /workspace/starts; exit 3',
@@ -451,7 +451,7 @@ def test_release_deletes_only_a_root_it_created(sshd, ssh_pod_factory, tmp_path)
 
 def test_unwritable_mount_without_a_root_is_a_clear_error(sshd, tmp_path):
     from podmagic.backends.base import BackendError
-    from podmagic.backends.ssh import SSHBackend
+    from podmagic.backends.ssh.backend import SSHBackend
 
     backend = SSHBackend(sshd.host_spec, known_hosts=tmp_path / "kh", key_path=str(sshd.client_key))
     with pytest.raises(BackendError, match="PODMAGIC_SSH_ROOT"):
@@ -459,7 +459,7 @@ def test_unwritable_mount_without_a_root_is_a_clear_error(sshd, tmp_path):
 
 
 def test_pod_root_from_the_server_environment(tmp_path):
-    from podmagic.backends.ssh import SSHBackend
+    from podmagic.backends.ssh.backend import SSHBackend
     from podmagic.testing.sshd import SSHServer
 
     with SSHServer(tmp_path / "sshd", pod_root=tmp_path / "podA", home=tmp_path / "h") as server:
@@ -516,8 +516,8 @@ def _project(root: Path) -> Path:
 
 
 def _execute(tmp_path: Path, uv_env: dict, text: str, **execute_kw):
-    from podmagic import api
-    from podmagic.backends.ssh import SSHBackend
+    from podmagic.run import api
+    from podmagic.backends.ssh.backend import SSHBackend
     from podmagic.testing.sshd import SSHServer
 
     env = {k: v for k, v in uv_env.items() if not k.startswith("_")}
@@ -572,7 +572,7 @@ def test_end_to_end_stop_kills_the_remote_job(tmp_path, uv_env):
 
 def test_cli_run_through_an_alias_with_a_secret(tmp_path, uv_env):
     """`podmagic run --backend ssh --host ALIAS`: ~/.ssh/config, podmagic's known_hosts, secret masked."""
-    from podmagic import store
+    from podmagic.run import store
     from podmagic.testing.sshd import SSHServer
 
     home = tmp_path / "home"
@@ -592,7 +592,7 @@ def test_cli_run_through_an_alias_with_a_secret(tmp_path, uv_env):
         )
         env = {**os.environ, "HOME": str(home), "HF_TOKEN": token, "PODMAGIC_BACKEND": "ssh"}
         env.pop("PODMAGIC_SSH_ROOT", None)
-        proc = subprocess.run([sys.executable, "-m", "podmagic.cli", "run", "job.yaml", "--host", "gpubox"],
+        proc = subprocess.run([sys.executable, "-m", "podmagic.ui.cli", "run", "job.yaml", "--host", "gpubox"],
                               cwd=project, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (home / ".config/podmagic/known_hosts").read_text().count("ssh-ed25519") == 1

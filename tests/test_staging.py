@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from podmagic import staging
-from podmagic.schema import DEFAULT_STAGING_EXCLUDES as D
+from podmagic.plan import staging
+from podmagic.spec.schema import DEFAULT_STAGING_EXCLUDES as D
 
 
 def test_exclude_patterns_follow_rsync():

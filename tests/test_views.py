@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from podmagic.events import Event
-from podmagic.logtail import LogTail
-from podmagic.widgets import RunView
+from podmagic.run.events import Event
+from podmagic.ui.logtail import LogTail
+from podmagic.ui.widgets import RunView
 
 
 def test_log_tail_is_bounded_and_carriage_returns_replace_the_line():

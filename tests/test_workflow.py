@@ -9,8 +9,8 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
 
-from podmagic import store
-from podmagic.compare import consistency
+from podmagic.run import store
+from podmagic.run.compare import consistency
 
 from test_notebook import REPO, execute, outputs_text
 
@@ -38,7 +38,7 @@ def test_relaunch_through_the_widget_model(pod_env, project):
     done = execute(nb(
         "%load_ext podmagic",
         "%%pod -o first\nname: rl\nstaging: []\nvariables: {lr: \"0.1\"}\nrun: echo lr={lr}\n",
-        "from podmagic.magics import last_controls\nc = last_controls()\nc.relaunch_button.click()\nc.wait()\n"
+        "from podmagic.ui.magics import last_controls\nc = last_controls()\nc.relaunch_button.click()\nc.wait()\n"
         "print(c.diff.value)\nprint(c.runs)",
         "c.edit_button.click()\nprint(c.form.layout.display)\nc.fields['variables'].value = 'lr=0.01'\n"
         "c.fields['cost_cap'].value = '3'\nc.run_edited_button.click()\nc.wait()\nprint(c.diff.value)",

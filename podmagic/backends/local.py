@@ -20,8 +20,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .. import remote, staging
-from .base import CommandResult, Launch, OnOutput, PodInfo, PodRequest, Transfer
+from podmagic.backends import podside as remote
+from podmagic.plan import staging
+from podmagic.backends.base import CommandResult, Launch, OnOutput, PodInfo, PodRequest, Transfer
 
 PASSTHROUGH = ("LANG", "LC_ALL", "TERM", "TZ", "USER", "LOGNAME", "SSL_CERT_FILE", "SSL_CERT_DIR")
 

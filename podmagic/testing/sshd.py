@@ -47,12 +47,14 @@ import subprocess
 import time
 from pathlib import Path
 
+from podmagic.errors import PodmagicError
+
 SSHD = "/usr/sbin/sshd"
 HOST = "127.0.0.1"
 PRIVSEP_DIR = Path("/run/sshd")
 
 
-class SSHServerError(RuntimeError):
+class SSHServerError(PodmagicError, RuntimeError):
     """The test sshd could not be started."""
 
 

@@ -1,0 +1,133 @@
+"""Shell text that runs on the pod, and the mapping of pod paths onto a root.
+
+Pure functions, shared by every backend:
+- `launcher_script`: starts the job in its own process group, writes its
+  log, its exit code (atomically, at the end) and, when a watchdog ends the
+  job, why. The watchdog lives in the launcher, on the pod, so a dead client
+  cannot leave a job running past its runtime cap or heartbeat limit.
+- `kill_command`: ends the job's process group, then the launcher's.
+- `PathMap`: a pod that is not a real RunPod pod (the local sandbox, an SSH
+  host) maps `/workspace/...` onto `<root>/workspace/...` and `$HOME` onto
+  `<root>/root`, so a body written for a real pod runs unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+
+from podmagic.backends.base import BackendError, Launch
+
+q = shlex.quote
+PLAIN_PATH = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
+"""What `shlex.quote` leaves alone: a root that `text` may paste into shell text unquoted."""
+
+
+@dataclass(frozen=True)
+class PathMap:
+    """Maps pod paths under `mount` onto `root` (no mapping when root is None)."""
+
+    root: str | None = None
+    mount: str = "/workspace"
+
+    def __post_init__(self) -> None:
+        if self.root is not None and not PLAIN_PATH.fullmatch(self.root):
+            raise BackendError(
+                f"the pod root {self.root!r} has spaces or shell characters: pod paths such as "
+                f"{self.mount}/... are rewritten inside commands, where it would not stay one word; use a "
+                "plain path (letters, digits, _@%+=:,./-) for PODMAGIC_LOCAL_ROOT or the ssh pod root")
+
+    @property
+    def home(self) -> str | None:
+        return None if self.root is None else f"{self.root}/root"
+
+    def path(self, pod_path: str) -> str:
+        if self.root is None:
+            return pod_path
+        if pod_path == self.mount or pod_path.startswith(self.mount.rstrip("/") + "/"):
+            return self.root + pod_path
+        return pod_path
+
+    def text(self, text: str) -> str:
+        """Rewrite occurrences of the mount inside shell text (commands, bodies)."""
+        if self.root is None:
+            return text
+        pattern = r"(?<![\w./-])" + re.escape(self.mount.rstrip("/")) + r"(?=[/\s'\"`;:)|&}]|$)"
+        return re.sub(pattern, lambda _m: self.root + self.mount.rstrip("/"), text)
+
+
+def launcher_script(launch: Launch, exports: dict[str, str] | None = None) -> str:
+    """The detached launcher: job in its own group, exit code file, watchdog."""
+    c = launch.control_prefix
+    lines = [
+        "#!/usr/bin/env bash",
+        "# podmagic launcher (generated): runs the job detached and records its end.",
+        f"echo $$ > {q(c + '.launcher_pid')}",
+        *(f"export {k}={q(v)}" for k, v in (exports or {}).items()),
+        f"cd {q(launch.workdir)} 2>/dev/null || cd \"$HOME\"" if launch.workdir else 'cd "$HOME"',
+        "set -m  # job control: the job gets a process group of its own",
+        f"bash {q(launch.script_path)} > {q(launch.log_path)} 2>&1 < /dev/null &",
+        "job=$!",
+        f"echo $job > {q(c + '.pid')}",
+        "set +m",
+        *_watchdog(launch),
+        "wait $job",
+        "rc=$?",
+        f"echo $rc > {q(c + '.tmp')} && mv {q(c + '.tmp')} {q(c)}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _watchdog(launch: Launch) -> list[str]:
+    if not (launch.max_runtime_sec or (launch.heartbeat_path and launch.heartbeat_timeout_sec)):
+        return []
+    c = launch.control_prefix
+    checks = []
+    if launch.max_runtime_sec:
+        checks.append(
+            f'    if [ $(( now - start )) -ge {int(launch.max_runtime_sec)} ]; then why=watchdog:max_runtime; fi'
+        )
+    if launch.heartbeat_path and launch.heartbeat_timeout_sec:
+        hb = q(launch.heartbeat_path)
+        checks.append(
+            f"    if [ -f {hb} ] && [ $(( now - $(stat -c %Y {hb}) )) -ge "
+            f"{int(launch.heartbeat_timeout_sec)} ]; then why=watchdog:heartbeat; fi"
+        )
+    after = [f"    {launch.watchdog_command}"] if launch.watchdog_command else []
+    return [
+        "(",
+        "  start=$(date +%s)",
+        "  while kill -0 $job 2>/dev/null; do",
+        f"    sleep {launch.watchdog_interval_sec:g}",
+        "    now=$(date +%s); why=",
+        *checks,
+        '    if [ -n "$why" ]; then',
+        f"      echo $why > {q(c + '.ended_by')}",
+        "      kill -TERM -- -$job 2>/dev/null; sleep 2; kill -KILL -- -$job 2>/dev/null",
+        *after,
+        "      break",
+        "    fi",
+        "  done",
+        ") < /dev/null > /dev/null 2>&1 &",
+    ]
+
+
+def start_command(launcher_path: str) -> str:
+    """Start the launcher detached from the calling session; prints its pid."""
+    return f"setsid nohup bash {q(launcher_path)} > /dev/null 2>&1 < /dev/null & echo $!"
+
+
+def kill_command(launch: Launch, grace_sec: float = 2.0) -> str:
+    """Terminate the job's process group (then KILL), then the launcher."""
+    c = launch.control_prefix
+    return (
+        f"echo interrupted > {q(c + '.ended_by')}; "
+        f"job=$(cat {q(c + '.pid')} 2>/dev/null); "
+        f"if [ -n \"$job\" ]; then kill -TERM -- -$job 2>/dev/null; sleep {grace_sec:g}; "
+        f"kill -KILL -- -$job 2>/dev/null; fi; true"
+    )
+
+
+def touch_command(path: str) -> str:
+    return f"touch {q(path)}"

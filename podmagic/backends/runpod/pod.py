@@ -1,0 +1,89 @@
+"""A RunPod pod: the SSH pod plus the control plane's lifecycle actions.
+
+Everything a run does on the pod goes over SSH (`SSHPod`). On top:
+- `start` arms the launcher's watchdog to terminate the pod itself through
+  the API (its own `RUNPOD_POD_ID` / `RUNPOD_API_KEY`) when the runtime cap
+  passes or the client's heartbeat goes stale, so a dead laptop does not
+  mean a billing pod;
+- `release(action)` applies the lifecycle: `delete` terminates, `stop` stops
+  (and says what the stopped volume costs per day and how to release it),
+  `preserve` leaves it running (with the command that ends it), `recycle`
+  stops it and records it for the next run to resume.
+A pod already gone (killed, self-terminated) releases as TERMINATED.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from typing import Callable
+
+from podmagic.backends.base import BackendError, Launch, PodInfo, PodRequest
+from podmagic.backends.runpod.api import RunPodAPI
+from podmagic.backends.runpod.recycle import RecycleState, forget, state_path, write_state
+from podmagic.backends.ssh.pod import SSHPod
+
+STOPPED_VOLUME_USD_PER_GB_MONTH = 0.20
+POD_ID = re.compile(r"^[a-z0-9]{6,40}$")
+ACTIONS = ("delete", "stop", "preserve", "recycle")
+
+
+def self_terminate_command(pod_id: str) -> str | None:
+    """Shell run on the pod that terminates it with the pod's own API key."""
+    if not POD_ID.match(pod_id):
+        return None
+    body = '{"query": "mutation { podTerminate(input: {podId: \\"%s\\"}) }"}' % pod_id
+    return (
+        "[ -f /etc/rp_environment ] && . /etc/rp_environment; "
+        'curl -s -m 30 -X POST "${RUNPOD_API_BASE_URL:-https://api.runpod.io}/graphql" '
+        "-H 'Content-Type: application/json' -H \"Authorization: Bearer ${RUNPOD_API_KEY}\" "
+        f"-d '{body}' > /dev/null 2>&1"
+    )
+
+
+def stop_nudge(pod_id: str, run_id: str, volume_gb: int) -> str:
+    per_day = volume_gb * STOPPED_VOLUME_USD_PER_GB_MONTH / 30
+    return (f"pod {pod_id} is stopped, not deleted: its volume disk ({volume_gb} GB) keeps billing at "
+            f"~${per_day:.2f}/day (~${per_day * 30:.2f}/month) until released. "
+            f"Release it with: podmagic cleanup {run_id} --yes   (all stopped pods: podmagic ls-stale)")
+
+
+class RunPodPod(SSHPod):
+    """`SSHPod` whose end is a RunPod lifecycle action."""
+
+    def __init__(self, ssh: SSHPod, info: PodInfo, *, api: RunPodAPI, request: PodRequest,
+                 emit: Callable[..., None]):
+        super().__init__(ssh.transport, info, ssh.paths, created_root=None)
+        self.api, self.request, self.emit = api, request, emit
+
+    def start(self, launch: Launch) -> None:
+        armed = launch.max_runtime_sec or (launch.heartbeat_path and launch.heartbeat_timeout_sec)
+        if armed and not launch.watchdog_command:
+            launch = replace(launch, watchdog_command=self_terminate_command(self.info.pod_id))
+        super().start(launch)
+
+    def release(self, action: str) -> str:
+        if action not in ACTIONS:
+            raise BackendError(f"unknown lifecycle action {action!r}; choose one of {', '.join(ACTIONS)}")
+        self.transport.close()
+        pod_id = self.info.pod_id
+        if action == "preserve":
+            self.emit("warning", message=f"pod {pod_id} keeps running and billing "
+                                         f"(${self.info.price_per_hour_usd or 0:.2f}/h); end it with: "
+                                         f"podmagic cleanup {self.request.run_id} --yes")
+            return "RUNNING"
+        if action == "delete":
+            self.api.terminate(pod_id)
+            forget(state_path(self.request), pod_id)
+            self.emit("pod_terminated", pod_id=pod_id, reason="lifecycle delete")
+            return "TERMINATED"
+        status = self.api.stop(pod_id)
+        if status == "TERMINATED":
+            return status
+        if action == "recycle":
+            write_state(state_path(self.request), RecycleState(
+                pod_id, self.info.gpu_id or "", self.request.image, self.info.datacenter_id or ""))
+            self.emit("pod_recycled", pod_id=pod_id)
+        else:
+            self.emit("warning", message=stop_nudge(pod_id, self.request.run_id, self.request.volume_gb or 0))
+        return status

@@ -1,0 +1,283 @@
+"""Push and pull directory trees over SSH with one tar stream each way.
+
+Both directions work like `rsync -a` without its per-file round trips:
+1. one command lists the far side (`find -printf`: type, size, mtime, path);
+2. the near side compares size and whole-second mtime, so an unchanged tree
+   costs that single listing and no data;
+3. the changed files travel as one tar archive over one channel
+   (`tar -x` on the pod for a push, `tar -c` on the pod for a pull);
+4. with `delete`, far-side files that were not sent and are not excluded
+   are removed (rsync's `--delete`: excluded files are protected).
+Paths given here are already mapped (real paths on the host).
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shlex
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO, Iterable
+
+from podmagic.backends.base import BackendError, Transfer
+from podmagic.backends.ssh.transport import SSHTransport
+from podmagic.plan import staging
+
+q = shlex.quote
+BUFFER = 1 << 20
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One file-system entry: type (`f`, `d`, `l`), size, whole-second mtime."""
+
+    kind: str
+    size: int
+    mtime: int
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The far side of a transfer: a directory's entries, one file, or nothing."""
+
+    kind: str  # "dir" | "file" | "missing"
+    entries: dict[str, Entry]
+
+
+def prunable(patterns: tuple[str, ...]) -> tuple[str, ...]:
+    """Exclude patterns that name a directory at any depth (`.venv/`, `**/__pycache__/`).
+
+    `find -name X -prune` means exactly what rsync means by them, so the far
+    side never lists what is inside (a pod's `.venv` can hold tens of
+    thousands of files). Other patterns are applied after listing.
+    """
+    names = []
+    for pattern in patterns:
+        body = pattern[3:] if pattern.startswith("**/") else pattern
+        if pattern.endswith("/") and "/" not in body[:-1] and "**" not in body and body[:-1]:
+            names.append(body[:-1])
+    return tuple(names)
+
+
+def listing_command(path: str, prune: tuple[str, ...] = ()) -> str:
+    p = q(path)
+    fmt = "'%y %s %T@ %P\\0'"
+    pruned = " -o ".join(f"-name {q(name)}" for name in prune)
+    skip = f"\\( -type d \\( {pruned} \\) -printf {fmt} -prune \\) -o " if prune else ""
+    return (
+        f"if [ -d {p} ]; then printf 'D\\0'; cd {p} && find . -mindepth 1 {skip}-printf {fmt}; "
+        f"elif [ -e {p} ] || [ -L {p} ]; then printf 'F\\0'; "
+        f"find {p} -maxdepth 0 -printf '%y %s %T@ %f\\0'; "
+        "else printf 'M\\0'; fi"
+    )
+
+
+def parse_listing(raw: bytes) -> Listing:
+    records = raw.split(b"\0")
+    head = records[0].decode()
+    kind = {"D": "dir", "F": "file", "M": "missing"}.get(head)
+    if kind is None:
+        raise BackendError(f"unexpected listing from the pod: {raw[:200]!r}")
+    entries = {}
+    for record in records[1:]:
+        if not record:
+            continue
+        text = record.decode("utf-8", "surrogateescape")
+        kind_char, size, mtime, rel = text.split(" ", 3)
+        entries[rel] = Entry(kind_char, int(size), int(float(mtime)))
+    return Listing(kind, entries)
+
+
+def remote_listing(transport: SSHTransport, path: str, excludes: tuple[str, ...] = ()) -> Listing:
+    def once() -> Listing:
+        status, out, err = transport.exec_bytes(listing_command(path, prunable(excludes)))
+        if status != 0:
+            raise BackendError(f"listing {path} on the pod failed: {err.decode(errors='replace')[-500:]}")
+        return parse_listing(out)
+
+    return transport.retrying(once)
+
+
+def local_entry(path: Path) -> Entry | None:
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return None
+    kind = "l" if path.is_symlink() else ("d" if path.is_dir() else "f")
+    return Entry(kind, st.st_size, int(st.st_mtime))
+
+
+def same(a: Entry | None, b: Entry | None) -> bool:
+    return a is not None and b is not None and a == b
+
+
+def _doomed(existing: dict[str, Entry], kept: set[str], patterns: tuple[str, ...]) -> list[str]:
+    """Top-most far-side paths `--delete` removes: files neither sent nor excluded, and
+    directories not in the source that hold nothing that survives (excluded content
+    survives, so its directories do too)."""
+    protected = {r for r, e in existing.items() if staging.excluded_path(r, e.kind == "d", patterns)}
+    doomed = {r for r, e in existing.items() if e.kind != "d" and r not in kept and r not in protected}
+    anchors = kept | protected | {r for r, e in existing.items() if e.kind != "d" and r not in doomed}
+    live = set().union(*(_ancestors(r) for r in anchors)) if anchors else set()
+    doomed |= {r for r, e in existing.items() if e.kind == "d" and r not in live and r not in protected}
+    return sorted(r for r in doomed if not (_ancestors(r) & doomed))
+
+
+def _ancestors(rel: str) -> set[str]:
+    parts = rel.split("/")
+    return {"/".join(parts[:i]) for i in range(1, len(parts))}
+
+
+# -- push ---------------------------------------------------------------------
+def push_tree(transport: SSHTransport, base: Path, files: Iterable[str], destination: str, *,
+              excludes: tuple[str, ...], delete: bool) -> Transfer:
+    """Mirror `files` (relative to `base`) into the pod directory `destination`."""
+    selected = list(files)
+    far = remote_listing(transport, destination, excludes)
+    if far.kind == "file":
+        raise BackendError(f"staging destination {destination} is a file on the pod, not a directory")
+    changed = [rel for rel in selected if not same(local_entry(base / rel), far.entries.get(rel))]
+    clash = [rel for rel in changed if far.entries.get(rel, Entry("f", 0, 0)).kind == "d"]
+    doomed = _doomed(far.entries, set(selected), excludes) if delete else []
+    _remove(transport, destination, sorted(set(doomed) | set(clash)))
+    sent = _send_tar(transport, base, changed, destination) if changed else 0
+    return Transfer(sent, len(selected))
+
+
+def push_file(transport: SSHTransport, source: Path, remote: str) -> Transfer:
+    """One local file to the pod path `remote` (skipped when unchanged)."""
+    far = remote_listing(transport, remote)
+    name = PurePosixPath(remote).name
+    if far.kind == "file" and same(local_entry(source), far.entries.get(name)):
+        return Transfer(0, 1)
+    parent = posixpath.dirname(remote) or "/"
+    sent = _send_tar(transport, source.parent, [source.name], parent, rename={source.name: name})
+    return Transfer(sent, 1)
+
+
+def _remove(transport: SSHTransport, root: str, rels: list[str]) -> None:
+    if not rels:
+        return
+    payload = b"".join(r.encode("utf-8", "surrogateescape") + b"\0" for r in rels)
+    result = transport.exec(f"cd {q(root)} && xargs -0 -r rm -rf --", timeout=600, stdin=payload)
+    if result.exit_code != 0:
+        raise BackendError(f"deleting stale files under {root} failed: {result.output[-500:]}")
+
+
+def _send_tar(transport: SSHTransport, base: Path, rels: list[str], destination: str,
+              rename: dict[str, str] | None = None) -> int:
+    command = f"mkdir -p {q(destination)} && tar -x -p --no-same-owner -f - -C {q(destination)}"
+    counted = {"bytes": 0}
+
+    def produce(writer: IO[bytes]) -> None:
+        with tarfile.TarFile(fileobj=writer, mode="w", format=tarfile.GNU_FORMAT, copybufsize=BUFFER) as tar:
+            for rel in rels:
+                counted["bytes"] += _add(tar, base / rel, (rename or {}).get(rel, rel))
+
+    status, output = transport.stream_in(command, produce)
+    if status != 0:
+        raise BackendError(f"unpacking on the pod into {destination} failed: {output[-500:]}")
+    return counted["bytes"]
+
+
+def _add(tar: tarfile.TarFile, path: Path, arcname: str) -> int:
+    info = tar.gettarinfo(str(path), arcname=arcname)
+    info.mtime = int(info.mtime)
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    if info.isreg():
+        with path.open("rb") as fh:
+            tar.addfile(info, fh)
+        return info.size
+    tar.addfile(info)
+    return 0
+
+
+# -- pull ---------------------------------------------------------------------
+def pull_tree(transport: SSHTransport, remote: str, local: Path, *,
+              excludes: tuple[str, ...], delete: bool, contents: bool = True) -> Transfer:
+    """Mirror the pod path `remote` into `local`: a directory's contents when
+    `contents` (rsync's trailing `/`), else the directory itself into `local/<name>`;
+    one file into `local` (or `local/<name>` when `local` is a directory)."""
+    far = remote_listing(transport, remote, excludes)
+    if far.kind == "missing":
+        raise FileNotFoundError(f"{remote} does not exist on the pod")
+    if far.kind == "file":
+        return _pull_file(transport, remote, far, local)
+    if not contents:
+        local = local / PurePosixPath(remote.rstrip("/")).name
+    wanted = {r: e for r, e in far.entries.items() if e.kind != "d" and not staging.excluded_path(r, False, excludes)}
+    local.mkdir(parents=True, exist_ok=True)
+    changed = sorted(r for r, e in wanted.items() if not same(local_entry(local / r), e))
+    received = _receive_tar(transport, remote, changed, local) if changed else 0
+    if delete:
+        _delete_local(local, set(wanted), excludes)
+    return Transfer(received, len(wanted))
+
+
+def _pull_file(transport: SSHTransport, remote: str, far: Listing, local: Path) -> Transfer:
+    name = PurePosixPath(remote).name
+    target = local / name if local.is_dir() else local
+    entry = far.entries.get(name)
+    if same(local_entry(target), entry):
+        return Transfer(0, 1)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    received = _receive_tar(transport, posixpath.dirname(remote) or "/", [name], target.parent,
+                            rename={name: target.name})
+    return Transfer(received, 1)
+
+
+def _receive_tar(transport: SSHTransport, remote_dir: str, rels: list[str], local: Path,
+                 rename: dict[str, str] | None = None) -> int:
+    command = f"cd {q(remote_dir)} && tar -c -f - --null --no-recursion -T -"
+    names = b"".join(r.encode("utf-8", "surrogateescape") + b"\0" for r in rels)
+
+    def consume(reader: IO[bytes]) -> int:
+        total = 0
+        with tarfile.open(fileobj=reader, mode="r|", bufsize=BUFFER) as tar:
+            for member in tar:
+                member.name = (rename or {}).get(member.name, member.name)
+                _check_member(member)
+                _extract(tar, member, local)
+                total += member.size if member.isreg() else 0
+        return total
+
+    status, total, err = transport.stream_out(command, consume, stdin=names)
+    if status != 0:
+        raise BackendError(f"packing {remote_dir} on the pod failed: {err[-500:]}")
+    return total
+
+
+def _check_member(member: tarfile.TarInfo) -> None:
+    parts = PurePosixPath(member.name).parts
+    if member.name.startswith("/") or ".." in parts or not (member.isreg() or member.issym() or member.isdir()):
+        raise BackendError(f"refusing unsafe archive member from the pod: {member.name!r}")
+
+
+def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, local: Path) -> None:
+    target = local / member.name
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        target.unlink()
+    if not hasattr(tarfile, "data_filter"):  # pragma: no cover - Python < 3.10.12
+        tar.extract(member, local)
+        return
+    try:
+        tar.extract(member, local, filter="data")
+    except tarfile.FilterError as exc:
+        raise BackendError(f"refusing archive member from the pod: {exc}") from exc
+
+
+def _delete_local(local: Path, kept: set[str], excludes: tuple[str, ...]) -> None:
+    for dirpath, dirnames, filenames in os.walk(local, topdown=False):
+        rel_dir = os.path.relpath(dirpath, local).replace(os.sep, "/")
+        prefix = "" if rel_dir == "." else rel_dir + "/"
+        for name in filenames:
+            rel = prefix + name
+            if rel not in kept and not staging.excluded_path(rel, False, excludes):
+                os.unlink(os.path.join(dirpath, name))
+        for name in dirnames:
+            path = os.path.join(dirpath, name)
+            if not os.listdir(path) and not staging.excluded_path(prefix + name, True, excludes):
+                os.rmdir(path)

@@ -1,0 +1,58 @@
+"""What a plan asks of a pod: the machine (`PodRequest`) and the detached job (`Launch`).
+
+Pure data: imports only the standard library. Backends read these; the plan builds them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+
+@dataclass(frozen=True)
+class PodRequest:
+    """What the runner asks a backend for (from the `pod`/`storage` sections)."""
+
+    run_id: str
+    image: str
+    datacenters: tuple[str, ...]
+    gpu_order: tuple[str, ...]
+    cloud_type: str = "SECURE"
+    gpu_count: int = 1
+    ports: tuple[str, ...] = ("22/tcp",)
+    container_disk_gb: int = 20
+    volume_gb: int | None = 20
+    volume_mount: str = "/workspace"
+    volume_name: str | None = None
+    storage_mode: str = "ephemeral"
+    spot: bool = False
+    min_vcpu_count: int | None = None
+    min_memory_gb: int | None = None
+    ssh_ready_timeout_sec: int = 900
+    key_path: str = "~/.ssh/id_ed25519"
+    run_dir: Path | None = None
+    options: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Launch:
+    """The detached run: its script, log and exit-code file (pod paths)."""
+
+    script_path: str
+    log_path: str
+    exit_path: str
+    workdir: str
+    body: str
+    env: Mapping[str, str] = field(default_factory=dict)
+    heartbeat_path: str | None = None
+    heartbeat_timeout_sec: float | None = None
+    max_runtime_sec: float | None = None
+    watchdog_interval_sec: float = 5.0
+    watchdog_command: str | None = None
+    """Run on the pod after the watchdog ends the job (e.g. terminate the pod)."""
+
+    @property
+    def control_prefix(self) -> str:
+        """Pod path prefix of the launcher's files: `.pid`, `.ended_by`, `.sh`."""
+        return self.exit_path

@@ -1,0 +1,188 @@
+"""The Python API every front end uses: prepare a run, then execute it.
+
+`prepare` parses, resolves the project, reconciles the pin and builds the
+plan (no pod, no cost, no files written). `start` creates the run directory
+and records the spec and plan. `execute` runs it on a backend. The magics,
+the CLI, sweeps and relaunch are all this sequence.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from podmagic.plan import build as plan_mod
+from podmagic.plan import reconcile
+from podmagic.spec import jobspec as spec_mod
+from podmagic.run import store
+from podmagic.run.events import Event, Journal, Listener
+from podmagic.run.redact import Redactor
+from podmagic.errors import RunNotFound
+
+
+LAUNCH = "launch.json"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    spec: spec_mod.JobSpec
+    plan: plan_mod.Plan
+    notes: tuple[reconcile.Note, ...]
+    redactor: Redactor
+    backend_options: Mapping[str, object]
+    context: plan_mod.Context
+    inputs: Mapping[str, object]
+    """The arguments of `prepare` (secret values left out): `launch.json` records them."""
+
+
+def run_suffix() -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(2)
+
+
+def parse_assignments(items: Iterable[str], flag: str = "--var") -> tuple[tuple[str, str], ...]:
+    """`k=v` strings → pairs; a bad one is an error naming the flag."""
+    out = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not spec_mod.IDENT_RE.match(key):
+            shown = repr(item) if flag != "--secret-var" else (f"{key!r}=..." if sep else "(value hidden)")
+            raise spec_mod.SpecError(f"{flag} expects NAME=VALUE with NAME an identifier, got {shown}",
+                                     source=flag)
+        out.append((key, value))
+    return tuple(out)
+
+
+def project_root(spec: spec_mod.JobSpec, config_dir: Path, *, is_file: bool) -> Path:
+    """`local.project_root` (relative to the config's directory), else the repository around it."""
+    from podmagic.run.provenance import git_toplevel
+
+    given = spec.local.project_root
+    if given is not None:
+        root = (config_dir / Path(given).expanduser()).resolve()
+    elif is_file:
+        root = config_dir.resolve()
+    else:
+        root = (git_toplevel(config_dir) or config_dir).resolve()
+    home = Path.home().resolve()
+    if root in (home, Path(root.anchor)):
+        where = "local.project_root" if given is not None else ""
+        raise spec.error(where, f"the project root resolves to {root}: podmagic will not stage or write under "
+                         f"{'your home directory' if root == home else 'the filesystem root'}; set "
+                         "`local: {project_root: ...}` to your project's folder")
+    return root
+
+
+def resolve_backend(flag: str | None = None, configured: str | None = None) -> str:
+    """Flag, then `%config PodMagic.backend`, then PODMAGIC_BACKEND, then runpod if a key exists, else local."""
+    for choice in (flag, configured, os.environ.get("PODMAGIC_BACKEND")):
+        if choice:
+            return choice
+    if os.environ.get("RUNPOD_API_KEY") or (Path.home() / ".runpod" / "config.toml").is_file():
+        return "runpod"
+    return "local"
+
+
+def prepare(text: str, *, cwd: Path, backend: str = "local", source: str = "cell", line_offset: int = 0,
+            variables: Iterable[tuple[str, str]] = (), secret_variables: Iterable[tuple[str, str]] = (),
+            default_name: str = "pod", config_path: str | None = None, is_file: bool = False,
+            sweep: bool = False, canonical: bool = False,
+            backend_options: Mapping[str, object] | None = None, suffix: str | None = None,
+            sweep_id: str | None = None) -> Prepared:
+    inputs = {
+        "text": text, "cwd": str(cwd), "backend": backend, "source": source, "line_offset": line_offset,
+        "variables": [list(v) for v in variables], "default_name": default_name, "config_path": config_path,
+        "is_file": is_file, "sweep": sweep, "canonical": canonical, "backend_options": dict(backend_options or {}),
+        "sweep_id": sweep_id,
+    }
+    spec = spec_mod.parse(text, source=source, line_offset=line_offset)
+    root = project_root(spec, cwd, is_file=is_file)
+    secret_pairs = tuple(secret_variables)
+    redactor = Redactor(v for _, v in secret_pairs)
+    ctx = plan_mod.Context(
+        project_root=root, config_dir=cwd.resolve(), run_suffix=suffix or run_suffix(), backend=backend,
+        cli_variables=tuple(variables) + secret_pairs, secret_variables=frozenset(k for k, _ in secret_pairs),
+        default_name=default_name, config_path=config_path, mask=redactor.mask,
+    )
+    built = plan_mod.build(spec, ctx)
+    if backend == "runpod":
+        budget_guard(spec)
+    pin_project = _pin_project(built)
+    notes = tuple(reconcile.check(spec, pin_project, sweep=sweep, canonical=canonical))
+    inputs["secret_names"] = [k for k, _ in secret_pairs]
+    return Prepared(spec, built, notes, redactor, dict(backend_options or {}), ctx, inputs)
+
+
+def prepare_from(inputs: Mapping[str, object], secret_values: Mapping[str, str], **overrides) -> Prepared:
+    """`prepare` again from recorded inputs (`Prepared.inputs` or `launch.json`), with overrides."""
+    args = {k: v for k, v in inputs.items() if k not in ("secret_names", "suffix")}
+    args.update(cwd=Path(inputs["cwd"]), variables=[tuple(v) for v in inputs["variables"]])
+    args.update(overrides)
+    secrets_ = [(k, secret_values[k]) for k in inputs.get("secret_names", [])]
+    return prepare(args.pop("text"), secret_variables=secrets_, **args)
+
+
+def reprepare(run_dir: Path, secret_values: Mapping[str, str]) -> Prepared:
+    """The same Prepared again from a started run's `launch.json` (same run id), e.g. in another process."""
+    inputs = store.read_json(run_dir / LAUNCH)
+    if not inputs:
+        raise RunNotFound(f"{run_dir} has no {LAUNCH}: it cannot be started again")
+    prepared = prepare_from(inputs, secret_values, suffix=inputs["suffix"])
+    if prepared.plan.run_dir != run_dir:
+        raise RuntimeError(f"re-prepared run dir {prepared.plan.run_dir} is not {run_dir}")
+    return prepared
+
+
+def budget_guard(spec: spec_mod.JobSpec) -> None:
+    """Refuse before any spend when the assumed rate over the time budget exceeds the cap."""
+    b = spec.budget
+    spend = b.assumed_hourly_rate_usd * b.timeout_sec / 3600.0
+    if spend > b.cost_cap_usd + 1e-9:
+        raise spec.error("budget", f"budget: {b.timeout_sec / 60:.0f} min at the assumed ${b.assumed_hourly_rate_usd}/h "
+                         f"would spend ${spend:.2f}, over cost_cap_usd ${b.cost_cap_usd}; raise the cap, lower "
+                         "max_runtime_minutes, or set assumed_hourly_rate_usd to the GPU's real price")
+
+
+def _pin_project(plan: plan_mod.Plan) -> Path:
+    """The local folder the pin's `cd` lands in: the first staging source."""
+    if plan.staging:
+        source = Path(plan.staging[0].source)
+        if source.is_dir():
+            return source
+    return plan.project_root
+
+
+def start(prepared: Prepared) -> Prepared:
+    """Create the run directory (fresh, race-free) and record spec and plan in it."""
+    plan, ctx = prepared.plan, prepared.context
+    for _ in range(20):
+        try:
+            plan.run_dir.mkdir(parents=True, exist_ok=False)
+            break
+        except FileExistsError:
+            ctx = replace(ctx, run_suffix=run_suffix())
+            plan = plan_mod.build(prepared.spec, ctx)
+    prepared = replace(prepared, plan=plan, context=ctx)
+    store.write_text_atomic(plan.run_dir / "spec.yaml", prepared.redactor.mask(prepared.spec.text))
+    store.write_json_atomic(plan.run_dir / LAUNCH, {**prepared.inputs, "suffix": ctx.run_suffix})
+    store.write_text_atomic(plan.run_dir / "plan.txt", plan_mod.describe(plan, prepared.redactor.mask) + "\n")
+    for note in prepared.notes:
+        Journal(plan.run_dir / "events.jsonl")(Event("reconcile_" + note.severity, {"message": note.message}))
+    return prepared
+
+
+def execute(prepared: Prepared, *, listeners: Iterable[Listener] = (), cancel: threading.Event | None = None,
+            backend=None) -> dict:
+    """Run a started plan to the end; returns the manifest (KeyboardInterrupt re-raised after teardown)."""
+    from podmagic.backends import get_backend
+    from podmagic.run.runner import Runner
+
+    plan = prepared.plan
+    backend = backend or get_backend(plan.backend, **prepared.backend_options)
+    journal = Journal(plan.run_dir / "events.jsonl", prepared.redactor.mask)
+    runner = Runner(plan, backend, listeners=[journal, *listeners], redactor=prepared.redactor, cancel=cancel)
+    return runner.execute()

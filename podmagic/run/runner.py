@@ -1,0 +1,432 @@
+"""Executes a plan on a backend and owns every exit path.
+
+Success, failure, timeout, a stop request and a kernel interrupt all end in
+one `_teardown`: kill the job if it still runs, pull the log (always, once
+the job started) and the artifacts, apply the lifecycle action, write the
+manifest. A second Ctrl-C during teardown is held off until it is done. An
+interrupt is a failure with `interrupted: true`, never a success, and is
+re-raised after teardown so "Run all" stops.
+
+The runner emits events and knows no widgets and no argparse.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import re
+import shlex
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Iterable
+
+from podmagic.run import manifest as manifest_mod
+from podmagic.run import provenance, store
+from podmagic.plan import staging
+from podmagic.backends.base import Pod
+from podmagic.run.events import Event, Listener, utc_iso
+from podmagic.run.manifest import Outcome
+from podmagic.plan.build import Command, Plan
+from podmagic.run.redact import Redactor
+from podmagic.errors import StepFailed, Stopped
+
+POLL_MIN, POLL_MAX = 0.05, 0.5
+STATUS_EVERY_SEC = 1.0
+HEARTBEAT_TIMEOUT_SEC = 600
+"""The pod-side watchdog ends a job whose client has not touched its heartbeat for this long
+(override with PODMAGIC_HEARTBEAT_TIMEOUT_SEC; 0 turns the heartbeat check off)."""
+STEP_MARKER = re.compile(r"__RUNPOD_STEP_(START|DONE)__([\w.\-]+)__")
+
+
+def heartbeat_timeout() -> float | None:
+    value = float(os.environ.get("PODMAGIC_HEARTBEAT_TIMEOUT_SEC", HEARTBEAT_TIMEOUT_SEC))
+    return value or None
+
+
+
+
+class Runner:
+    def __init__(self, plan: Plan, backend, *, listeners: Iterable[Listener] = (),
+                 redactor: Redactor | None = None, cancel: threading.Event | None = None,
+                 heartbeat_timeout_sec: float | None = None):
+        self.plan, self.backend = plan, backend
+        self.listeners = list(listeners)
+        self.redactor = redactor or Redactor()
+        self.cancel = cancel or threading.Event()
+        self.heartbeat_timeout_sec = heartbeat_timeout_sec or heartbeat_timeout()
+        self._steps_seen: set[tuple[str, str]] = set()
+        self._step_carry = ""
+        self.outcome = Outcome(started_at=time.time())
+        self.phase = "starting"
+        self.pod: Pod | None = None
+        self.run_started = False
+        self.job_done = False
+        self._status_at = 0.0
+        self.manifest: dict | None = None
+        self._held: list[int] = []
+        """Interrupts that arrived during teardown, delivered once it is done."""
+
+    # ------------------------------------------------------------ events
+
+    def emit(self, kind: str, **data) -> None:
+        event = Event(kind, self.redactor.mask_data(data))
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except KeyboardInterrupt:
+                if self.phase != "teardown":
+                    raise
+                self._held.append(signal.SIGINT)  # like a Ctrl-C in teardown: held until it is done
+            except Exception:  # a broken view must not break the run
+                pass
+
+    def _enter(self, phase: str) -> None:
+        self.phase = phase
+        self._check_stop()
+        self.emit("phase_started", phase=phase)
+        self._write_status(force=True)
+
+    def _write_status(self, force: bool = False, state: str | None = None) -> None:
+        now = time.time()
+        if not force and now - self._status_at < STATUS_EVERY_SEC:
+            return
+        self._status_at = now
+        pod = self.outcome.pod
+        store.write_json_atomic(self.plan.run_dir / store.STATUS, {
+            "run_id": self.plan.run_id, "job_name": self.plan.job_name, "backend": self.plan.backend,
+            "phase": self.phase, "state": state or ("running" if self.phase != "starting" else "starting"),
+            "started_at_utc": utc_iso(self.outcome.started_at),
+            "updated_at_utc": utc_iso(now), "elapsed_sec": round(now - self.outcome.started_at, 1),
+            "owner_pid": os.getpid(), "owner_host": os.uname().nodename,
+            "pod_id": pod.pod_id if pod else None, "gpu_id": pod.gpu_id if pod else None,
+            "price_per_hour_usd": pod.price_per_hour_usd if pod else None,
+            "exit_code": self.outcome.exit_code,
+        })
+
+    def _check_stop(self) -> None:
+        if self.cancel.is_set() or store.stop_requested(self.plan.run_dir):
+            raise Stopped("stop requested")
+
+    # ------------------------------------------------------------ main path
+
+    def execute(self) -> dict:
+        """Run the plan; returns the manifest. Re-raises KeyboardInterrupt after teardown."""
+        interrupt: BaseException | None = None
+        try:
+            self._run_phases()
+        except KeyboardInterrupt as exc:
+            interrupt = exc
+            self._fail("interrupted by the user (kernel interrupt / Ctrl-C)", interrupted=True)
+        except Stopped:
+            self._fail("stopped on request", interrupted=True)
+        except StepFailed as exc:
+            self._fail(str(exc))
+        except Exception as exc:  # noqa: BLE001 - every failure ends in teardown and the manifest
+            self._fail(f"{type(exc).__name__}: {exc}")
+        finally:
+            with _shielded_from_sigint() as held:
+                self._held = held
+                self._teardown()
+        if interrupt is None and held:
+            interrupt = KeyboardInterrupt()
+        if interrupt is not None:
+            raise interrupt
+        return self.manifest
+
+    def _fail(self, message: str, interrupted: bool = False) -> None:
+        self.outcome.failed = True
+        self.outcome.interrupted = self.outcome.interrupted or interrupted
+        self.outcome.error = self.outcome.error or self.redactor.mask(message)
+        self.emit("error", message=message, phase=self.phase)
+
+    def _run_phases(self) -> None:
+        plan = self.plan
+        self._check_local()
+        secret_files = self._read_secrets()
+        self.outcome.deploy_metadata = provenance.capture(plan.project_root)
+        self._enter("provision")
+        self.pod = self.backend.provision(plan.request, self.emit)
+        self.outcome.pod = self.pod.info
+        store.write_json_atomic(plan.run_dir / "pod.json", {**vars(self.pod.info), "run_id": plan.run_id})
+        self.emit("pod_provisioned", pod_id=self.pod.info.pod_id, backend=plan.backend,
+                  gpu_id=self.pod.info.gpu_id, datacenter_id=self.pod.info.datacenter_id,
+                  price_per_hour_usd=self.pod.info.price_per_hour_usd)
+        self._enter("setup")
+        for command in plan.setup:
+            self._command(command)
+        self._enter("secrets")
+        for path, data, mode in secret_files:
+            self.pod.write_file(path, data, mode)
+        self._enter("staging")
+        for push in plan.staging:
+            self._push(push)
+        self._enter("preflight")
+        for command in plan.preflight:
+            self._command(command)
+        self._probe()
+        self._enter("run")
+        self._run_job()
+
+    def _check_local(self) -> None:
+        """Local inputs that must exist, checked before any pod exists (a typo costs nothing)."""
+        missing = [str(p) for p in self.plan.required_paths if not p.exists()]
+        if missing:
+            raise StepFailed(f"local.required_paths: missing {', '.join(missing)}")
+        missing = [f"{p.label}: {p.source}" for p in self.plan.staging if not Path(p.source).exists()]
+        if missing:
+            raise StepFailed(f"staging source(s) do not exist on this machine: {'; '.join(missing)}")
+
+    def _read_secrets(self) -> list[tuple[str, bytes, int]]:
+        """Secret files to write, read before any pod exists (a missing var costs nothing)."""
+        out = []
+        for s in self.plan.secrets:
+            if s.file:
+                data = Path(s.file).expanduser().read_bytes()
+                self.redactor.add(*data.decode("utf-8", "replace").splitlines())
+            else:
+                missing = [v for v in s.env if v not in os.environ]
+                if missing:
+                    raise StepFailed(f"secret {s.name!r}: environment variable(s) {', '.join(missing)} "
+                                     "not set on this machine; export them before running")
+                values = {v: os.environ[v] for v in s.env}
+                # the file holds the shell-quoted form: `cat` of it must not show a secret piecewise
+                self.redactor.add(*values.values(), *map(shlex.quote, values.values()))
+                data = "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items()).encode()
+            out.append((s.destination, data, s.mode))
+        return out
+
+    def _command(self, command: Command) -> None:
+        self.emit("step_started", phase=command.phase, label=command.label, command=command.command)
+        masker = self.redactor.stream()
+        log = (self.plan.run_dir / "phases.log").open("a", encoding="utf-8")
+        def on_output(text: str) -> None:
+            masked = masker.feed(text)
+            log.write(masked)
+            self.emit("output", text=masked, phase=command.phase)
+        try:
+            log.write(f"$ [{command.label}] {self.redactor.mask(command.command)}\n")
+            try:
+                result = self.pod.run(command.command, timeout=command.timeout_sec, on_output=on_output,
+                                      workdir=command.workdir)
+            except TimeoutError:
+                raise StepFailed(f"{command.label} timed out after {command.timeout_sec}s: {command.command}")
+            tail = masker.feed("", final=True)
+            if tail:
+                on_output(tail)
+        finally:
+            log.close()
+        self.emit("step_finished", phase=command.phase, label=command.label, exit_code=result.exit_code)
+        if result.exit_code != 0:
+            raise StepFailed(self._explain(command, result.exit_code, self.redactor.mask(result.output)))
+
+    def _explain(self, command: Command, code: int, output: str) -> str:
+        tail = "\n".join(output.strip().splitlines()[-8:])
+        if command.label != "python pin":
+            return f"{command.label} failed with exit code {code}: {command.command}\n{tail}"
+        version = self.plan.python_version
+        if code == 127 or "uv: command not found" in output or "uv: not found" in output:
+            why = "uv is not installed on the pod (or not on PATH): install it in `setup:`, e.g. " \
+                  "`curl -LsSf https://astral.sh/uv/install.sh | sh` and add ~/.local/bin to PATH"
+        elif "No download found" in output or "No interpreter found" in output or "not found for request" in output:
+            why = f"no Python {version} is available to uv (no such version, or missing from the download " \
+                  "list / UV_PYTHON_DOWNLOADS_JSON_URL mirror): pick an existing version"
+        elif re.search(r"(?i)(network|dns|connect|timed out|failed to (download|fetch)|error sending request)", output):
+            why = "uv could not download the interpreter (network): check the pod's network and retry"
+        else:
+            why = "the interpreter pin failed"
+        return f"python pin {version} failed before any user command ran: {why}\n$ {command.command}\n{tail}"
+
+    def _push(self, push) -> None:
+        started = time.monotonic()
+        selection = staging.select(push.source, push.destination, push.excludes, use_git=push.use_git)
+        if selection.single_file:
+            path = selection.base / selection.files[0]
+            self.pod.write_file(selection.destination, path.read_bytes(), path.stat().st_mode & 0o777)
+            moved, files = path.stat().st_size, 1
+        else:
+            result = self.pod.push(selection.base, selection.destination, files=selection.files,
+                                   excludes=push.excludes, delete=push.delete)
+            moved, files = result.bytes_transferred, result.files
+        self.emit("staging_pushed", label=push.label, destination=selection.destination, files=files,
+                  bytes_transferred=moved, duration_sec=round(time.monotonic() - started, 3))
+
+    def _probe(self) -> None:
+        try:
+            result = self.pod.run(self.plan.probe.command, timeout=self.plan.probe.timeout_sec,
+                                  workdir=self.plan.probe.workdir)
+        except Exception:  # noqa: BLE001 - the probe is informative only
+            return
+        parts = result.output.strip().splitlines()[-1:] if result.exit_code == 0 else []
+        if parts and len(parts[0].split(" ", 1)) == 2:
+            self.outcome.python_resolved, self.outcome.python_resolved_path = parts[0].split(" ", 1)
+            self.emit("python_resolved", requested=self.plan.python_version, resolved=self.outcome.python_resolved,
+                      path=self.outcome.python_resolved_path)
+
+    # ------------------------------------------------------------ the job
+
+    def _run_job(self) -> None:
+        launch = replace(self.plan.launch, heartbeat_timeout_sec=self.heartbeat_timeout_sec)
+        self.pod.start(launch)
+        self.run_started = True
+        self.emit("run_started", log_path=launch.log_path)
+        code = self._follow(launch)
+        self.job_done = True
+        self.outcome.exit_code = code
+        ended_by = getattr(self.pod, "ended_by", lambda _l: None)(launch)
+        if ended_by:
+            self.outcome.ended_by = ended_by
+        if code != 0:
+            raise StepFailed(f"the run exited with code {code}" + (f" ({ended_by})" if ended_by else ""))
+        self.outcome.failed = False
+
+    def _follow(self, launch) -> int:
+        """Stream the log by byte offset until the exit-code file appears."""
+        offset, poll = 0, POLL_MIN
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        masker = self.redactor.stream()
+        deadline = time.monotonic() + self.plan.timeout_sec
+        last_beat = 0.0
+        with (self.plan.run_dir / "run.log").open("a", encoding="utf-8") as local_log:
+            while True:
+                code = self.pod.exit_code(launch)
+                data = self.pod.read_from(launch.log_path, offset)
+                while data:
+                    offset += len(data)
+                    self._output(masker.feed(decoder.decode(data)), local_log)
+                    data = self.pod.read_from(launch.log_path, offset)
+                    poll = POLL_MIN
+                if code is not None:
+                    self._output(masker.feed(decoder.decode(b"", final=True), final=True), local_log)
+                    return code
+                self._check_stop()
+                if time.monotonic() > deadline:
+                    self.outcome.timed_out = True
+                    raise StepFailed(f"the run exceeded its time budget ({self.plan.timeout_sec / 60:.0f} min)")
+                if time.monotonic() - last_beat > 5:
+                    self.pod.heartbeat(launch)
+                    last_beat = time.monotonic()
+                self.emit("tick", elapsed=time.time() - self.outcome.started_at)
+                self._write_status()
+                time.sleep(poll)
+                poll = min(poll * 1.5, POLL_MAX)
+
+    def _output(self, text: str, local_log) -> None:
+        if text:
+            local_log.write(text)
+            local_log.flush()
+            self.emit("output", text=text, phase="run")
+            self._step_markers(text)
+
+    def _step_markers(self, text: str) -> None:
+        """runpod-deploy's `__RUNPOD_STEP_START/DONE__name__` lines → events, once each."""
+        scan = self._step_carry + text
+        self._step_carry = scan[-200:]
+        for kind, name in STEP_MARKER.findall(scan):
+            if (kind, name) not in self._steps_seen:
+                self._steps_seen.add((kind, name))
+                self.emit("remote_step_started" if kind == "START" else "remote_step_completed", name=name)
+
+    # ------------------------------------------------------------ teardown
+
+    def _teardown(self) -> None:
+        plan, pod = self.plan, self.pod
+        self.phase = "teardown"
+        if pod is not None and self.run_started and not self.job_done:
+            self._best_effort("kill", lambda: pod.kill(plan.launch))
+        if pod is not None and self.run_started:
+            self._pull_all()
+            self._check_markers()
+        if self._held:  # a Ctrl-C before the lifecycle is chosen: an interrupted run, never a success
+            self._fail("interrupted by the user (kernel interrupt / Ctrl-C) during teardown", interrupted=True)
+        if pod is not None:
+            action = plan.lifecycle.on_failure if self.outcome.failed else plan.lifecycle.on_success
+            final = self._best_effort("lifecycle", lambda: pod.release(action))
+            self.outcome.pod_final_state = final
+            self.emit("lifecycle_applied", action=action, pod_final_state=final)
+        self.outcome.ended_at = time.time()
+        self.manifest = self.redactor.mask_data(manifest_mod.build(plan, self.outcome))
+        store.write_json_atomic(plan.run_dir / store.MANIFEST, self.manifest)
+        self.emit("run_finished", failed=self.outcome.failed, exit_code=self.outcome.exit_code,
+                  interrupted=self.outcome.interrupted, error=self.outcome.error)
+        self._write_status(force=True, state=manifest_mod.status_word(self.manifest))
+
+    def _best_effort(self, what: str, action: Callable[[], object]):
+        try:
+            return action()
+        except Exception as exc:  # noqa: BLE001 - teardown goes on whatever fails
+            self.emit("warning", message=f"{what} failed: {type(exc).__name__}: {exc}")
+            return None
+
+    def _pull_all(self) -> None:
+        on_success_path = not self.outcome.failed
+        for pull in self.plan.pulls:
+            started = time.monotonic()
+            record = {"label": pull.label, "remote_path": pull.remote_path, "local_path": str(pull.local_path),
+                      "required": pull.required, "excludes": list(pull.excludes), "delete": pull.delete}
+            self.emit("artifact_pull_started", label=pull.label)
+            try:
+                if pull.label == "log":
+                    moved = self._pull_log(pull)
+                else:
+                    if pull.into_dir:
+                        pull.local_path.mkdir(parents=True, exist_ok=True)
+                    moved = self.pod.pull(pull.remote_path, pull.local_path, excludes=pull.excludes,
+                                          delete=pull.delete).bytes_transferred
+            except Exception as exc:  # noqa: BLE001
+                duration = round(time.monotonic() - started, 3)
+                kind = "remote_log_pull_failed" if pull.label == "log" else "artifact_pull_failed"
+                self.emit(kind, label=pull.label, duration_sec=duration, error=str(exc)[:500])
+                if pull.label != "log":
+                    self.outcome.artifacts.append({**record, "status": "failed", "bytes_transferred": 0,
+                                                   "duration_sec": duration, "error": str(exc)[:500]})
+                if pull.required and on_success_path:
+                    self._fail(f"required artifact {pull.label!r} could not be pulled: {exc}")
+                continue
+            duration = round(time.monotonic() - started, 3)
+            self.emit("artifact_pull_completed", label=pull.label, bytes_transferred=moved, duration_sec=duration)
+            if pull.label != "log":
+                self.outcome.artifacts.append({**record, "status": "success", "bytes_transferred": moved,
+                                               "duration_sec": duration})
+
+    def _pull_log(self, pull) -> int:
+        """The pod's log, masked, replaces the streamed copy (it is complete)."""
+        data, offset = b"", 0
+        while chunk := self.pod.read_from(pull.remote_path, offset):
+            data += chunk
+            offset += len(chunk)
+        if not data and (self.plan.run_dir / "run.log").exists():
+            return 0
+        text = self.redactor.mask(data.decode("utf-8", "replace"))
+        store.write_text_atomic(pull.local_path, text)
+        return len(data)
+
+    def _check_markers(self) -> None:
+        if self.outcome.failed:
+            return
+        try:
+            text = (self.plan.run_dir / "run.log").read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            text = ""
+        if self.plan.success_marker and self.plan.success_marker not in text:
+            self._fail(f"success marker {self.plan.success_marker!r} not found in the log")
+        hit = next((m for m in self.plan.failure_markers if m in text), None)
+        if hit:
+            self._fail(f"failure marker {hit!r} found in the log")
+
+
+@contextmanager
+def _shielded_from_sigint():
+    """Hold a Ctrl-C until teardown is done (main thread only); yields what was held."""
+    pending: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield pending
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: pending.append(signum))
+    try:
+        yield pending
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -1,0 +1,379 @@
+"""IPython front end: the `%%pod` cell magic and the `%pod` line magic.
+
+`%%pod [--dry-run] [--var k=v ...] [--secret-var k=v ...] [--backend B] [--host H] [--root R]
+[--name N] [-o NAME] [--detach] [--sweep k=v1,v2 ...] [--sweep-file F] [--max-parallel N]
+[--fail-fast] [--force-fresh]` runs the cell's YAML. Without --detach it blocks until the run
+ends (interrupt = cancel), showing the live run view; at the end the view becomes static HTML
+(the manifest table and a log excerpt) with relaunch controls under it.
+`%pod runs|show|logs|stop|attach|wait|compare|ls-stale|cleanup|capture-env` work on the run
+store. Errors are one line, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.display import HTML, display
+from traitlets import Unicode
+
+from podmagic.run import api, history, provenance, store
+from podmagic.ui import render
+from podmagic.plan.build import describe
+from podmagic.run.results import Run
+from podmagic.errors import PodmagicError
+
+
+PodError = UsageError
+"""IPython shows exactly UsageError (not subclasses) as one line, without a traceback."""
+
+
+def _cell_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="%%pod", add_help=False, exit_on_error=False)
+    p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--var", action="append", default=[])
+    p.add_argument("--secret-var", action="append", default=[])
+    p.add_argument("--backend", choices=("local", "ssh", "runpod"))
+    p.add_argument("--host")
+    p.add_argument("--root")
+    p.add_argument("--name")
+    p.add_argument("--detach", action="store_true")
+    p.add_argument("-o", "--out", dest="out")
+    p.add_argument("--sweep", action="append", default=[])
+    p.add_argument("--sweep-file")
+    p.add_argument("--max-parallel", type=int, default=4)
+    p.add_argument("--fail-fast", action="store_true")
+    p.add_argument("--canonical", action="store_true")
+    p.add_argument("--force-fresh", action="store_true")
+    return p
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # noqa: D401 - argparse hook
+        raise PodError(f"{self.prog}: {message}")
+
+
+@magics_class
+class PodMagic(Magics):
+    backend = Unicode(None, allow_none=True, help="Default backend: local, ssh or runpod.").tag(config=True)
+    last_project_root: Path | None = None
+
+    @line_cell_magic
+    def pod(self, line: str, cell: str | None = None):
+        try:
+            if cell is None:
+                return self._line(line)
+            return self._cell(line, cell)
+        except PodmagicError as exc:  # SpecError included; anything else is a bug and shows as one
+            raise PodError(str(exc)) from None
+
+    # ------------------------------------------------------------ %%pod
+
+    def _cell(self, line: str, cell: str):
+        args = self._parse(_cell_parser(), line)
+        if args.sweep or args.sweep_file:
+            return self._sweep(args, cell)
+        prepared = self._prepare(args, cell)
+        for note in prepared.notes:
+            print(f"{note.severity}: {note.message}", file=sys.stderr)
+        if args.dry_run:
+            print(describe(prepared.plan, prepared.redactor.mask))
+            return None
+        prepared = api.start(prepared)
+        self.last_project_root = prepared.plan.project_root
+        if args.out:
+            self.shell.user_ns[args.out] = Run(prepared.plan.run_dir)
+        secrets = dict(api.parse_assignments(args.secret_var, "--secret-var"))
+        if args.detach:
+            return self._run_detached(prepared, secrets)
+        return self._run_blocking(prepared, secrets)
+
+    def _parse(self, parser: argparse.ArgumentParser, line: str) -> argparse.Namespace:
+        try:
+            words = shlex.split(line)
+        except ValueError as exc:
+            raise PodError(f"{parser.prog}: cannot read the options: {exc}") from None
+        try:
+            args, extra = parser.parse_known_args(words)
+        except (argparse.ArgumentError, SystemExit) as exc:
+            raise PodError(f"{parser.prog}: {exc}") from None
+        if extra:
+            raise PodError(f"{parser.prog}: unknown option(s): {' '.join(extra)}")
+        return args
+
+    def _prepare_kw(self, args: argparse.Namespace) -> dict:
+        return dict(
+            cwd=Path.cwd(), backend=api.resolve_backend(args.backend, self.backend), line_offset=1,
+            secret_variables=api.parse_assignments(args.secret_var, "--secret-var"),
+            default_name=_notebook_name(self.shell),
+            backend_options={k: v for k, v in (("host", args.host), ("root", args.root),
+                                               ("force_fresh", args.force_fresh)) if v},
+            canonical=args.canonical,
+        )
+
+    def _prepare(self, args: argparse.Namespace, cell: str) -> api.Prepared:
+        text = cell if not args.name else _with_name(cell, args.name)
+        return api.prepare(text, variables=api.parse_assignments(args.var, "--var"), **self._prepare_kw(args))
+
+    def _run_blocking(self, prepared: api.Prepared, secrets: dict[str, str]):
+        from podmagic.ui.relaunch import RelaunchControls
+        from podmagic.ui.widgets import RunView
+
+        plan = prepared.plan
+        view = RunView(plan.run_id, plan.job_name, plan.backend)
+        view.stop_button.layout.display = "none"  # a busy kernel cannot take clicks: interrupt stops
+        handle = display(view.widget, display_id=True)
+        manifest = None
+        try:
+            manifest = api.execute(prepared, listeners=[view.on_event])
+        finally:
+            view.flush(force=True)
+            manifest = manifest or store.read_json(plan.run_dir / store.MANIFEST)
+            handle.update(HTML(view.final_html(manifest)))
+            view.widget.close()
+        if manifest:
+            controls = RelaunchControls(prepared, manifest, secrets)
+            CONTROLS.append(controls)
+            display(controls.widget)
+        if manifest and manifest.get("failed"):
+            raise PodError(f"run {plan.run_id} failed: {manifest.get('error')}  (run dir: {plan.run_dir})")
+        return None
+
+    def _run_detached(self, prepared: api.Prepared, secrets: dict[str, str]):
+        from podmagic.run import detached
+
+        detached.spawn(prepared, secrets)
+        self._follow_view(prepared.plan.run_dir)
+        print(f"detached: {prepared.plan.run_id} (%pod attach / wait / stop {prepared.plan.run_id})")
+
+    def _follow_view(self, run_dir: Path):
+        """A live view fed from the run directory by a background thread (detach, attach)."""
+        from podmagic.run.follow import Follower
+        from podmagic.ui.widgets import RunView
+
+        status = store.read_json(run_dir / store.STATUS) or {}
+        view = RunView(run_dir.name, status.get("job_name") or run_dir.name, status.get("backend") or "?",
+                       on_stop=lambda: store.request_stop(run_dir))
+        display(view.widget)
+
+        def on_event(event):
+            view.on_event(event)
+            if event.kind == "run_finished":
+                view.finish(follower.manifest)
+
+        follower = Follower(run_dir, on_event)
+        follower.start()
+        FOLLOWERS.append((view, follower))
+        return view
+
+    def _sweep(self, args: argparse.Namespace, cell: str):
+        from podmagic.run import compare as compare_mod, sweep as sweep_mod
+        from podmagic.ui.sweepview import SweepView
+
+        combos = sweep_mod.grid(sweep_mod.parse_axes(args.sweep))
+        if args.sweep_file:
+            file_combos = sweep_mod.load_file(Path(args.sweep_file))
+            combos = [{**a, **b} for a in (combos or [{}]) for b in file_combos]
+        text = cell if not args.name else _with_name(cell, args.name)
+        sweep_id, shards = sweep_mod.prepare(text, combos, base_variables=api.parse_assignments(args.var, "--var"),
+                                             **self._prepare_kw(args))
+        for note in {n for s in shards for n in s.prepared.notes}:
+            print(f"{note.severity}: {note.message}", file=sys.stderr)
+        if args.dry_run:
+            for shard in shards:
+                print(describe(shard.prepared.plan, shard.prepared.redactor.mask), end="\n\n")
+            return None
+        self.last_project_root = shards[0].prepared.plan.project_root
+        secrets = dict(api.parse_assignments(args.secret_var, "--secret-var"))
+        sweep = sweep_mod.Sweep(sweep_id, shards, self.last_project_root, max_parallel=max(1, args.max_parallel),
+                                fail_fast=args.fail_fast, secret_values=secrets).start()
+        view = SweepView(sweep).start()
+        SWEEPS.append((sweep, view))
+        display(view.widget)
+        if args.out:
+            self.shell.user_ns[args.out] = sweep
+        if args.detach:
+            print(f"detached sweep {sweep_id}: %pod compare {sweep_id}")
+            return None
+        try:
+            manifests = sweep.wait()
+        except KeyboardInterrupt:
+            sweep.stop()
+            sweep.wait(120)
+            raise
+        view.wait(5)
+        done = [m for m in manifests if m]
+        display(HTML(_compare_html(done, title=f"sweep {sweep_id}: {len(done)} shards")))
+        problems = compare_mod.consistency(done)
+        for problem in problems:
+            print(f"reproducibility check: {problem}", file=sys.stderr)
+        failed = [m["run_id"] for m in done if m.get("failed")]
+        if failed:
+            raise PodError(f"sweep {sweep_id}: {len(failed)} of {len(shards)} shard(s) failed: {', '.join(failed)}")
+        return None
+
+    # ------------------------------------------------------------ %pod
+
+    def _line(self, line: str):
+        words = shlex.split(line)
+        if not words:
+            raise PodError("%pod: give a command: runs, show, logs, stop, attach, wait, compare, capture-env")
+        command, rest = words[0], words[1:]
+        handler = getattr(self, "_cmd_" + command.replace("-", "_"), None)
+        if handler is None:
+            raise PodError(f"%pod: unknown command {command!r}; try runs, show, logs, stop, attach, wait, compare, capture-env")
+        return handler(rest)
+
+    def _root(self) -> Path:
+        """The project of the last run in this session, else the repository around the notebook."""
+        return self.last_project_root or provenance.git_toplevel(Path.cwd()) or Path.cwd()
+
+    def _cmd_runs(self, rest: list[str]):
+        p = _Parser(prog="%pod runs", add_help=False)
+        p.add_argument("--name")
+        p.add_argument("--failed", action="store_true")
+        p.add_argument("--since")
+        p.add_argument("--limit", type=int, default=50)
+        args = p.parse_args(rest)
+        found = history.list_runs(self._root(), name=args.name, failed=args.failed, since=args.since,
+                                  limit=args.limit)
+        display(HTML(render.table_html(found)))
+
+    def _cmd_show(self, rest: list[str]):
+        run_dir = self._find(rest)
+        manifest = store.read_json(run_dir / store.MANIFEST)
+        if manifest is None:
+            status = store.read_json(run_dir / store.STATUS) or {}
+            display(HTML(render.table_html([store.run_summary(run_dir)])))
+            return status
+        display(HTML(manifest_html_with_title(manifest)))
+
+    def _cmd_logs(self, rest: list[str]):
+        p = _Parser(prog="%pod logs", add_help=False)
+        p.add_argument("run")
+        p.add_argument("--tail", type=int, default=200)
+        args = p.parse_args(rest)
+        run_dir = self._find([args.run])
+        print(history.log_tail(run_dir, args.tail))
+
+    def _cmd_stop(self, rest: list[str]):
+        run_dir = self._find(rest)
+        store.request_stop(run_dir)
+        print(f"asked {run_dir.name} to stop")
+
+    def _cmd_attach(self, rest: list[str]):
+        run_dir = self._find(rest)
+        self._follow_view(run_dir)
+
+    def _cmd_wait(self, rest: list[str]):
+        from podmagic.run.follow import wait
+
+        run_dir = self._find(rest)
+        try:
+            manifest = wait(run_dir)
+        except (PodmagicError, TimeoutError) as exc:
+            raise PodError(str(exc)) from None
+        display(HTML(manifest_html_with_title(manifest)))
+        return Run(run_dir)
+
+    def _cmd_compare(self, rest: list[str]):
+        if not rest:
+            raise PodError("%pod compare: give runs (two or more) or a sweep id")
+        try:
+            manifests = history.manifests(self._root(), rest)
+        except PodmagicError as exc:
+            raise PodError(str(exc)) from None
+        display(HTML(_compare_html(manifests)))
+        from podmagic.run import compare as compare_mod
+
+        for problem in compare_mod.consistency(manifests):
+            print(f"reproducibility check: {problem}", file=sys.stderr)
+
+    def _cmd_ls_stale(self, rest: list[str]):
+        from podmagic.ui import audit
+
+        rows = audit.stale(self._root())
+        print(audit.stale_text(rows))
+        return rows
+
+    def _cmd_cleanup(self, rest: list[str]):
+        from podmagic.ui import audit
+
+        p = _Parser(prog="%pod cleanup", add_help=False)
+        p.add_argument("run", nargs="?")
+        p.add_argument("--all-stopped", action="store_true")
+        p.add_argument("--yes", "-y", action="store_true")
+        args = p.parse_args(rest)
+        if bool(args.run) == args.all_stopped or not args.yes:
+            raise PodError("%pod cleanup RUN --yes, or %pod cleanup --all-stopped --yes (see %pod ls-stale first)")
+        for pod_id in audit.cleanup(self._root(), args.run, args.all_stopped):
+            print(f"terminated {pod_id}")
+
+    def _cmd_capture_env(self, rest: list[str]):
+        meta = provenance.capture_env(self._root())
+        print(json.dumps(meta, indent=2))
+        return meta
+
+    def _find(self, rest: list[str]) -> Path:
+        if len(rest) != 1:
+            raise PodError("%pod: give one run id (see %pod runs)")
+        try:
+            return store.find_run(self._root(), rest[0])
+        except PodmagicError as exc:
+            raise PodError(str(exc)) from None
+
+
+CONTROLS: list = []
+FOLLOWERS: list = []
+SWEEPS: list = []
+
+
+def last_controls():
+    """The relaunch controls of the last blocking run (for scripts and tests)."""
+    return CONTROLS[-1] if CONTROLS else None
+
+
+def _compare_html(manifests: list[dict], title: str = "compare") -> str:
+    import html as html_mod
+
+    from podmagic.run import compare as compare_mod
+
+    rows = compare_mod.side_by_side(manifests)
+    head = "".join(f"<th style='text-align:left'>{html_mod.escape(str(m.get('run_id')))}</th>" for m in manifests)
+    body = ""
+    for row in rows:
+        style = " style='background:#fff8c5'" if row["differs"] else ""
+        cells = "".join(f"<td style='font-family:monospace'>{html_mod.escape(str(v))}</td>" for v in row["values"])
+        body += f"<tr{style}><th style='text-align:left'>{row['field']}</th>{cells}</tr>"
+    return (f"<div class='podmagic-compare'><b>{html_mod.escape(title)}</b>"
+            f"<table><tr><th>field</th>{head}</tr>{body}</table></div>")
+
+
+def manifest_html_with_title(manifest: dict) -> str:
+    return render.manifest_html(manifest, f"{manifest.get('job_name')} · {manifest.get('run_id')}")
+
+
+def _with_name(cell: str, name: str) -> str:
+    """`--name` overrides the YAML's `name:`; done on the text so positions stay right."""
+    escaped = json.dumps(name)
+    lines = cell.splitlines()
+    for i, raw in enumerate(lines):
+        if raw.startswith("name:"):
+            lines[i] = f"name: {escaped}"
+            return "\n".join(lines) + "\n"
+    return cell.rstrip("\n") + f"\nname: {escaped}\n"
+
+
+def _notebook_name(shell) -> str:
+    session = (shell.user_ns.get("__session__") if shell else None) or os.environ.get("JPY_SESSION_NAME")
+    return Path(session).stem if session else "pod"
+
+
+def load_ipython_extension(ipython) -> None:
+    ipython.register_magics(PodMagic)
