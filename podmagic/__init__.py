@@ -23,7 +23,8 @@ def compare_runs(*refs, project_root="."):
     """Runs (ids, prefixes or a sweep id) side by side: one row per field, `differs` flagged."""
     from pathlib import Path
 
-    from podmagic.run import compare as compare_mod, history
+    from podmagic.run import compare as compare_mod
+    from podmagic.run import history
 
     manifests = history.manifests(Path(project_root).resolve(), list(refs))
     rows = [{"field": r["field"], **{m["run_id"]: v for m, v in zip(manifests, r["values"])},

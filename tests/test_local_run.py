@@ -171,7 +171,7 @@ def test_stop_request_from_another_process_ends_the_run(pod_env, project):
     rec = Recorder()
     def stopper():
         _wait_for(lambda: "started" in rec.output())
-        store.request_stop(prepared.plan.run_dir)
+        store.RunDir(prepared.plan.run_dir).request_stop()
     threading.Thread(target=stopper, daemon=True).start()
     manifest = api.execute(prepared, listeners=[rec])
     assert manifest["interrupted"] and manifest["error"] == "stopped on request"

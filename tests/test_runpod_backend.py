@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
@@ -60,7 +59,8 @@ def test_provision_run_and_delete(sim, tmp_path):
     pod = backend().provision(req, events)
     assert (pod.info.gpu_id, pod.info.datacenter_id) == (H100, EU)
     assert pod.info.price_per_hour_usd == runpod.get_gpu(H100)["securePrice"]
-    assert json.loads((req.run_dir / "pod.json").read_text())["pod_id"] == pod.info.pod_id
+    assert [h["state"] for h in events.of("pod_handle")] == ["provisioning", "starting"]
+    assert {h["pod_id"] for h in events.of("pod_handle")} == {pod.info.pod_id}
     assert pod.run("echo hi", timeout=10).output == "hi\n"
     pod.write_file("/workspace/repo/x.txt", b"data")
     assert (sim.pod_root(pod.info.pod_id) / "workspace/repo/x.txt").read_bytes() == b"data"
@@ -108,7 +108,7 @@ def test_ssh_never_ready_terminates_the_pod(sim, tmp_path):
     with pytest.raises(SSHNotReady, match="within 1s"):
         backend().provision(req, events)
     assert time.monotonic() - started < 5
-    pod_id = json.loads((req.run_dir / "pod.json").read_text())["pod_id"]
+    pod_id = events.of("pod_handle")[0]["pod_id"]  # reported before the wait began
     assert sim.pod(pod_id)["desired_status"] == "TERMINATED"
     assert events.of("pod_terminated")[0]["pod_id"] == pod_id
 
@@ -232,7 +232,7 @@ def test_api_key_missing_is_a_clear_error(sim, tmp_path, monkeypatch):
 
 def test_stale_pods_and_cleanup(sim, tmp_path):
     from podmagic.backends.runpod.api import RunPodAPI
-    from podmagic.backends.runpod.audit import cleanup_run, cleanup_stopped, stale_pods
+    from podmagic.backends.runpod.audit import cleanup_stopped, stale_pods
 
     stopped = backend().provision(request(sim, tmp_path, volume_gb=30), Events())
     stopped.release("stop")
@@ -241,12 +241,12 @@ def test_stale_pods_and_cleanup(sim, tmp_path):
     other.release("stop")
 
     api = RunPodAPI(retry_delays=(0.05,))
-    runs = list((tmp_path / "artifacts" / "runpod").glob("job-*"))
-    stale = stale_pods(api, runs)
+    stale = stale_pods(api, {stopped.info.pod_id: stopped.request.run_dir})
     assert [p.pod_id for p in stale] == [stopped.info.pod_id, other.info.pod_id]
     assert stale[0].usd_per_day == 0.2 and stale[0].run_dir == stopped.request.run_dir
+    assert stale[1].run_dir is None
 
-    assert cleanup_run(api, stopped.request.run_dir) == stopped.info.pod_id
+    api.terminate(stopped.info.pod_id)
     assert cleanup_stopped(api) == [other.info.pod_id]
     assert [p["id"] for p in sim.live_pods()] == [running.info.pod_id]
     running.release("delete")

@@ -19,7 +19,8 @@ from podmagic.errors import RunNotFound
 
 from podmagic.run import store
 from podmagic.ui.serverext.project import project_root_for, run_dir_for, valid_run_id
-from podmagic.ui.serverext.views import MAX_TAIL_BYTES, log_tail, run_list, run_row
+from podmagic.run.store import TAIL_MAX_BYTES as MAX_TAIL_BYTES
+from podmagic.ui.serverext.views import log_tail, run_list, run_row
 
 
 def _run(root: Path, run_id: str, **status) -> Path:
@@ -166,7 +167,7 @@ def test_a_read_only_user_sees_runs_but_cannot_stop_them(tmp_path):
             assert _http(base + path, None) == 403, path
             assert _http(base + path, "tok") == 200, path
         assert _http(base + "runs/a-1/stop", "tok", "POST") == 403
-        assert not store.stop_requested(run_dir)
+        assert not store.RunDir(run_dir).stop_requested()
     finally:
         proc.terminate()
         proc.wait(timeout=15)

@@ -23,7 +23,7 @@ def test_select_walks_prunes_and_keeps_rsync_trailing_slash(tmp_path):
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
         (src / rel).write_text(rel)
     contents = staging.select(str(src) + "/", "/w/p/", D + ("skip/",))
-    assert contents.files == ("a.txt", "sub/b.txt") and contents.remote("a.txt") == "/w/p/a.txt"
+    assert contents.files == ("a.txt", "sub/b.txt") and contents.destination == "/w/p/"
     itself = staging.select(str(src), "/w", ())
     assert itself.destination == "/w/payload"
     single = staging.select(str(src / "a.txt"), "/w/dir/", ())

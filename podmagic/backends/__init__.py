@@ -8,23 +8,51 @@ Backends return data; they write no run-directory files. Resolved by name, impor
 
 from __future__ import annotations
 
+import inspect
+
 from podmagic.errors import PodmagicError
 
 BACKENDS = ("local", "ssh", "runpod")
 
+FRONT_END_OPTIONS = {"local": (), "ssh": ("host", "root"), "runpod": ("force_fresh",)}
+"""The options front ends (`--host`, `--root`, `--force-fresh`) may pass to each backend."""
 
-def get_backend(name: str, **options):
-    """The backend called `name`, configured by `options` (e.g. host=...)."""
+
+def backend_class(name: str) -> type:
+    """The backend class called `name` (imported only now: paramiko and httpx stay unloaded)."""
     if name == "local":
         from podmagic.backends.local import LocalBackend
 
-        return LocalBackend(**options)
+        return LocalBackend
     if name == "ssh":
         from podmagic.backends.ssh.backend import SSHBackend
 
-        return SSHBackend(**options)
+        return SSHBackend
     if name == "runpod":
         from podmagic.backends.runpod.backend import RunPodBackend
 
-        return RunPodBackend(**options)
+        return RunPodBackend
     raise PodmagicError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def check_front_end_options(name: str, options: dict) -> dict:
+    """The given (truthy) front-end options, refused by name when they do not apply to `name`."""
+    if name not in FRONT_END_OPTIONS:
+        raise PodmagicError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    given = {k: v for k, v in options.items() if v}
+    for key in given:
+        if key not in FRONT_END_OPTIONS[name]:
+            users = [b for b, keys in FRONT_END_OPTIONS.items() if key in keys]
+            flag = "--" + key.replace("_", "-")
+            raise PodmagicError(f"{flag} does not apply to the {name} backend (it is for: {', '.join(users)})")
+    return given
+
+
+def get_backend(name: str, **options):
+    """The backend called `name`, configured by `options`; an option it does not take is an error."""
+    cls = backend_class(name)
+    accepted = inspect.signature(cls).parameters
+    for key in options:
+        if key not in accepted:
+            raise PodmagicError(f"the {name} backend has no option {key!r} (it takes: {', '.join(accepted)})")
+    return cls(**options)

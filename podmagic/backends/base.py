@@ -19,6 +19,14 @@ from podmagic.plan.requests import Launch, PodRequest  # noqa: F401 - what a bac
 OnOutput = Callable[[str], None]
 """Receives decoded output of an attached command, chunk by chunk."""
 
+Emit = Callable[..., None]
+"""`emit(kind, **data)`: how a backend reports progress (events) to the runner."""
+
+POD_HANDLE = "pod_handle"
+"""The event a backend emits as soon as a pod exists (before any wait), with what cleanup needs
+(`pod_id`, `backend`, `state`, ...). The runner records it in the run directory's `pod.json`;
+backends themselves write no run-directory files."""
+
 
 @dataclass(frozen=True)
 class PodInfo:
@@ -49,6 +57,8 @@ class Transfer:
 
 
 class Pod(Protocol):
+    """A machine that runs one job: everything the runner asks of it."""
+
     info: PodInfo
 
     def run(self, command: str, *, timeout: float, on_output: OnOutput | None = None,
@@ -64,6 +74,9 @@ class Pod(Protocol):
 
     def kill(self, launch: Launch) -> None: ...
 
+    def ended_by(self, launch: Launch) -> str | None:
+        """Who ended the job when it was not the job itself (the watchdog: runtime cap, stale heartbeat)."""
+
     def write_file(self, path: str, data: bytes, mode: int = 0o600) -> None: ...
 
     def push(self, source: Path, destination: str, *, files: Iterable[str] | None,
@@ -72,10 +85,14 @@ class Pod(Protocol):
     def pull(self, remote: str, local: Path, *, excludes: tuple[str, ...] = (),
              delete: bool = False) -> Transfer: ...
 
-    def release(self, action: str) -> str: ...
+    def release(self, action: str) -> str:
+        """Apply a lifecycle action (delete, stop, preserve, recycle); returns the pod's final state."""
 
 
 class Backend(Protocol):
+    """Where pods come from."""
+
     name: str
 
-    def provision(self, request: PodRequest, emit: Callable[..., None]) -> Pod: ...
+    def provision(self, request: PodRequest, emit: Emit) -> Pod:
+        """A pod ready to run commands; emits `POD_HANDLE` as soon as one exists."""

@@ -21,8 +21,15 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from podmagic.backends import podside as remote
+from podmagic.backends.base import (
+    CommandResult,
+    Launch,
+    OnOutput,
+    PodInfo,
+    PodRequest,
+    Transfer,
+)
 from podmagic.plan import staging
-from podmagic.backends.base import CommandResult, Launch, OnOutput, PodInfo, PodRequest, Transfer
 
 PASSTHROUGH = ("LANG", "LC_ALL", "TERM", "TZ", "USER", "LOGNAME", "SSL_CERT_FILE", "SSL_CERT_DIR")
 
@@ -46,8 +53,8 @@ def _uv_bin_dir() -> str | None:
 class LocalBackend:
     name = "local"
 
-    def __init__(self, root: str | Path | None = None, **_ignored: object):
-        self.root = Path(root) if root else default_root()
+    def __init__(self, sandbox_root: str | Path | None = None):
+        self.root = Path(sandbox_root) if sandbox_root else default_root()
 
     def provision(self, request: PodRequest, emit: Callable[..., None]) -> "LocalPod":
         pod_id = f"local-{request.run_id}"

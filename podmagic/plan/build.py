@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator, Mapping
 
-from podmagic.spec import template
+from podmagic.plan.naming import RUN_LOG, RUNS_SUBDIR, slug
 from podmagic.plan.requests import Launch, PodRequest
+from podmagic.spec import template
 from podmagic.spec.jobspec import JobSpec, LifecycleSpec, SpecError
-from podmagic.plan.naming import RUNS_SUBDIR, slug
 
 q = shlex.quote
 PIN_TIMEOUT_SEC = 300
@@ -111,11 +111,6 @@ class Plan:
     required_paths: tuple[Path, ...] = ()
     """`local.required_paths`, resolved: each must exist before any pod is asked for."""
     assumed_hourly_rate_usd: float | None = None
-
-    @property
-    def commands(self) -> Iterator[Command]:
-        yield from self.setup
-        yield from self.preflight
 
 
 class _Variables(Mapping[str, str]):
@@ -343,7 +338,7 @@ def _launch(spec: JobSpec, r, mount: str, run_id: str, workdir: str) -> Launch:
 
 
 def _pulls(spec: JobSpec, ctx: Context, r, launch: Launch, run_dir: Path) -> Iterator[Pull]:
-    yield Pull("log", launch.log_path, run_dir / "run.log", required=False)
+    yield Pull("log", launch.log_path, run_dir / RUN_LOG, required=False)
     root = ctx.project_root.resolve()
     for i, a in enumerate(spec.artifacts):
         rendered = r(f"artifacts[{i}].local_path", a.local_path)

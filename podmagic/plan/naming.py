@@ -7,6 +7,8 @@ from pathlib import Path
 
 RUNS_SUBDIR = Path("artifacts") / "runpod"
 """Run directories live under `<project_root>/artifacts/runpod/` (runpod-deploy's place)."""
+RUN_LOG = "run.log"
+"""The job's log in the run directory, where the plan's log pull lands (`store.RunDir.LOG`)."""
 
 
 def slug(text: str) -> str:

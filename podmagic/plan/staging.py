@@ -32,11 +32,6 @@ class Selection:
     destination: str
     single_file: bool = False
 
-    def remote(self, rel: str) -> str:
-        if self.single_file:
-            return self.destination
-        return self.destination.rstrip("/") + "/" + rel
-
 
 @lru_cache(maxsize=512)
 def _compile(pattern: str) -> tuple[re.Pattern[str], bool]:

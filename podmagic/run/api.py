@@ -16,16 +16,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from podmagic.backends import check_front_end_options
+from podmagic.errors import RunNotFound
 from podmagic.plan import build as plan_mod
 from podmagic.plan import reconcile
-from podmagic.spec import jobspec as spec_mod
 from podmagic.run import store
 from podmagic.run.events import Event, Journal, Listener
 from podmagic.run.redact import Redactor
-from podmagic.errors import RunNotFound
-
-
-LAUNCH = "launch.json"
+from podmagic.spec import jobspec as spec_mod
 
 
 @dataclass(frozen=True)
@@ -93,10 +91,11 @@ def prepare(text: str, *, cwd: Path, backend: str = "local", source: str = "cell
             sweep: bool = False, canonical: bool = False,
             backend_options: Mapping[str, object] | None = None, suffix: str | None = None,
             sweep_id: str | None = None) -> Prepared:
+    backend_options = check_front_end_options(backend, dict(backend_options or {}))
     inputs = {
         "text": text, "cwd": str(cwd), "backend": backend, "source": source, "line_offset": line_offset,
         "variables": [list(v) for v in variables], "default_name": default_name, "config_path": config_path,
-        "is_file": is_file, "sweep": sweep, "canonical": canonical, "backend_options": dict(backend_options or {}),
+        "is_file": is_file, "sweep": sweep, "canonical": canonical, "backend_options": backend_options,
         "sweep_id": sweep_id,
     }
     spec = spec_mod.parse(text, source=source, line_offset=line_offset)
@@ -114,7 +113,7 @@ def prepare(text: str, *, cwd: Path, backend: str = "local", source: str = "cell
     pin_project = _pin_project(built)
     notes = tuple(reconcile.check(spec, pin_project, sweep=sweep, canonical=canonical))
     inputs["secret_names"] = [k for k, _ in secret_pairs]
-    return Prepared(spec, built, notes, redactor, dict(backend_options or {}), ctx, inputs)
+    return Prepared(spec, built, notes, redactor, backend_options, ctx, inputs)
 
 
 def prepare_from(inputs: Mapping[str, object], secret_values: Mapping[str, str], **overrides) -> Prepared:
@@ -128,9 +127,9 @@ def prepare_from(inputs: Mapping[str, object], secret_values: Mapping[str, str],
 
 def reprepare(run_dir: Path, secret_values: Mapping[str, str]) -> Prepared:
     """The same Prepared again from a started run's `launch.json` (same run id), e.g. in another process."""
-    inputs = store.read_json(run_dir / LAUNCH)
+    inputs = store.RunDir(run_dir).launch()
     if not inputs:
-        raise RunNotFound(f"{run_dir} has no {LAUNCH}: it cannot be started again")
+        raise RunNotFound(f"{run_dir} has no {store.RunDir.LAUNCH}: it cannot be started again")
     prepared = prepare_from(inputs, secret_values, suffix=inputs["suffix"])
     if prepared.plan.run_dir != run_dir:
         raise RuntimeError(f"re-prepared run dir {prepared.plan.run_dir} is not {run_dir}")
@@ -160,18 +159,17 @@ def start(prepared: Prepared) -> Prepared:
     """Create the run directory (fresh, race-free) and record spec and plan in it."""
     plan, ctx = prepared.plan, prepared.context
     for _ in range(20):
-        try:
-            plan.run_dir.mkdir(parents=True, exist_ok=False)
+        if store.RunDir(plan.run_dir).create():
             break
-        except FileExistsError:
-            ctx = replace(ctx, run_suffix=run_suffix())
-            plan = plan_mod.build(prepared.spec, ctx)
+        ctx = replace(ctx, run_suffix=run_suffix())
+        plan = plan_mod.build(prepared.spec, ctx)
     prepared = replace(prepared, plan=plan, context=ctx)
-    store.write_text_atomic(plan.run_dir / "spec.yaml", prepared.redactor.mask(prepared.spec.text))
-    store.write_json_atomic(plan.run_dir / LAUNCH, {**prepared.inputs, "suffix": ctx.run_suffix})
-    store.write_text_atomic(plan.run_dir / "plan.txt", plan_mod.describe(plan, prepared.redactor.mask) + "\n")
+    rundir = store.RunDir(plan.run_dir)
+    rundir.write_inputs(prepared.redactor.mask(prepared.spec.text), {**prepared.inputs, "suffix": ctx.run_suffix},
+                        plan_mod.describe(plan, prepared.redactor.mask) + "\n")
+    journal = Journal(rundir.events_path)
     for note in prepared.notes:
-        Journal(plan.run_dir / "events.jsonl")(Event("reconcile_" + note.severity, {"message": note.message}))
+        journal(Event("reconcile_" + note.severity, {"message": note.message}))
     return prepared
 
 
@@ -183,6 +181,6 @@ def execute(prepared: Prepared, *, listeners: Iterable[Listener] = (), cancel: t
 
     plan = prepared.plan
     backend = backend or get_backend(plan.backend, **prepared.backend_options)
-    journal = Journal(plan.run_dir / "events.jsonl", prepared.redactor.mask)
+    journal = Journal(store.RunDir(plan.run_dir).events_path, prepared.redactor.mask)
     runner = Runner(plan, backend, listeners=[journal, *listeners], redactor=prepared.redactor, cancel=cancel)
     return runner.execute()

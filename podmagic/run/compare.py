@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Sequence
 
-from podmagic.run.manifest import lookup, status_word
+from podmagic.run.manifest import lookup
+from podmagic.run.store import status_word
 
 FIELDS = (
     "job_name", "status", "backend", "exit_code", "gpu_id", "datacenter_id", "gpu_price_per_hour_usd",

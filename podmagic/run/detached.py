@@ -24,14 +24,15 @@ def spawn(prepared: api.Prepared, secret_values: dict[str, str] | None = None) -
     """Start the runner for a started run in its own session; returns its pid."""
     run_dir = prepared.plan.run_dir
     env = {**os.environ, SECRETS_ENV: json.dumps(secret_values or {})}
-    with open(run_dir / "runner.log", "ab") as log:
+    rundir = store.RunDir(run_dir)
+    with rundir.open_runner_log() as log:
         proc = subprocess.Popen([sys.executable, "-m", "podmagic.run.detached", str(run_dir)], env=env,
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
                                 cwd=prepared.inputs["cwd"])
-    store.write_json_atomic(run_dir / store.STATUS, {
-        "run_id": run_dir.name, "job_name": prepared.plan.job_name, "backend": prepared.plan.backend,
-        "phase": "starting", "state": "starting", "owner_pid": proc.pid, "owner_host": os.uname().nodename,
-    })
+    # the child's pid is the owner from now on: a listing must not call the run lost before it starts
+    rundir.write_status(store.Status(run_id=run_dir.name, job_name=prepared.plan.job_name,
+                                     backend=prepared.plan.backend, owner_pid=proc.pid,
+                                     owner_host=os.uname().nodename))
     return proc.pid
 
 

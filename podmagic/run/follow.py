@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from podmagic.errors import PodmagicError
 from podmagic.run import store
 from podmagic.run.events import Event
-from podmagic.errors import PodmagicError
 
 INTERVAL = 0.25
 
@@ -26,7 +26,8 @@ class Follower(threading.Thread):
                  from_start: bool = True):
         super().__init__(daemon=True, name=f"podmagic-follow-{run_dir.name}")
         self.run_dir, self.listener, self.interval = run_dir, listener, interval
-        self.offset = 0 if from_start else _size(run_dir / "run.log")
+        self.rundir = store.RunDir(run_dir)
+        self.offset = 0 if from_start else _size(self.rundir.log_path)
         self.phase: str | None = None
         self.manifest: dict | None = None
         self.done = threading.Event()
@@ -41,7 +42,7 @@ class Follower(threading.Thread):
             time.sleep(self.interval)
 
     def poll(self) -> None:
-        status = store.read_json(self.run_dir / store.STATUS) or {}
+        status = self.rundir.status() or {}
         phase = status.get("phase")
         if phase and phase != self.phase and phase != "teardown":
             self.phase = phase
@@ -49,7 +50,7 @@ class Follower(threading.Thread):
         if status.get("price_per_hour_usd") is not None:
             self.listener(Event("pod_provisioned", {"price_per_hour_usd": status["price_per_hour_usd"]}))
         self._read_log()
-        manifest = store.read_json(self.run_dir / store.MANIFEST)
+        manifest = self.rundir.manifest()
         if manifest is not None:
             self._read_log()
             self.manifest = manifest
@@ -62,7 +63,7 @@ class Follower(threading.Thread):
 
     def _read_log(self) -> None:
         try:
-            with open(self.run_dir / "run.log", "rb") as fh:
+            with open(self.rundir.log_path, "rb") as fh:
                 fh.seek(self.offset)
                 data = fh.read()
         except FileNotFoundError:
@@ -88,13 +89,13 @@ def wait(run_dir: Path, timeout: float | None = None, interval: float = INTERVAL
     """Block until the run's manifest exists; returns it."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        manifest = store.read_json(run_dir / store.MANIFEST)
+        manifest = store.RunDir(run_dir).manifest()
         if manifest is not None:
             return manifest
         summary = store.run_summary(run_dir)
         if summary.get("state") == "lost":
             raise PodmagicError(f"run {run_dir.name} lost its runner (its process is gone and it has no manifest); "
-                               "see runner.log in the run directory")
+                               f"see {store.RunDir.RUNNER_LOG} in the run directory")
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"run {run_dir.name} still running after {timeout}s")
         time.sleep(interval)

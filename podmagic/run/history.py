@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import re
 import time
-from collections import deque
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from podmagic.run import store
 from podmagic.errors import PodmagicError
+from podmagic.run import store
 
 _SINCE = re.compile(r"^(\d+)([smhd])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -54,11 +53,7 @@ def list_runs(project_root: Path, *, name: str | None = None, failed: bool = Fal
 
 
 def log_tail(run_dir: Path, lines: int = 200) -> str:
-    try:
-        with (run_dir / "run.log").open(encoding="utf-8", errors="replace") as fh:
-            return "".join(deque(fh, maxlen=lines))
-    except FileNotFoundError:
-        return ""
+    return store.RunDir(run_dir).log_tail(lines).text
 
 
 def manifests(project_root: Path, refs: list[str]) -> list[dict[str, Any]]:
@@ -68,7 +63,7 @@ def manifests(project_root: Path, refs: list[str]) -> list[dict[str, Any]]:
     dirs: list[Path] = []
     for ref in refs:
         dirs.extend(sweep.load(project_root, ref) if ref.startswith("sweep-") else [store.find_run(project_root, ref)])
-    found = [m for m in (store.read_json(d / store.MANIFEST) for d in dirs) if m]
+    found = [m for m in (store.RunDir(d).manifest() for d in dirs) if m]
     if len(found) < 2:
         raise PodmagicError("compare needs at least two finished runs (or a sweep id)")
     return found

@@ -14,9 +14,10 @@ from typing import Any
 
 from podmagic import __version__
 from podmagic.backends.base import PodInfo
-from podmagic.run.events import utc_iso
 from podmagic.plan.build import Plan
+from podmagic.run.events import utc_iso
 from podmagic.run.redact import MASK
+from podmagic.run.store import status_word
 
 DISPLAY_KEYS = (
     ("run_id", "run"), ("job_name", "job"), ("backend", "backend"), ("status", "status"),
@@ -50,12 +51,6 @@ class Outcome:
     python_resolved_path: str | None = None
     deploy_metadata: dict[str, Any] = field(default_factory=dict)
     artifacts: list[dict[str, Any]] = field(default_factory=list)
-
-
-def status_word(manifest: dict[str, Any]) -> str:
-    if manifest.get("interrupted"):
-        return "interrupted"
-    return "failed" if manifest.get("failed") else "succeeded"
 
 
 def build(plan: Plan, outcome: Outcome) -> dict[str, Any]:

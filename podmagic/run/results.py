@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from podmagic.run import follow, store
 from podmagic.errors import PodmagicError, RunNotFound
+from podmagic.run import follow, store
 
 
 class Run:
@@ -43,7 +43,7 @@ class Run:
 
     @property
     def log_path(self) -> Path:
-        return self.run_dir / "run.log"
+        return store.RunDir(self.run_dir).log_path
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""

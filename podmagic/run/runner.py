@@ -24,15 +24,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterable
 
+from podmagic.backends.base import POD_HANDLE, Pod
+from podmagic.errors import StepFailed, Stopped
+from podmagic.plan import staging
+from podmagic.plan.build import Command, Plan
 from podmagic.run import manifest as manifest_mod
 from podmagic.run import provenance, store
-from podmagic.plan import staging
-from podmagic.backends.base import Pod
 from podmagic.run.events import Event, Listener, utc_iso
 from podmagic.run.manifest import Outcome
-from podmagic.plan.build import Command, Plan
 from podmagic.run.redact import Redactor
-from podmagic.errors import StepFailed, Stopped
 
 POLL_MIN, POLL_MAX = 0.05, 0.5
 STATUS_EVERY_SEC = 1.0
@@ -54,6 +54,7 @@ class Runner:
                  redactor: Redactor | None = None, cancel: threading.Event | None = None,
                  heartbeat_timeout_sec: float | None = None):
         self.plan, self.backend = plan, backend
+        self.rundir = store.RunDir(plan.run_dir)
         self.listeners = list(listeners)
         self.redactor = redactor or Redactor()
         self.cancel = cancel or threading.Event()
@@ -74,6 +75,8 @@ class Runner:
 
     def emit(self, kind: str, **data) -> None:
         event = Event(kind, self.redactor.mask_data(data))
+        if kind == POD_HANDLE:  # a backend's pod handle: on disk before any wait, for cleanup
+            self.rundir.record_pod(event.data)
         for listener in self.listeners:
             try:
                 listener(event)
@@ -96,19 +99,19 @@ class Runner:
             return
         self._status_at = now
         pod = self.outcome.pod
-        store.write_json_atomic(self.plan.run_dir / store.STATUS, {
-            "run_id": self.plan.run_id, "job_name": self.plan.job_name, "backend": self.plan.backend,
-            "phase": self.phase, "state": state or ("running" if self.phase != "starting" else "starting"),
-            "started_at_utc": utc_iso(self.outcome.started_at),
-            "updated_at_utc": utc_iso(now), "elapsed_sec": round(now - self.outcome.started_at, 1),
-            "owner_pid": os.getpid(), "owner_host": os.uname().nodename,
-            "pod_id": pod.pod_id if pod else None, "gpu_id": pod.gpu_id if pod else None,
-            "price_per_hour_usd": pod.price_per_hour_usd if pod else None,
-            "exit_code": self.outcome.exit_code,
-        })
+        self.rundir.write_status(store.Status(
+            run_id=self.plan.run_id, job_name=self.plan.job_name, backend=self.plan.backend,
+            phase=self.phase, state=state or ("running" if self.phase != "starting" else "starting"),
+            started_at_utc=utc_iso(self.outcome.started_at),
+            updated_at_utc=utc_iso(now), elapsed_sec=round(now - self.outcome.started_at, 1),
+            owner_pid=os.getpid(), owner_host=os.uname().nodename,
+            pod_id=pod.pod_id if pod else None, gpu_id=pod.gpu_id if pod else None,
+            price_per_hour_usd=pod.price_per_hour_usd if pod else None,
+            exit_code=self.outcome.exit_code,
+        ))
 
     def _check_stop(self) -> None:
-        if self.cancel.is_set() or store.stop_requested(self.plan.run_dir):
+        if self.cancel.is_set() or self.rundir.stop_requested():
             raise Stopped("stop requested")
 
     # ------------------------------------------------------------ main path
@@ -151,7 +154,7 @@ class Runner:
         self._enter("provision")
         self.pod = self.backend.provision(plan.request, self.emit)
         self.outcome.pod = self.pod.info
-        store.write_json_atomic(plan.run_dir / "pod.json", {**vars(self.pod.info), "run_id": plan.run_id})
+        self.rundir.record_pod(vars(self.pod.info))
         self.emit("pod_provisioned", pod_id=self.pod.info.pod_id, backend=plan.backend,
                   gpu_id=self.pod.info.gpu_id, datacenter_id=self.pod.info.datacenter_id,
                   price_per_hour_usd=self.pod.info.price_per_hour_usd)
@@ -202,7 +205,7 @@ class Runner:
     def _command(self, command: Command) -> None:
         self.emit("step_started", phase=command.phase, label=command.label, command=command.command)
         masker = self.redactor.stream()
-        log = (self.plan.run_dir / "phases.log").open("a", encoding="utf-8")
+        log = self.rundir.open_phases_log()
         def on_output(text: str) -> None:
             masked = masker.feed(text)
             log.write(masked)
@@ -276,7 +279,7 @@ class Runner:
         code = self._follow(launch)
         self.job_done = True
         self.outcome.exit_code = code
-        ended_by = getattr(self.pod, "ended_by", lambda _l: None)(launch)
+        ended_by = self.pod.ended_by(launch)
         if ended_by:
             self.outcome.ended_by = ended_by
         if code != 0:
@@ -290,7 +293,7 @@ class Runner:
         masker = self.redactor.stream()
         deadline = time.monotonic() + self.plan.timeout_sec
         last_beat = 0.0
-        with (self.plan.run_dir / "run.log").open("a", encoding="utf-8") as local_log:
+        with self.rundir.open_log() as local_log:
             while True:
                 code = self.pod.exit_code(launch)
                 data = self.pod.read_from(launch.log_path, offset)
@@ -349,10 +352,10 @@ class Runner:
             self.emit("lifecycle_applied", action=action, pod_final_state=final)
         self.outcome.ended_at = time.time()
         self.manifest = self.redactor.mask_data(manifest_mod.build(plan, self.outcome))
-        store.write_json_atomic(plan.run_dir / store.MANIFEST, self.manifest)
+        self.rundir.write_manifest(self.manifest)
         self.emit("run_finished", failed=self.outcome.failed, exit_code=self.outcome.exit_code,
                   interrupted=self.outcome.interrupted, error=self.outcome.error)
-        self._write_status(force=True, state=manifest_mod.status_word(self.manifest))
+        self._write_status(force=True, state=store.status_word(self.manifest))
 
     def _best_effort(self, what: str, action: Callable[[], object]):
         try:
@@ -398,7 +401,7 @@ class Runner:
         while chunk := self.pod.read_from(pull.remote_path, offset):
             data += chunk
             offset += len(chunk)
-        if not data and (self.plan.run_dir / "run.log").exists():
+        if not data and self.rundir.log_path.exists():
             return 0
         text = self.redactor.mask(data.decode("utf-8", "replace"))
         store.write_text_atomic(pull.local_path, text)
@@ -408,7 +411,7 @@ class Runner:
         if self.outcome.failed:
             return
         try:
-            text = (self.plan.run_dir / "run.log").read_text(encoding="utf-8", errors="replace")
+            text = self.rundir.log_path.read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
             text = ""
         if self.plan.success_marker and self.plan.success_marker not in text:

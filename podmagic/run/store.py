@@ -1,18 +1,11 @@
 """The run store: run directories under `<project_root>/artifacts/runpod/`.
 
-A run directory holds, by name:
-  spec.yaml     the cell or file text exactly as submitted
-  plan.txt      the plan as `--dry-run` prints it
-  pod.json      the pod handle, written before any wait (for cleanup)
-  status.json   live state: phase, state, started/updated times, owner pid
-  run.log       the job's log (streamed while it runs, then the pulled copy)
-  events.jsonl  the journal
-  stop          present when someone (panel, CLI) asked the run to stop
-  runpod_deploy_pull_manifest.json   the manifest, on every exit path
+`RunDir` is the one owner of a run directory: it names every file and is the only writer of
+status, pod record, logs and manifest (`RunDir.FILES` lists them). Everything is plain files
+written atomically, so the CLI, the magics and the Jupyter server extension can all read a run
+while another process writes it.
 
-Everything here is plain files written atomically, so the CLI, the magics and
-the Jupyter server extension can all read a run while another process
-writes it.
+May import `plan.naming`, `run.events` and `podmagic.errors`; never `backends` or `ui`.
 """
 
 from __future__ import annotations
@@ -20,42 +13,26 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import tempfile
-import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import IO, Any, Iterator
+
 from podmagic.errors import RunNotFound
-from podmagic.plan.naming import RUNS_SUBDIR, slug  # noqa: F401 - re-exported for the store's users
+from podmagic.plan.naming import RUN_LOG, RUNS_SUBDIR, slug  # noqa: F401 - slug re-exported for the store's users
+from podmagic.run.events import utc_iso
 
 MANIFEST = "runpod_deploy_pull_manifest.json"
 STATUS = "status.json"
 STOP = "stop"
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 LIVE_STATES = frozenset({"starting", "running"})
+TAIL_MAX_BYTES = 256 * 1024
+"""A log tail reads at most this much from the end of the file, however long the log."""
 
 
 def runs_root(project_root: Path) -> Path:
     return Path(project_root) / RUNS_SUBDIR
-
-
-def new_run_id(prefix: str, now: float | None = None) -> str:
-    """`<prefix>-<UTC stamp>-<4 hex>`: unique even for runs in the same second."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
-    return f"{slug(prefix)}-{stamp}-{secrets.token_hex(2)}"
-
-
-def create_run_dir(project_root: Path, prefix: str) -> tuple[str, Path]:
-    """Make a fresh run directory; `mkdir` without exist_ok makes it race-free."""
-    root = runs_root(project_root)
-    root.mkdir(parents=True, exist_ok=True)
-    while True:
-        run_id = new_run_id(prefix)
-        try:
-            (root / run_id).mkdir()
-            return run_id, root / run_id
-        except FileExistsError:
-            continue
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -91,6 +68,16 @@ def iter_run_dirs(project_root: Path) -> Iterator[Path]:
     return iter(dirs)
 
 
+def pods_by_id(project_root: Path) -> dict[str, Path]:
+    """pod id → run directory, from each run's pod record."""
+    found = {}
+    for run_dir in iter_run_dirs(project_root):
+        pod_id = (RunDir(run_dir).pod() or {}).get("pod_id")
+        if pod_id:
+            found[str(pod_id)] = run_dir
+    return found
+
+
 def find_run(project_root: Path, ref: str) -> Path:
     """A run directory by id, unique id prefix, or path."""
     as_path = Path(ref).expanduser()
@@ -109,6 +96,13 @@ def find_run(project_root: Path, ref: str) -> Path:
     raise RunNotFound(f"{ref!r} matches {len(matches)} runs: " + ", ".join(p.name for p in matches[:5]))
 
 
+def status_word(manifest: dict[str, Any]) -> str:
+    """A finished run's state: succeeded, failed or interrupted (also of a `run_finished` event)."""
+    if manifest.get("interrupted"):
+        return "interrupted"
+    return "failed" if manifest.get("failed") else "succeeded"
+
+
 def run_summary(run_dir: Path) -> dict[str, Any]:
     """One row for listings: the manifest when present, else the live status."""
     manifest = read_json(run_dir / MANIFEST)
@@ -118,7 +112,7 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
         row.update(
             job_name=manifest.get("job_name"),
             backend=manifest.get("backend"),
-            state="interrupted" if manifest.get("interrupted") else ("failed" if manifest.get("failed") else "succeeded"),
+            state=status_word(manifest),
             gpu_id=manifest.get("gpu_id"),
             exit_code=manifest.get("exit_code"),
             wall_time_sec=manifest.get("wall_time_sec"),
@@ -148,9 +142,151 @@ def owner_alive(status: dict[str, Any]) -> bool:
     return True
 
 
-def request_stop(run_dir: Path, reason: str = "stop requested") -> None:
-    write_text_atomic(run_dir / STOP, reason + "\n")
 
 
-def stop_requested(run_dir: Path) -> bool:
-    return (run_dir / STOP).exists()
+@dataclass(frozen=True)
+class Tail:
+    """The last lines of a log; a `\\r` progress line shows its last state."""
+
+    lines: tuple[str, ...]
+    size: int
+    truncated: bool
+
+    @property
+    def text(self) -> str:
+        return "".join(line + "\n" for line in self.lines)
+
+
+def tail(path: Path, lines: int = 200, max_bytes: int = TAIL_MAX_BYTES) -> Tail:
+    """The last `lines` lines of a text file, read by seeking from its end."""
+    try:
+        with path.open("rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, size - max_bytes))
+            data = fh.read(max_bytes)
+    except FileNotFoundError:
+        return Tail((), 0, False)
+    found = [line.rsplit("\r", 1)[-1] for line in data.decode("utf-8", errors="replace").split("\n")]
+    if found and found[-1] == "":
+        found.pop()
+    if size > max_bytes and found:
+        found.pop(0)  # probably a partial line
+    kept = found[-max(1, lines):]
+    return Tail(tuple(kept), size, len(kept) < len(found) or size > max_bytes)
+
+
+@dataclass(frozen=True)
+class Status:
+    """`status.json`: the live state of a run, one shape whoever writes it."""
+
+    run_id: str
+    job_name: str
+    backend: str
+    phase: str = "starting"
+    state: str = "starting"
+    started_at_utc: str | None = None
+    updated_at_utc: str | None = None
+    elapsed_sec: float | None = None
+    owner_pid: int | None = None
+    owner_host: str | None = None
+    pod_id: str | None = None
+    gpu_id: str | None = None
+    price_per_hour_usd: float | None = None
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """One run directory: every file in it by name, and the only writer of them."""
+
+    path: Path
+
+    SPEC = "spec.yaml"            # the cell or file text as submitted (secrets masked)
+    PLAN = "plan.txt"             # the plan as `--dry-run` prints it
+    LAUNCH = "launch.json"        # what it takes to run it again (secret values left out)
+    POD = "pod.json"              # the pod handle, written before any wait (for cleanup)
+    STATUS = STATUS               # live state (`Status`)
+    PHASES_LOG = "phases.log"     # setup and preflight output
+    LOG = RUN_LOG                 # the job's log: streamed, then completed from the pod
+    EVENTS = "events.jsonl"       # the journal
+    RUNNER_LOG = "runner.log"     # a detached runner's own stdout/stderr
+    STOP = STOP                   # present when someone (panel, CLI) asked the run to stop
+    MANIFEST = MANIFEST           # runpod_deploy_pull_manifest.json, on every exit path
+    FILES = (SPEC, PLAN, LAUNCH, POD, STATUS, PHASES_LOG, LOG, EVENTS, RUNNER_LOG, STOP, MANIFEST)
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / self.LOG
+
+    @property
+    def events_path(self) -> Path:
+        return self.path / self.EVENTS
+
+    # ---------------------------------------------------------------- reading
+
+    def manifest(self) -> dict[str, Any] | None:
+        return read_json(self.path / self.MANIFEST)
+
+    def status(self) -> dict[str, Any] | None:
+        return read_json(self.path / self.STATUS)
+
+    def pod(self) -> dict[str, Any] | None:
+        return read_json(self.path / self.POD)
+
+    def launch(self) -> dict[str, Any] | None:
+        return read_json(self.path / self.LAUNCH)
+
+    def stop_requested(self) -> bool:
+        return (self.path / self.STOP).exists()
+
+    def log_tail(self, lines: int = 200) -> Tail:
+        return tail(self.path / self.LOG, lines)
+
+    # ---------------------------------------------------------------- writing
+
+    def create(self) -> bool:
+        """Make the directory; False when it exists already (the caller picks another id)."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=False)
+        except FileExistsError:
+            return False
+        return True
+
+    def write_inputs(self, spec_text: str, launch: dict[str, Any], plan_text: str) -> None:
+        write_text_atomic(self.path / self.SPEC, spec_text)
+        write_json_atomic(self.path / self.LAUNCH, launch)
+        write_text_atomic(self.path / self.PLAN, plan_text)
+
+    def write_status(self, status: Status) -> None:
+        write_json_atomic(self.path / self.STATUS, asdict(status))
+
+    def record_pod(self, record: dict[str, Any]) -> None:
+        """Merge into `pod.json`: a later, shorter record never drops what an earlier one said."""
+        merged = {**(self.pod() or {}), **{k: v for k, v in record.items() if v is not None},
+                  "run_id": self.run_id, "recorded_at_utc": utc_iso()}
+        write_json_atomic(self.path / self.POD, merged)
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        write_json_atomic(self.path / self.MANIFEST, manifest)
+
+    def replace_log(self, text: str) -> None:
+        write_text_atomic(self.path / self.LOG, text)
+
+    def open_log(self) -> IO[str]:
+        return (self.path / self.LOG).open("a", encoding="utf-8")
+
+    def open_phases_log(self) -> IO[str]:
+        return (self.path / self.PHASES_LOG).open("a", encoding="utf-8")
+
+    def open_runner_log(self) -> IO[bytes]:
+        return (self.path / self.RUNNER_LOG).open("ab")
+
+    def request_stop(self, reason: str = "stop requested") -> None:
+        write_text_atomic(self.path / self.STOP, reason + "\n")

@@ -18,9 +18,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import yaml
 
+from podmagic.errors import RunNotFound
 from podmagic.run import api, detached, store
 from podmagic.spec.jobspec import IDENT_RE, SpecError, parse
-from podmagic.errors import RunNotFound
 
 SWEEPS_DIR = ".sweeps"
 
@@ -129,7 +129,7 @@ class Sweep:
         """Cancel shards not yet started and ask running ones to stop."""
         self._stop.set()
         for shard in self.running():
-            store.request_stop(shard.run_dir)
+            store.RunDir(shard.run_dir).request_stop()
 
     def wait(self, timeout: float | None = None) -> list[dict[str, Any] | None]:
         self._thread.join(timeout)

@@ -520,26 +520,27 @@ def _commands(b: _Builder, root: dict[str, _Node], name: str) -> tuple[CommandSp
     return tuple(out)
 
 
+def _fields(b: _Builder, section: str, path: str, values: dict[str, _Node], item: _Node,
+            required: tuple[str, ...]) -> dict[str, Any]:
+    """The typed fields of one list item, with its required ones present and non-empty."""
+    kw = {k: b.value(values, k, kind, path) for k, kind in schema.SECTIONS[section].items() if k in values}
+    for req in required:
+        if not kw.get(req):
+            raise b.fail(values.get(req, item), f"`{path}.{req}` is required and must not be empty")
+    return kw
+
+
 def _staging(b: _Builder, root: dict[str, _Node]) -> tuple[StagingSpec, ...] | None:
     if "staging" not in root:
         return None
-    out = []
-    for path, values, item in _items(b, root, "staging"):
-        kw = {k: b.value(values, k, kind, path) for k, kind in schema.SECTIONS["staging"].items() if k in values}
-        for req in ("label", "source", "destination"):
-            if not kw.get(req):
-                raise b.fail(values.get(req, item), f"`{path}.{req}` is required and must not be empty")
-        out.append(StagingSpec(**kw))
-    return tuple(out)
+    return tuple(StagingSpec(**_fields(b, "staging", path, values, item, ("label", "source", "destination")))
+                 for path, values, item in _items(b, root, "staging"))
 
 
 def _secrets(b: _Builder, root: dict[str, _Node]) -> tuple[SecretSpec, ...]:
     out = []
     for path, values, item in _items(b, root, "secrets"):
-        kw = {k: b.value(values, k, kind, path) for k, kind in schema.SECTIONS["secrets"].items() if k in values}
-        for req in ("name", "destination"):
-            if not kw.get(req):
-                raise b.fail(values.get(req, item), f"`{path}.{req}` is required and must not be empty")
+        kw = _fields(b, "secrets", path, values, item, ("name", "destination"))
         if ("env" in kw) == ("file" in kw):
             raise b.fail(item, f"`{path}` needs exactly one of `env: [VAR, ...]` or `file: PATH`")
         for var in kw.get("env", ()):
@@ -552,14 +553,8 @@ def _secrets(b: _Builder, root: dict[str, _Node]) -> tuple[SecretSpec, ...]:
 
 
 def _artifacts(b: _Builder, root: dict[str, _Node]) -> tuple[ArtifactSpec, ...]:
-    out = []
-    for path, values, item in _items(b, root, "artifacts"):
-        kw = {k: b.value(values, k, kind, path) for k, kind in schema.SECTIONS["artifacts"].items() if k in values}
-        for req in ("label", "remote_path", "local_path"):
-            if not kw.get(req):
-                raise b.fail(values.get(req, item), f"`{path}.{req}` is required and must not be empty")
-        out.append(ArtifactSpec(**kw))
-    return tuple(out)
+    return tuple(ArtifactSpec(**_fields(b, "artifacts", path, values, item, ("label", "remote_path", "local_path")))
+                 for path, values, item in _items(b, root, "artifacts"))
 
 
 def _run(b: _Builder, root: dict[str, _Node], top: _Node) -> RunSpec:

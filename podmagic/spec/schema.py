@@ -109,13 +109,6 @@ DEFAULT_STAGING_EXCLUDES = (
     "**/__pycache__/",
     "**/*.pyc",
 )
-DEFAULT_FAILURE_MARKERS = (
-    "Traceback",
-    "OutOfMemoryError",
-    "CUDA out of memory",
-    "No space left on device",
-    "Killed",
-)
 LIFECYCLE_ON_SUCCESS = ("preserve", "stop", "delete", "recycle")
 LIFECYCLE_ON_FAILURE = ("preserve", "stop", "delete")
 STORAGE_MODES = ("ephemeral", "network_volume")

@@ -18,12 +18,12 @@ import json
 import sys
 from pathlib import Path
 
-from podmagic.run import api, history, provenance, store
-from podmagic.ui import render
-from podmagic.run.events import Event
-from podmagic.plan.build import describe
-from podmagic.spec.jobspec import SpecError, decode
 from podmagic.errors import PodmagicError
+from podmagic.plan.build import describe
+from podmagic.run import api, history, provenance, store
+from podmagic.run.events import Event
+from podmagic.spec.jobspec import SpecError, decode
+from podmagic.ui import render
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -78,13 +78,12 @@ def _prepare(args) -> api.Prepared:
         data = args.file.read_bytes()
     except OSError as exc:
         raise SpecError(f"cannot read {args.file}: {exc.strerror}", source=str(args.file)) from None
-    options = {k: v for k, v in (("host", args.host), ("root", args.root),
-                                  ("force_fresh", getattr(args, "force_fresh", False))) if v}
     return api.prepare(
         decode(data, source=str(args.file)), cwd=args.file.resolve().parent, backend=api.resolve_backend(args.backend),
         source=str(args.file), variables=api.parse_assignments(args.var, "--var"),
         secret_variables=api.parse_assignments(args.secret_var, "--secret-var"),
-        default_name=args.file.stem, config_path=str(args.file.resolve()), is_file=True, backend_options=options,
+        default_name=args.file.stem, config_path=str(args.file.resolve()), is_file=True,
+        backend_options={"host": args.host, "root": args.root, "force_fresh": getattr(args, "force_fresh", False)},
     )
 
 
@@ -160,7 +159,7 @@ def cmd_logs(args) -> int:
 
 def cmd_stop(args) -> int:
     run_dir = store.find_run(_root(args), args.run)
-    store.request_stop(run_dir)
+    store.RunDir(run_dir).request_stop()
     print(f"asked {run_dir.name} to stop")
     return 0
 

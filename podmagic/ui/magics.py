@@ -23,12 +23,11 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import HTML, display
 from traitlets import Unicode
 
-from podmagic.run import api, history, provenance, store
-from podmagic.ui import render
-from podmagic.plan.build import describe
-from podmagic.run.results import Run
 from podmagic.errors import PodmagicError
-
+from podmagic.plan.build import describe
+from podmagic.run import api, history, provenance, store
+from podmagic.run.results import Run
+from podmagic.ui import render
 
 PodError = UsageError
 """IPython shows exactly UsageError (not subclasses) as one line, without a traceback."""
@@ -112,8 +111,7 @@ class PodMagic(Magics):
             cwd=Path.cwd(), backend=api.resolve_backend(args.backend, self.backend), line_offset=1,
             secret_variables=api.parse_assignments(args.secret_var, "--secret-var"),
             default_name=_notebook_name(self.shell),
-            backend_options={k: v for k, v in (("host", args.host), ("root", args.root),
-                                               ("force_fresh", args.force_fresh)) if v},
+            backend_options={"host": args.host, "root": args.root, "force_fresh": args.force_fresh},
             canonical=args.canonical,
         )
 
@@ -159,7 +157,7 @@ class PodMagic(Magics):
 
         status = store.read_json(run_dir / store.STATUS) or {}
         view = RunView(run_dir.name, status.get("job_name") or run_dir.name, status.get("backend") or "?",
-                       on_stop=lambda: store.request_stop(run_dir))
+                       on_stop=lambda: store.RunDir(run_dir).request_stop())
         display(view.widget)
 
         def on_event(event):
@@ -173,7 +171,8 @@ class PodMagic(Magics):
         return view
 
     def _sweep(self, args: argparse.Namespace, cell: str):
-        from podmagic.run import compare as compare_mod, sweep as sweep_mod
+        from podmagic.run import compare as compare_mod
+        from podmagic.run import sweep as sweep_mod
         from podmagic.ui.sweepview import SweepView
 
         combos = sweep_mod.grid(sweep_mod.parse_axes(args.sweep))
@@ -264,7 +263,7 @@ class PodMagic(Magics):
 
     def _cmd_stop(self, rest: list[str]):
         run_dir = self._find(rest)
-        store.request_stop(run_dir)
+        store.RunDir(run_dir).request_stop()
         print(f"asked {run_dir.name} to stop")
 
     def _cmd_attach(self, rest: list[str]):

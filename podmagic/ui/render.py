@@ -5,7 +5,8 @@ from __future__ import annotations
 import html
 from typing import Any, Iterable, Sequence
 
-from podmagic.run.manifest import rows, status_word
+from podmagic.run.manifest import rows
+from podmagic.run.store import status_word
 
 RUN_COLUMNS = (("run_id", "run"), ("job_name", "job"), ("state", "status"), ("backend", "backend"),
                ("gpu_id", "GPU"), ("exit_code", "exit"), ("wall_time_sec", "wall s"),

@@ -14,8 +14,8 @@ import time
 import ipywidgets as w
 
 from podmagic.run import history, store
-from podmagic.ui.render import COLORS
 from podmagic.run.sweep import Sweep
+from podmagic.ui.render import COLORS
 
 REFRESH_SEC = 0.5
 

@@ -16,6 +16,7 @@ import time
 import ipywidgets as w
 
 from podmagic.run.events import Event
+from podmagic.run.store import status_word
 from podmagic.ui.logtail import LogTail
 from podmagic.ui.render import COLORS, log_html, manifest_html
 
@@ -68,7 +69,7 @@ class RunView:
         elif kind in ("ssh_host_key_trusted", "ssh_reconnect", "pod_killed_unexpected", "api_retry"):
             self.notes.append(kind.replace("_", " ") + ": " + ", ".join(f"{k}={v}" for k, v in data.items()))
         elif kind == "run_finished":
-            self.state = "interrupted" if data.get("interrupted") else ("failed" if data.get("failed") else "succeeded")
+            self.state = status_word(data)
 
     def flush(self, force: bool = False) -> None:
         now = time.time()

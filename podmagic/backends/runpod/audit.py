@@ -1,19 +1,18 @@
 """What is left on the RunPod account, and releasing it (`ls-stale`, `cleanup`).
 
 `stale_pods` lists the account's stopped (EXITED) pods with what their disk
-costs per day while they sit there, matched to local run directories by the
-pod id in each `pod.json`. `cleanup_run` terminates the pod of one run
-directory; `cleanup_stopped` terminates every stopped pod. Both are the
+costs per day while they sit there, matched to local runs by pod id (the
+caller passes that mapping, from the store). `cleanup_stopped` terminates
+every stopped pod. Both are the
 backend half of `podmagic ls-stale` / `podmagic cleanup RUN|--all-stopped`;
 the front ends print and confirm.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Mapping
 
 from podmagic.backends.runpod.api import RunPodAPI
 from podmagic.backends.runpod.pod import STOPPED_VOLUME_USD_PER_GB_MONTH
@@ -35,22 +34,9 @@ def disk_usd_per_day(volume_gb: int) -> float:
     return round(volume_gb * STOPPED_VOLUME_USD_PER_GB_MONTH / 30, 4)
 
 
-def run_dirs_by_pod(run_dirs: Iterable[Path]) -> dict[str, Path]:
-    """pod id → run directory, from each run's `pod.json`."""
-    found = {}
-    for run_dir in run_dirs:
-        try:
-            pod_id = json.loads((Path(run_dir) / "pod.json").read_text()).get("pod_id")
-        except (OSError, ValueError, AttributeError):
-            continue
-        if pod_id:
-            found[str(pod_id)] = Path(run_dir)
-    return found
-
-
-def stale_pods(api: RunPodAPI, run_dirs: Iterable[Path] = ()) -> list[StalePod]:
-    """The account's stopped pods, most expensive first."""
-    owners = run_dirs_by_pod(run_dirs)
+def stale_pods(api: RunPodAPI, owners: Mapping[str, Path] | None = None) -> list[StalePod]:
+    """The account's stopped pods, most expensive first; `owners` maps pod ids to run directories."""
+    owners = owners or {}
     out = []
     for pod in api.list_pods():
         if pod.get("desiredStatus") != "EXITED":
@@ -63,16 +49,6 @@ def stale_pods(api: RunPodAPI, run_dirs: Iterable[Path] = ()) -> list[StalePod]:
             run_dir=owners.get(pod["id"]),
         ))
     return sorted(out, key=lambda p: (-p.usd_per_day, p.pod_id))
-
-
-def cleanup_run(api: RunPodAPI, run_dir: Path) -> str | None:
-    """Terminate the pod recorded in `run_dir/pod.json`; its id, or None if none."""
-    owners = run_dirs_by_pod([run_dir])
-    if not owners:
-        return None
-    pod_id = next(iter(owners))
-    api.terminate(pod_id)
-    return pod_id
 
 
 def cleanup_stopped(api: RunPodAPI) -> list[str]:

@@ -28,17 +28,21 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from podmagic.run import store
-from podmagic.run.events import utc_iso
-from podmagic.backends.base import BackendError, PodInfo, PodRequest
+from podmagic.backends.base import POD_HANDLE, BackendError, PodInfo, PodRequest
 from podmagic.backends.runpod.api import RETRY_DELAYS, CreateSpec, RunPodAPI
 from podmagic.backends.runpod.place import place
 from podmagic.backends.runpod.pod import RunPodPod
-from podmagic.backends.runpod.recycle import forget, state_path, try_resume, wants_recycle
+from podmagic.backends.runpod.recycle import (
+    forget,
+    state_path,
+    try_resume,
+    wants_recycle,
+)
 from podmagic.backends.runpod.wait import Endpoint, PodWatch, wait_for_ssh
 from podmagic.backends.ssh.backend import open_pod
 from podmagic.backends.ssh.hosts import SSHTarget
 from podmagic.backends.ssh.transport import TransportOptions
+from podmagic.plan.naming import slug
 
 RUN_RECONNECT_SEC = 300.0
 MIN_CONNECT_SEC = 10.0
@@ -50,7 +54,7 @@ class RunPodBackend:
     def __init__(self, *, api_key: str | None = None, key_path: str | None = None,
                  known_hosts: str | Path | None = None, force_fresh: bool = False,
                  poll: tuple[float, float] = (0.5, 5.0), retry_delays: tuple[float, ...] = RETRY_DELAYS,
-                 api: RunPodAPI | None = None, **_ignored: object):
+                 api: RunPodAPI | None = None):
         self.api_key, self.key_path, self.known_hosts = api_key, key_path, known_hosts
         self.force_fresh, self.poll, self.retry_delays = force_fresh, poll, retry_delays
         self._api = api
@@ -76,7 +80,7 @@ class RunPodBackend:
             placed = place(datacenters, request.gpu_order,
                            lambda gpu, dc: api.create(self._create_spec(request, gpu, dc, volume)), emit)
         except BaseException:
-            self._sweep(api, store.slug(request.run_id), emit)
+            self._sweep(api, slug(request.run_id), emit)
             raise
         info = PodInfo(pod_id=placed.pod["id"], backend=self.name, gpu_id=placed.gpu_id,
                        datacenter_id=placed.datacenter_id, price_source="runpod:costPerHr")
@@ -84,7 +88,7 @@ class RunPodBackend:
 
     def _create_spec(self, request: PodRequest, gpu: str, dc: str, volume: dict | None) -> CreateSpec:
         return CreateSpec(
-            name=store.slug(request.run_id), image=request.image, gpu_id=gpu, datacenter_id=dc,
+            name=slug(request.run_id), image=request.image, gpu_id=gpu, datacenter_id=dc,
             cloud_type=request.cloud_type, gpu_count=request.gpu_count,
             volume_gb=0 if volume else request.volume_gb or 0, container_disk_gb=request.container_disk_gb,
             network_volume_id=volume["id"] if volume else None,
@@ -110,7 +114,7 @@ class RunPodBackend:
 
     def _bring_up(self, api, request, info: PodInfo, emit, deadline: float) -> RunPodPod:
         try:  # from here the pod bills: any failure or interrupt, even in these first lines, terminates it
-            record_pod(request, info, "provisioning")
+            record_pod(emit, request, info, "provisioning")
             emit("pod_created" if not info.resumed else "pod_resuming", pod_id=info.pod_id,
                  gpu_id=info.gpu_id, datacenter_id=info.datacenter_id)
             return self._connect(api, request, info, emit, deadline)
@@ -123,7 +127,7 @@ class RunPodBackend:
         endpoint, pod = wait_for_ssh(api, info.pod_id, left, emit, poll=self.poll,
                                      budget=request.ssh_ready_timeout_sec)
         info = replace(info, price_per_hour_usd=_price(pod), host=f"root@{endpoint.ip}:{endpoint.port}")
-        record_pod(request, info, "starting")
+        record_pod(emit, request, info, "starting")
         watch = PodWatch(api, info.pod_id, emit)
         ssh = open_pod(self._target(request, endpoint), pod_id=info.pod_id, known_hosts=self._known_hosts(request),
                        options=TransportOptions(reconnect_timeout_sec=max(deadline - time.monotonic(),
@@ -191,12 +195,6 @@ def _price(pod: dict) -> float | None:
     return float(value) if value is not None else None
 
 
-def record_pod(request: PodRequest, info: PodInfo, state: str) -> None:
-    """`<run_dir>/pod.json`: the handle cleanup needs, written before any wait."""
-    if request.run_dir is None:
-        return
-    Path(request.run_dir).mkdir(parents=True, exist_ok=True)
-    store.write_json_atomic(Path(request.run_dir) / "pod.json", {
-        **vars(info), "run_id": request.run_id, "image": request.image, "state": state,
-        "recorded_at_utc": utc_iso(),
-    })
+def record_pod(emit, request: PodRequest, info: PodInfo, state: str) -> None:
+    """Report the handle cleanup needs, before any wait: the runner writes it to `pod.json`."""
+    emit(POD_HANDLE, **vars(info), image=request.image, state=state)

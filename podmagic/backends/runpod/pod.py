@@ -20,7 +20,12 @@ from typing import Callable
 
 from podmagic.backends.base import BackendError, Launch, PodInfo, PodRequest
 from podmagic.backends.runpod.api import RunPodAPI
-from podmagic.backends.runpod.recycle import RecycleState, forget, state_path, write_state
+from podmagic.backends.runpod.recycle import (
+    RecycleState,
+    forget,
+    state_path,
+    write_state,
+)
 from podmagic.backends.ssh.pod import SSHPod
 
 STOPPED_VOLUME_USD_PER_GB_MONTH = 0.20

@@ -13,14 +13,15 @@ unresumable pod is terminated first, a pod in use is left alone).
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from podmagic.run import store
 from podmagic.backends.base import BackendError, PodRequest
 from podmagic.backends.runpod.api import RunPodAPI
+from podmagic.plan.naming import slug
 
 RUN_SUFFIX = re.compile(r"-\d{8}T\d{6}Z-[0-9a-f]{4}$")
 
@@ -44,7 +45,7 @@ def state_path(request: PodRequest) -> Path | None:
     if request.run_dir is None:
         return None
     key = request.options.get("recycle_key") or RUN_SUFFIX.sub("", request.run_id)
-    return Path(request.run_dir).parent / ".recycle" / f"{store.slug(key)}.json"
+    return Path(request.run_dir).parent / ".recycle" / f"{slug(key)}.json"
 
 
 def read_state(path: Path | None) -> RecycleState | None:
@@ -58,7 +59,9 @@ def read_state(path: Path | None) -> RecycleState | None:
 def write_state(path: Path | None, state: RecycleState) -> None:
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        store.write_json_atomic(path, asdict(state))
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(asdict(state)))
+        os.replace(tmp, path)  # atomic: a concurrent reader sees the old pointer or the new one
 
 
 def forget(path: Path | None, pod_id: str | None = None) -> None:

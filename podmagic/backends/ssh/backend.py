@@ -60,7 +60,7 @@ class SSHBackend:
 
     def __init__(self, host: str | None = None, *, root: str | None = None,
                  known_hosts: str | Path | None = None, ssh_config: str | Path | None = None,
-                 key_path: str | None = None, options: TransportOptions | None = None, **_ignored: object):
+                 key_path: str | None = None, options: TransportOptions | None = None):
         host = host or os.environ.get("PODMAGIC_SSH_HOST")
         if not host:
             raise BackendError("the ssh backend needs --host NAME (user@host:port or an ~/.ssh/config alias)")

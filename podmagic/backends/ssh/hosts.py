@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
 from podmagic.errors import BackendError
 
 DEFAULT_USER = "root"

@@ -24,10 +24,21 @@ from pathlib import Path
 from typing import Iterable
 
 from podmagic.backends import podside as remote
-from podmagic.plan import staging
-from podmagic.backends.base import BackendError, CommandResult, Launch, OnOutput, PodInfo, Transfer
+from podmagic.backends.base import (
+    BackendError,
+    CommandResult,
+    Launch,
+    OnOutput,
+    PodInfo,
+    Transfer,
+)
 from podmagic.backends.ssh.sync import pull_tree, push_file, push_tree
-from podmagic.backends.ssh.transport import ConnectionLost, SSHTransport, is_connection_error
+from podmagic.backends.ssh.transport import (
+    ConnectionLost,
+    SSHTransport,
+    is_connection_error,
+)
+from podmagic.plan import staging
 
 q = shlex.quote
 TIMEOUT_EXIT = 124

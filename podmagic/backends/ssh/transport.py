@@ -24,7 +24,12 @@ from pathlib import Path
 from typing import IO, Callable, Iterator, TypeVar
 
 from podmagic.backends.base import BackendError, CommandResult, OnOutput
-from podmagic.backends.ssh.hostkeys import HostKeyChanged, HostKeySeen, check_server_key, known_hosts_path
+from podmagic.backends.ssh.hostkeys import (
+    HostKeyChanged,
+    HostKeySeen,
+    check_server_key,
+    known_hosts_path,
+)
 from podmagic.backends.ssh.hosts import SSHTarget
 
 T = TypeVar("T")

@@ -17,10 +17,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 from podmagic.errors import PodmagicError
-from podmagic.testing.sim.catalog import GpuType, NO_INSTANCES
+from podmagic.testing.sim.catalog import NO_INSTANCES, GpuType
 from podmagic.testing.sim.gql import Field, project
 from podmagic.testing.sim.podhost import PodHost
-from podmagic.testing.sim.shapes import MEMORY_GB_PER_GPU, VCPU_PER_GPU, deploy_view, pod_view
+from podmagic.testing.sim.shapes import (
+    MEMORY_GB_PER_GPU,
+    VCPU_PER_GPU,
+    deploy_view,
+    pod_view,
+)
 from podmagic.testing.sim.state import Boot, PodRecord, Store, settle
 from podmagic.testing.sim.stock import OutOfStock, Stock
 

@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from podmagic.testing.sshd import SSHServer, SSHServerError, free_port
 from podmagic.testing.sim.state import Boot
+from podmagic.testing.sshd import SSHServer, SSHServerError, free_port
 
 
 def pod_pids(marker: str) -> list[int]:

@@ -38,13 +38,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Mapping
 
-from podmagic.testing.sshd import keygen
 from podmagic.testing.sim.catalog import DEFAULT_DATACENTERS, DEFAULT_GPUS, GpuType
 from podmagic.testing.sim.control import ControlPlane, Timing
 from podmagic.testing.sim.faults import GATEWAY_HTML, Fault, FaultPlan
 from podmagic.testing.sim.server import Call, GraphQLServer
 from podmagic.testing.sim.state import Store, inspect
 from podmagic.testing.sim.stock import Stock
+from podmagic.testing.sshd import keygen
 
 __all__ = ["RunPodSimulator", "Timing", "Fault", "GATEWAY_HTML"]
 

@@ -19,7 +19,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
-from podmagic.testing.sim.catalog import RUNNING_VOLUME_USD_PER_GB_MONTH, VOLUME_USD_PER_GB_MONTH
+from podmagic.testing.sim.catalog import (
+    RUNNING_VOLUME_USD_PER_GB_MONTH,
+    VOLUME_USD_PER_GB_MONTH,
+)
 
 LIVE = ("RUNNING", "EXITED")
 """Statuses the API still shows; TERMINATED pods are gone from `pod`/`pods`."""

@@ -12,11 +12,11 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
-from podmagic.spec import schema
+from podmagic.errors import RunNotFound
 from podmagic.run import store
+from podmagic.spec import schema
 from podmagic.ui.serverext.project import run_dir_for
 from podmagic.ui.serverext.views import log_tail, run_detail, run_list, run_row
-from podmagic.errors import RunNotFound
 
 NAMESPACE = "podmagic"
 RUN_ID = r"(?P<run_id>[^/]+)"
@@ -93,7 +93,7 @@ class StopHandler(_Base):
         run_dir = self.run_dir(run_id)
         if not run_row(run_dir)["live"]:
             raise tornado.web.HTTPError(409, f"run {run_id} is not live")
-        store.request_stop(run_dir, f"stop requested from JupyterLab by {self.current_user!s:.80}")
+        store.RunDir(run_dir).request_stop(f"stop requested from JupyterLab by {self.current_user!s:.80}")
         self.send({"run_id": run_id, "stop_requested": True})
 
 

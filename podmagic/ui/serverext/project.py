@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
-from podmagic.run import store
 from podmagic.errors import RunNotFound
+from podmagic.run import store
+from podmagic.run.provenance import git_toplevel
 
 
 def project_root_for(root_dir: str | Path) -> Path:
     """The git top level above `root_dir`, else `root_dir` itself."""
     root = Path(root_dir).expanduser().resolve()
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--show-toplevel"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return root
-    top = out.stdout.strip()
-    return Path(top).resolve() if out.returncode == 0 and top else root
+    return git_toplevel(root) or root
 
 
 def valid_run_id(run_id: str) -> bool:

@@ -10,7 +10,6 @@ from typing import Any
 from podmagic.run import store
 
 MAX_RUNS = 200
-MAX_TAIL_BYTES = 256 * 1024
 
 
 def _epoch(stamp: Any) -> float | None:
@@ -42,7 +41,7 @@ def run_row(run_dir: Path, now: float | None = None) -> dict[str, Any]:
     cost = _number(row.get("estimated_cost_usd"))
     if cost is None and price is not None and elapsed is not None:
         cost = price * elapsed / 3600.0
-    row.update(live=live, elapsed_sec=elapsed, cost_usd=cost, stop_requested=store.stop_requested(run_dir))
+    row.update(live=live, elapsed_sec=elapsed, cost_usd=cost, stop_requested=store.RunDir(run_dir).stop_requested())
     return row
 
 
@@ -63,26 +62,12 @@ def run_detail(run_dir: Path) -> dict[str, Any]:
     """One run: its row, raw status and manifest (None until the run ends)."""
     return {
         "run": run_row(run_dir),
-        "status": store.read_json(run_dir / store.STATUS),
-        "manifest": store.read_json(run_dir / store.MANIFEST),
+        "status": store.RunDir(run_dir).status(),
+        "manifest": store.RunDir(run_dir).manifest(),
     }
 
 
 def log_tail(run_dir: Path, lines: int = 200) -> dict[str, Any]:
     """The last `lines` lines of run.log; a `\\r` progress line shows its last state."""
-    path = run_dir / "run.log"
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as fh:
-            fh.seek(max(0, size - MAX_TAIL_BYTES))
-            data = fh.read(MAX_TAIL_BYTES)
-    except FileNotFoundError:
-        return {"run_id": run_dir.name, "size": 0, "lines": [], "truncated": False}
-    text = data.decode("utf-8", errors="replace")
-    all_lines = [line.rsplit("\r", 1)[-1] for line in text.split("\n")]
-    if all_lines and all_lines[-1] == "":
-        all_lines.pop()
-    if size > MAX_TAIL_BYTES and all_lines:
-        all_lines.pop(0)  # probably a partial line
-    tail = all_lines[-max(1, lines):]
-    return {"run_id": run_dir.name, "size": size, "lines": tail, "truncated": len(tail) < len(all_lines) or size > MAX_TAIL_BYTES}
+    found = store.RunDir(run_dir).log_tail(lines)
+    return {"run_id": run_dir.name, "size": found.size, "lines": list(found.lines), "truncated": found.truncated}
