@@ -18,6 +18,7 @@ import json
 import sys
 from pathlib import Path
 
+from podmagic.backends import BACKENDS
 from podmagic.errors import PodmagicError
 from podmagic.plan.build import describe
 from podmagic.run import api, history, provenance, store
@@ -34,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("file", type=Path)
         s.add_argument("--var", action="append", default=[], metavar="K=V")
         s.add_argument("--secret-var", action="append", default=[], metavar="K=V")
-        s.add_argument("--backend", choices=("local", "ssh", "runpod"))
+        s.add_argument("--backend", choices=BACKENDS)
         s.add_argument("--host", help="ssh backend: user@host:port or an ~/.ssh/config alias")
         s.add_argument("--root", help="ssh backend: folder on the host standing in for the pod (~ = remote home)")
         if name == "run":

@@ -23,6 +23,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import HTML, display
 from traitlets import Unicode
 
+from podmagic.backends import BACKENDS
 from podmagic.errors import PodmagicError
 from podmagic.plan.build import describe
 from podmagic.run import api, history, provenance, store
@@ -38,7 +39,7 @@ def _cell_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true")
     p.add_argument("--var", action="append", default=[])
     p.add_argument("--secret-var", action="append", default=[])
-    p.add_argument("--backend", choices=("local", "ssh", "runpod"))
+    p.add_argument("--backend", choices=BACKENDS)
     p.add_argument("--host")
     p.add_argument("--root")
     p.add_argument("--name")
