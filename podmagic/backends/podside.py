@@ -6,6 +6,10 @@ Pure functions, shared by every backend:
   job, why. The watchdog lives in the launcher, on the pod, so a dead client
   cannot leave a job running past its runtime cap or heartbeat limit.
 - `kill_command`: ends the job's process group, then the launcher's.
+- `sampler_script`: the telemetry sampler. The launcher starts it beside
+  the job when the start capture wrote it (`<control>/exit.sampler.sh`),
+  stops it when the job ends (one last sample first) and exports
+  `PODMAGIC_METRICS`, the file a job appends its own JSON-line metrics to.
 - `PathMap`: a pod that is not a real RunPod pod (the local sandbox, an SSH
   host) maps `/workspace/...` onto `<root>/workspace/...` and `$HOME` onto
   `<root>/root`, so a body written for a real pod runs unchanged.
@@ -64,7 +68,9 @@ def launcher_script(launch: Launch, exports: dict[str, str] | None = None) -> st
         "#!/usr/bin/env bash",
         "# podmagic launcher (generated): runs the job detached and records its end.",
         f"echo $$ > {q(c + '.launcher_pid')}",
+        f"export PODMAGIC_METRICS={q(user_metrics_path(c))}",
         *(f"export {k}={q(v)}" for k, v in (exports or {}).items()),
+        *_sampler_start(c),
         f"cd {q(launch.workdir)} 2>/dev/null || cd \"$HOME\"" if launch.workdir else 'cd "$HOME"',
         "set -m  # job control: the job gets a process group of its own",
         f"bash {q(launch.script_path)} > {q(launch.log_path)} 2>&1 < /dev/null &",
@@ -74,6 +80,7 @@ def launcher_script(launch: Launch, exports: dict[str, str] | None = None) -> st
         *_watchdog(launch),
         "wait $job",
         "rc=$?",
+        *_sampler_end(),
         f"echo $rc > {q(c + '.tmp')} && mv {q(c + '.tmp')} {q(c)}",
     ]
     return "\n".join(lines) + "\n"
@@ -111,6 +118,77 @@ def _watchdog(launch: Launch) -> list[str]:
         "  done",
         ") < /dev/null > /dev/null 2>&1 &",
     ]
+
+
+def sampler_path(exit_path: str) -> str:
+    return exit_path + ".sampler.sh"
+
+
+def samples_path(exit_path: str) -> str:
+    return exit_path + ".samples"
+
+
+def user_metrics_path(exit_path: str) -> str:
+    return exit_path + ".metrics.jsonl"
+
+
+def _sampler_start(c: str) -> list[str]:
+    s = q(sampler_path(c))
+    return [f"sampler=; if [ -f {s} ]; then bash {s} < /dev/null > /dev/null 2>&1 & sampler=$!; "
+            f"echo $sampler > {q(c + '.sampler_pid')}; fi"]
+
+
+def _sampler_end() -> list[str]:
+    """TERM makes the sampler take its last sample; it gets 5 s before the exit file is written."""
+    return ['if [ -n "$sampler" ]; then kill -TERM $sampler 2>/dev/null; '
+            'for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 $sampler 2>/dev/null || break; sleep 0.5; done; fi']
+
+
+def sampler_script(out_path: str, *, interval_sec: float, mount: str, query: str, max_samples: int,
+                   heartbeat_path: str | None = None, heartbeat_timeout_sec: float | None = None) -> str:
+    """The pod-side sampler: one tab-separated line per sample (parsed by `run.telemetry.parse_sample`).
+
+    One process on the pod, no new connection per sample: `nvidia-smi --query-gpu` (when there is one),
+    /proc/loadavg, the first line of /proc/stat, MemTotal/MemAvailable, `df` of the volume mount. It
+    samples at start, every `interval_sec`, and once more on TERM; it ends by itself after `max_samples`
+    or when the client's heartbeat is older than `heartbeat_timeout_sec`.
+    """
+    stale = ""
+    if heartbeat_path and heartbeat_timeout_sec:
+        hb = q(heartbeat_path)
+        stale = (f"  if [ -f {hb} ] && [ $(( $(date +%s) - $(stat -c %Y {hb} 2>/dev/null || date +%s) )) -ge "
+                 f"{int(heartbeat_timeout_sec)} ]; then exit 0; fi\n")
+    return (
+        "#!/usr/bin/env bash\n"
+        "# podmagic telemetry sampler (generated)\n"
+        'export PATH="$HOME/.local/bin:$PATH"\n'
+        f"out={q(out_path)}\n"
+        "smi=0; command -v nvidia-smi >/dev/null 2>&1 && smi=1\n"
+        "sample() {\n"
+        "  gpu=-\n"
+        f"  if [ $smi = 1 ]; then gpu=$(nvidia-smi --query-gpu={query} --format=csv,noheader,nounits 2>/dev/null "
+        "| tr '\\n' ';'); fi\n"
+        "  load=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null)\n"
+        "  cpu=$(head -n1 /proc/stat 2>/dev/null)\n"
+        "  mem=$(awk '/^MemTotal:/{t=$2} /^MemAvailable:/{a=$2} END{if (t) print t, a}' /proc/meminfo 2>/dev/null)\n"
+        f"  disk=$(df -P -B1 {q(mount)} 2>/dev/null | awk 'NR==2{{print $3, $2}}')\n"
+        "  printf 'ts=%s\\tgpu=%s\\tload=%s\\tcpu=%s\\tmem=%s\\tdisk=%s\\n' "
+        '"$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$gpu" "$load" "$cpu" "$mem" "$disk" >> "$out"\n'
+        "}\n"
+        "trap 'sample; exit 0' TERM\n"
+        "i=0\n"
+        f"while [ $i -lt {int(max_samples)} ]; do\n"
+        "  sample; i=$((i + 1))\n"
+        f"{stale}"
+        f"  sleep {interval_sec:g} & wait $!\n"
+        "done\n"
+    )
+
+
+def sampler_stop_command(exit_path: str) -> str:
+    """Stop a sampler still running (a run that never reached its launcher's end)."""
+    pid = q(exit_path + ".sampler_pid")
+    return f"p=$(cat {pid} 2>/dev/null); if [ -n \"$p\" ]; then kill -TERM $p 2>/dev/null; sleep 0.5; fi; true"
 
 
 def start_command(launcher_path: str) -> str:

@@ -18,7 +18,7 @@ from typing import Callable, Iterator, Mapping
 from podmagic.plan.naming import RUN_LOG, RUNS_SUBDIR, slug
 from podmagic.plan.requests import Launch, PodRequest
 from podmagic.spec import template
-from podmagic.spec.jobspec import JobSpec, LifecycleSpec, SpecError
+from podmagic.spec.jobspec import JobSpec, LifecycleSpec, SpecError, TelemetrySpec
 
 q = shlex.quote
 PIN_TIMEOUT_SEC = 300
@@ -111,6 +111,8 @@ class Plan:
     required_paths: tuple[Path, ...] = ()
     """`local.required_paths`, resolved: each must exist before any pod is asked for."""
     assumed_hourly_rate_usd: float | None = None
+    telemetry: TelemetrySpec = TelemetrySpec()
+    """The `telemetry:` section as given (run/telemetry.py carries it out)."""
 
 
 class _Variables(Mapping[str, str]):
@@ -248,6 +250,7 @@ def _build(spec: JobSpec, ctx: Context, raw: dict[str, str], variables: "_Variab
         cost_cap_usd=spec.budget.cost_cap_usd,
         required_paths=tuple(Path(_local(ctx, r("local.required_paths", p))) for p in spec.local.required_paths),
         assumed_hourly_rate_usd=spec.budget.assumed_hourly_rate_usd,
+        telemetry=spec.telemetry,
     )
 
 
@@ -375,6 +378,9 @@ def describe(plan: Plan, mask=lambda s: s) -> str:
     lines += ["    " + line for line in plan.launch.body.rstrip("\n").splitlines()]
     lines += [f"[pull:{p.label}] {p.remote_path} -> {p.local_path}" + ("" if p.required else " (optional)")
               for p in plan.pulls]
+    t = plan.telemetry
+    if t.enabled:
+        lines.append(f"[telemetry] capture at start and end; metrics.jsonl every {t.sample_interval_sec}s")
     lc = plan.lifecycle
     lines.append(f"[lifecycle] on_success={lc.on_success} on_failure={lc.on_failure}")
     return mask("\n".join(lines))

@@ -1,8 +1,8 @@
 """Typed run events and the journal that writes them to `events.jsonl`.
 
 The runner emits events; front ends (run view, CLI printer) and the journal
-consume them. Output chunks and ticks are not journaled: the log itself is on
-disk. Event names follow runpod-deploy's where they exist
+consume them. Output chunks, ticks and metric rows are not journaled: the log and
+the metric files are on disk. Event names follow runpod-deploy's where they exist
 (`gpu_selected`, `datacenter_failover`, `artifact_pull_*`, ...).
 """
 
@@ -16,7 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-NOT_JOURNALED = frozenset({"output", "tick"})
+NOT_JOURNALED = frozenset({"output", "tick", "metrics"})
+"""`metrics` rows are in metrics.jsonl / user_metrics.jsonl already."""
 
 
 @dataclass(frozen=True)

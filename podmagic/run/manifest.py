@@ -4,7 +4,12 @@
 `python_version` (requested), `python_resolved` (what the pinned project
 really runs, asked on the pod), `exit_code`, `interrupted`, `timed_out`,
 `ended_by`, `error`, `started_at_utc`, `ended_at_utc`, `backend`,
-`spec_sha256`, `variables` (secret ones masked) and `podmagic_version`.
+`spec_sha256`, `variables` (secret ones masked) and `podmagic_version`;
+what the run ran on, from telemetry (run/telemetry.py): `gpu_name`,
+`gpu_count`, `gpu_memory_total_mb`, `gpu_driver_version`, `gpu_cuda_version`
+(nvidia-smi), `uv_version`, `remote_python_version` / `remote_python_path`
+(the pod's default python3), `remote_uname`, and `user_metrics_file`;
+`deploy_metadata.local_git_diff_sha256` comes from provenance.
 """
 
 from __future__ import annotations
@@ -24,13 +29,20 @@ DISPLAY_KEYS = (
     ("exit_code", "exit code"), ("wall_time_sec", "wall time (s)"), ("pod_id", "pod"),
     ("gpu_id", "GPU"), ("datacenter_id", "datacenter"), ("gpu_price_per_hour_usd", "$/hour"),
     ("estimated_cost_usd", "estimated cost ($)"), ("python_version", "python requested"),
-    ("python_resolved", "python resolved"), ("deploy_metadata.local_git_sha", "git SHA"),
-    ("deploy_metadata.local_git_dirty", "git dirty"), ("deploy_metadata.local_git_branch", "git branch"),
+    ("python_resolved", "python resolved"), ("remote_python_version", "pod python3"),
+    ("uv_version", "uv"), ("gpu_name", "GPU model"), ("gpu_count", "GPU count"),
+    ("gpu_memory_total_mb", "GPU memory (MiB)"), ("gpu_driver_version", "driver"), ("gpu_cuda_version", "CUDA"),
+    ("deploy_metadata.local_git_sha", "git SHA"),
+    ("deploy_metadata.local_git_dirty", "git dirty"), ("deploy_metadata.local_git_diff_sha256", "git diff sha256"), ("deploy_metadata.local_git_branch", "git branch"),
     ("deploy_metadata.payload_lockfile", "lockfile"),
     ("deploy_metadata.payload_lockfile_sha256", "lockfile sha256"), ("pod_final_state", "pod final state"),
     ("started_at_utc", "started (UTC)"), ("ended_at_utc", "ended (UTC)"), ("spec_sha256", "spec sha256"),
     ("error", "error"),
 )
+
+
+TELEMETRY_KEYS = ("gpu_name", "gpu_count", "gpu_memory_total_mb", "gpu_driver_version", "gpu_cuda_version",
+                  "uv_version", "remote_python_version", "remote_python_path", "remote_uname", "user_metrics_file")
 
 
 @dataclass
@@ -51,6 +63,9 @@ class Outcome:
     python_resolved_path: str | None = None
     deploy_metadata: dict[str, Any] = field(default_factory=dict)
     artifacts: list[dict[str, Any]] = field(default_factory=list)
+    telemetry_files: list[str] = field(default_factory=list)
+    telemetry: dict[str, Any] = field(default_factory=dict)
+    """Fields telemetry adds (GPU, driver, CUDA, uv, the pod's python3, user_metrics_file)."""
 
 
 def build(plan: Plan, outcome: Outcome) -> dict[str, Any]:
@@ -82,7 +97,7 @@ def build(plan: Plan, outcome: Outcome) -> dict[str, Any]:
         "volume_gb": req.volume_gb,
         "deploy_metadata": outcome.deploy_metadata,
         "artifacts": outcome.artifacts,
-        "telemetry_files": [],
+        "telemetry_files": list(outcome.telemetry_files),
         "python_version": plan.python_version,
         "python_resolved": outcome.python_resolved,
         "python_resolved_path": outcome.python_resolved_path,
@@ -97,6 +112,7 @@ def build(plan: Plan, outcome: Outcome) -> dict[str, Any]:
         "spec_sha256": plan.spec_sha256,
         "variables": {k: MASK if k in plan.secret_variables else v for k, v in plan.variables.items()},
         "podmagic_version": __version__,
+        **{k: outcome.telemetry.get(k) for k in TELEMETRY_KEYS},
     }
 
 

@@ -29,7 +29,7 @@ from podmagic.errors import StepFailed, Stopped
 from podmagic.plan import staging
 from podmagic.plan.build import Command, Plan
 from podmagic.run import manifest as manifest_mod
-from podmagic.run import provenance, store
+from podmagic.run import provenance, store, telemetry
 from podmagic.run.events import Event, Listener, utc_iso
 from podmagic.run.manifest import Outcome
 from podmagic.run.redact import Redactor
@@ -70,6 +70,7 @@ class Runner:
         self.manifest: dict | None = None
         self._held: list[int] = []
         """Interrupts that arrived during teardown, delivered once it is done."""
+        self.telemetry = telemetry.Session(plan, self.emit, self.redactor.mask, self.heartbeat_timeout_sec)
 
     # ------------------------------------------------------------ events
 
@@ -150,7 +151,8 @@ class Runner:
         plan = self.plan
         self._check_local()
         secret_files = self._read_secrets()
-        self.outcome.deploy_metadata = provenance.capture(plan.project_root)
+        self.outcome.deploy_metadata = provenance.capture(plan.project_root, git=plan.telemetry.capture_local_git,
+                                                          lock=plan.telemetry.capture_payload_lockfile)
         self._enter("provision")
         self.pod = self.backend.provision(plan.request, self.emit)
         self.outcome.pod = self.pod.info
@@ -171,6 +173,7 @@ class Runner:
         for command in plan.preflight:
             self._command(command)
         self._probe()
+        self.telemetry.start(self.pod)
         self._enter("run")
         self._run_job()
 
@@ -312,6 +315,7 @@ class Runner:
                 if time.monotonic() - last_beat > 5:
                     self.pod.heartbeat(launch)
                     last_beat = time.monotonic()
+                self.telemetry.poll(self.pod)
                 self.emit("tick", elapsed=time.time() - self.outcome.started_at)
                 self._write_status()
                 time.sleep(poll)
@@ -343,6 +347,10 @@ class Runner:
         if pod is not None and self.run_started:
             self._pull_all()
             self._check_markers()
+        if pod is not None:
+            self._best_effort("telemetry", lambda: self.telemetry.end(pod))
+            self.outcome.telemetry_files, self.outcome.telemetry = (self.telemetry.result.files,
+                                                                    self.telemetry.manifest_fields())
         if self._held:  # a Ctrl-C before the lifecycle is chosen: an interrupted run, never a success
             self._fail("interrupted by the user (kernel interrupt / Ctrl-C) during teardown", interrupted=True)
         if pod is not None:

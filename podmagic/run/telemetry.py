@@ -1,0 +1,503 @@
+"""Telemetry: what the run ran on and how the pod was doing, in runpod-deploy's files.
+
+Every `telemetry.*` key means what it means in runpod-deploy, on every backend:
+
+- at start (after the pin and preflight) ONE attached command captures
+  `nvidia-smi` (`nvidia_smi_start.txt`), `uname -a` and the pod's default
+  `python3` (`remote_env.json`), `uv pip freeze` of the project environment
+  or else `pip freeze` (`pip_freeze.txt`), and writes the pod-side sampler;
+  the pod description goes to `pod_describe_start.json`;
+- while the job runs, the sampler (started by the launcher, on the pod)
+  appends one line every `sample_interval_sec`; the client reads it by byte
+  offset over the connection it already has, like the log, into
+  `metrics.jsonl` with runpod-deploy's columns (GPU columns null where there
+  is no GPU). The job's own metrics (`$PODMAGIC_METRICS`, JSON lines) are
+  streamed the same way into `user_metrics.jsonl`;
+- at end, `nvidia_smi_end.txt`, `dmesg_tail.txt` (where readable) and
+  `pod_describe_end.json`.
+
+`enabled: false` turns all of it off; each `capture_*` flag turns off its
+part. Telemetry never fails a run: every pod call is best-effort.
+
+On a pod without `nvidia-smi`, a backend may fill the GPU columns from its
+control plane: an optional pod method `live_gpus() -> list[dict] | None`
+returning RunPod REST v2 `runtime.gpus[]` items (`{"util": 94, "memoryUtil":
+78}`), and an optional `describe() -> dict | None` for the pod description.
+
+Parsing and planning here are pure functions; `Session` is the small
+collaborator the runner calls at four points (start, poll, end, and the
+manifest fields it leaves on the outcome). May import: the standard library,
+`backends.podside` (shell text) and `run.store`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from podmagic.backends import podside
+from podmagic.run import store
+
+q = shlex.quote
+METRICS = "metrics.jsonl"
+USER_METRICS = "user_metrics.jsonl"
+"""The job's own metrics. Not `metrics.jsonl`: that name is runpod-deploy's sampler file."""
+COLUMNS = ("ts_utc", "gpu_util_pct", "gpu_mem_used_mb", "gpu_mem_total_mb", "gpu_temp_c", "gpu_ecc_errors",
+           "cpu_load_1m", "cpu_user_pct", "cpu_sys_pct", "host_mem_used_mb", "host_mem_total_mb",
+           "workspace_disk_used_bytes", "workspace_disk_total_bytes")
+EXTRA_COLUMNS = ("gpu_mem_util_pct",)
+"""Added to runpod-deploy's columns: GPU memory in percent (what RunPod's API reports)."""
+GPU_QUERY = "index,name,memory.total,driver_version"
+SAMPLE_QUERY = "utilization.gpu,memory.used,memory.total,temperature.gpu,ecc.errors.uncorrected.volatile.total"
+SECTION = "@@podmagic-telemetry:"
+POLL_SEC = 2.0
+DMESG_LINES = 200
+CAPTURE_TIMEOUT_SEC = 120
+HOME = '"$HOME"'
+
+
+# ---------------------------------------------------------------- pod paths
+
+
+def pod_paths(exit_path: str) -> dict[str, str]:
+    """The pod-side files, beside the launcher's (`<control>/exit.*`)."""
+    return {"sampler": podside.sampler_path(exit_path), "samples": podside.samples_path(exit_path),
+            "user_metrics": podside.user_metrics_path(exit_path)}
+
+
+# ---------------------------------------------------------------- commands (pure)
+
+
+def _section(name: str) -> str:
+    return f"printf '\\n{SECTION}%s@@\\n' {q(name)}"
+
+
+def start_command(t, *, exit_path: str, workdir: str, mount: str, max_samples: int,
+                  heartbeat_path: str | None, heartbeat_timeout_sec: float | None) -> str:
+    """The one start capture: sections of output, and the sampler script written for the launcher."""
+    parts = ['export PATH="$HOME/.local/bin:$PATH"']
+    if t.capture_nvidia_smi:
+        parts += ["if command -v nvidia-smi >/dev/null 2>&1; then",
+                  _section("nvidia_smi"), "nvidia-smi 2>&1",
+                  _section("gpu_query"), f"nvidia-smi --query-gpu={GPU_QUERY} --format=csv,noheader,nounits 2>&1",
+                  "fi"]
+    if t.capture_remote_env:
+        parts += [_section("uname"), "uname -a 2>&1",
+                  _section("python3"),
+                  "python3 -c 'import platform, sys; print(platform.python_version(), sys.executable)' 2>/dev/null",
+                  _section("uv"), "uv --version 2>/dev/null",
+                  _section("freeze"),
+                  f"if (cd {q(workdir) if workdir else HOME} && uv pip freeze) 2>/dev/null; "
+                  "then echo '#podmagic:uv pip freeze'; "
+                  "elif python3 -m pip freeze 2>/dev/null; then echo '#podmagic:pip freeze'; fi"]
+    paths = pod_paths(exit_path)
+    script = podside.sampler_script(paths["samples"], interval_sec=t.sample_interval_sec, mount=mount,
+                                    query=SAMPLE_QUERY, max_samples=max_samples, heartbeat_path=heartbeat_path,
+                                    heartbeat_timeout_sec=heartbeat_timeout_sec)
+    parts += [f"mkdir -p {q(paths['sampler'].rsplit('/', 1)[0])}",
+              f"cat > {q(paths['sampler'])} <<'PODMAGIC_SAMPLER'\n{script}PODMAGIC_SAMPLER",
+              "true"]
+    return "\n".join(parts)
+
+
+def end_command(t, *, exit_path: str) -> str:
+    """The end capture: nvidia-smi and the dmesg tail; the sampler is stopped if still running."""
+    parts = ['export PATH="$HOME/.local/bin:$PATH"', podside.sampler_stop_command(exit_path)]
+    if t.capture_nvidia_smi:
+        parts += ["if command -v nvidia-smi >/dev/null 2>&1; then", _section("nvidia_smi"), "nvidia-smi 2>&1", "fi"]
+    if t.capture_dmesg:
+        parts += [_section("dmesg"), f"(dmesg 2>/dev/null || dmesg -T 2>/dev/null) | tail -n {DMESG_LINES}"]
+    return "\n".join(parts + ["true"])
+
+
+# ---------------------------------------------------------------- parsing (pure)
+
+
+def sections(output: str) -> dict[str, str]:
+    """Split a capture's output into its named sections."""
+    out: dict[str, str] = {}
+    name = None
+    lines: list[str] = []
+    for line in output.splitlines():
+        if line.startswith(SECTION) and line.endswith("@@"):
+            if name is not None:
+                out[name] = "\n".join(lines).strip("\n")
+            name, lines = line[len(SECTION):-2], []
+        elif name is not None:
+            lines.append(line)
+    if name is not None:
+        out[name] = "\n".join(lines).strip("\n")
+    return out
+
+
+_NA = re.compile(r"^\[?(N/A|Not Supported|Unknown Error|Insufficient Permissions|Requested functionality has been "
+                 r"deprecated|GPU is lost)\]?$", re.I)
+
+
+def csv_value(text: str) -> float | str | None:
+    """One `nvidia-smi --format=csv` value: a number (units stripped), a string, or None for [N/A]."""
+    text = text.strip()
+    if not text or _NA.match(text):
+        return None
+    number = re.fullmatch(r"(-?\d+(?:\.\d+)?)(?:\s*(?:%|MiB|W|MHz|C|GiB|KiB))?", text)
+    if number:
+        value = float(number.group(1))
+        return int(value) if value.is_integer() and "." not in number.group(1) else value
+    return text
+
+
+def parse_csv(text: str, fields: str, header: bool = False) -> list[dict[str, Any]]:
+    """`nvidia-smi --query-gpu=<fields> --format=csv[,noheader][,nounits]` → one dict per GPU."""
+    names = fields.split(",")
+    rows = []
+    for i, line in enumerate(text.strip().splitlines()):
+        if header and i == 0:
+            continue
+        cells = [c.strip() for c in line.split(", ")]
+        if len(cells) != len(names):
+            continue  # an error line ("No devices were found", "NVIDIA-SMI has failed ...")
+        rows.append({n: csv_value(c) for n, c in zip(names, cells)})
+    return rows
+
+
+def cuda_version(table: str) -> str | None:
+    match = re.search(r"CUDA Version:\s*([\d.]+)", table or "")
+    return match.group(1) if match else None
+
+
+def gpu_fields(table: str | None, query: str | None) -> dict[str, Any]:
+    """The manifest's GPU fields from the plain table and the `--query-gpu` CSV (all None without a GPU)."""
+    rows = parse_csv(query or "", GPU_QUERY)
+    names = list(dict.fromkeys(str(r["name"]) for r in rows if r.get("name")))
+    first = rows[0] if rows else {}
+    return {
+        "gpu_name": " + ".join(names) or None,
+        "gpu_count": len(rows) or None,
+        "gpu_memory_total_mb": first.get("memory.total"),
+        "gpu_driver_version": None if first.get("driver_version") is None else str(first.get("driver_version")),
+        "gpu_cuda_version": cuda_version(table or "") if rows else None,
+    }
+
+
+def remote_env(secs: dict[str, str]) -> dict[str, Any]:
+    """`remote_env.json`: runpod-deploy's `remote_uname`, `remote_python_version`, plus path and uv."""
+    python = (secs.get("python3") or "").strip().splitlines()
+    version, _, path = (python[-1] if python else "").partition(" ")
+    uv = (secs.get("uv") or "").strip().split()
+    return {
+        "remote_uname": (secs.get("uname") or "").strip() or None,
+        "remote_python_version": version or None,
+        "remote_python_path": path or None,
+        "uv_version": uv[1] if len(uv) >= 2 and uv[0] == "uv" else None,
+    }
+
+
+def freeze(text: str) -> tuple[str, str | None]:
+    """The freeze output and which tool made it (the last line says)."""
+    lines = text.splitlines()
+    if lines and lines[-1].startswith("#podmagic:"):
+        return "\n".join(lines[:-1]) + ("\n" if len(lines) > 1 else ""), lines[-1][len("#podmagic:"):]
+    return (text + "\n" if text else ""), None
+
+
+def _num(text: str | None) -> float | None:
+    try:
+        return float(text) if text not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def _round(value: float | None, digits: int = 1) -> float | int | None:
+    if value is None:
+        return None
+    value = round(value, digits)
+    return int(value) if float(value).is_integer() else value
+
+
+def parse_sample(line: str, previous_cpu: list[int] | None = None) -> tuple[dict[str, Any], list[int] | None]:
+    """One sampler line → a `metrics.jsonl` row (runpod-deploy's columns) and the CPU counters for the next.
+
+    CPU percentages are over the time since the previous sample (since boot for the first one).
+    """
+    fields = dict(part.split("=", 1) for part in line.rstrip("\n").split("\t") if "=" in part)
+    row: dict[str, Any] = {c: None for c in (*COLUMNS, *EXTRA_COLUMNS)}
+    row["ts_utc"] = fields.get("ts") or None
+    gpus = parse_csv((fields.get("gpu") or "").replace(";", "\n"), SAMPLE_QUERY) if fields.get("gpu") not in \
+        (None, "", "-") else []
+    if gpus:
+        def values(key: str) -> list[float]:
+            return [g[key] for g in gpus if isinstance(g.get(key), (int, float))]
+        util, used, total = values("utilization.gpu"), values("memory.used"), values("memory.total")
+        temps, ecc = values("temperature.gpu"), values("ecc.errors.uncorrected.volatile.total")
+        row["gpu_util_pct"] = _round(sum(util) / len(util)) if util else None
+        row["gpu_mem_used_mb"] = _round(sum(used)) if used else None
+        row["gpu_mem_total_mb"] = _round(sum(total)) if total else None
+        row["gpu_temp_c"] = _round(max(temps)) if temps else None
+        row["gpu_ecc_errors"] = _round(sum(ecc)) if ecc else None
+        if used and total and sum(total):
+            row["gpu_mem_util_pct"] = _round(100.0 * sum(used) / sum(total))
+    row["cpu_load_1m"] = _num(fields.get("load"))
+    cpu = [int(x) for x in (fields.get("cpu") or "").split()[1:9] if x.isdigit()]
+    if len(cpu) >= 4:
+        base = previous_cpu if previous_cpu and len(previous_cpu) == len(cpu) else [0] * len(cpu)
+        delta = [a - b for a, b in zip(cpu, base)]
+        total = sum(delta)
+        if total > 0:
+            row["cpu_user_pct"] = _round(100.0 * (delta[0] + delta[1]) / total)
+            row["cpu_sys_pct"] = _round(100.0 * delta[2] / total)
+    mem = [_num(x) for x in (fields.get("mem") or "").split()]
+    if len(mem) == 2 and None not in mem:
+        row["host_mem_total_mb"] = int(mem[0] // 1024)
+        row["host_mem_used_mb"] = int((mem[0] - mem[1]) // 1024)
+    disk = [_num(x) for x in (fields.get("disk") or "").split()]
+    if len(disk) == 2 and None not in disk:
+        row["workspace_disk_used_bytes"], row["workspace_disk_total_bytes"] = int(disk[0]), int(disk[1])
+    return row, (cpu or previous_cpu)
+
+
+def fill_from_api(row: dict[str, Any], gpus: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """GPU columns from RunPod's live `runtime.gpus[]` when the pod had no nvidia-smi (pure)."""
+    if row.get("gpu_util_pct") is not None or not gpus:
+        return row
+    util = [g["util"] for g in gpus if isinstance(g.get("util"), (int, float))]
+    mem = [g["memoryUtil"] for g in gpus if isinstance(g.get("memoryUtil"), (int, float))]
+    out = dict(row)
+    out["gpu_util_pct"] = _round(sum(util) / len(util)) if util else None
+    out["gpu_mem_util_pct"] = _round(sum(mem) / len(mem)) if mem else None
+    return out
+
+
+def parse_user_line(line: str) -> dict[str, Any] | None:
+    """A `$PODMAGIC_METRICS` line: a JSON object, else None (skipped, never an error)."""
+    try:
+        value = json.loads(line)
+    except (json.JSONDecodeError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def numeric_series(rows: Iterable[dict[str, Any]], x_keys: tuple[str, ...] = ("step", "epoch")) -> dict[str, Any]:
+    """Rows → {"x": name, "series": {metric: [(x, y), ...]}} for every numeric metric (pure).
+
+    x is the first of `x_keys` the rows carry, else the row's `ts`/`time`, else its index.
+    """
+    rows = list(rows)
+    x_key = next((k for k in x_keys if any(_is_num(r.get(k)) for r in rows)), None)
+    if x_key is None:
+        x_key = next((k for k in ("ts", "time", "t") if any(_is_num(r.get(k)) for r in rows)), None)
+    series: dict[str, list[tuple[float, float]]] = {}
+    for i, r in enumerate(rows):
+        x = r.get(x_key) if x_key else i
+        if not _is_num(x):
+            continue
+        for key, value in r.items():
+            if key != x_key and key not in x_keys and _is_num(value):
+                series.setdefault(key, []).append((float(x), float(value)))
+    return {"x": x_key or "row", "series": series}
+
+
+def _is_num(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
+# ---------------------------------------------------------------- reading back
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The JSON-object lines of a run-directory file (bad lines skipped)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [r for r in map(parse_user_line, text.splitlines()) if r is not None]
+
+
+class LineReader:
+    """Reads a pod file by byte offset and yields only complete lines (a torn last line waits)."""
+
+    def __init__(self, pod_path: str):
+        self.pod_path, self.offset, self.carry = pod_path, 0, b""
+
+    def read(self, pod, final: bool = False) -> list[str]:
+        data = b""
+        while chunk := pod.read_from(self.pod_path, self.offset):
+            self.offset += len(chunk)
+            data += chunk
+        data = self.carry + data
+        *lines, self.carry = data.split(b"\n")
+        if final and self.carry:
+            lines, self.carry = [*lines, self.carry], b""
+        return [line.decode("utf-8", "replace") for line in lines if line.strip()]
+
+
+@dataclass
+class Result:
+    """What telemetry adds to the manifest (the runner's outcome carries it)."""
+
+    files: list[str] = field(default_factory=list)
+    fields: dict[str, Any] = field(default_factory=dict)
+    user_metrics_rows: int = 0
+
+
+class Session:
+    """The runner's telemetry collaborator: `start`, `poll`, `end`; never raises."""
+
+    def __init__(self, plan, emit: Callable[..., None], mask: Callable[[str], str] = str,
+                 heartbeat_timeout_sec: float | None = None):
+        self.plan, self.emit, self.mask = plan, emit, mask
+        self.t = plan.telemetry
+        self.result = Result()
+        launch = plan.launch
+        paths = pod_paths(launch.exit_path)
+        self.samples, self.user = LineReader(paths["samples"]), LineReader(paths["user_metrics"])
+        self.heartbeat_timeout_sec = heartbeat_timeout_sec
+        self.started = False
+        self._cpu: list[int] | None = None
+        self._polled = 0.0
+        self._user_seen = False
+
+    @property
+    def on(self) -> bool:
+        return bool(self.t.enabled)
+
+    # -- the four points -----------------------------------------------------
+    def start(self, pod) -> None:
+        """After the pin and preflight: the start capture, and the sampler made ready for the launcher."""
+        self.started = True
+        if not self.on:
+            return
+        if self.t.capture_pod_describe:
+            self._describe(pod, "pod_describe_start.json")
+        launch, plan = self.plan.launch, self.plan
+        command = start_command(
+            self.t, exit_path=launch.exit_path, workdir=launch.workdir, mount=plan.request.volume_mount,
+            max_samples=int(plan.timeout_sec // max(self.t.sample_interval_sec, 1)) + 2,
+            heartbeat_path=launch.heartbeat_path, heartbeat_timeout_sec=self.heartbeat_timeout_sec)
+        output = self._run(pod, command)
+        if output is None:
+            return
+        secs = sections(output)
+        if "nvidia_smi" in secs:
+            self._write("nvidia_smi_start.txt", secs["nvidia_smi"] + "\n")
+        self.result.fields.update(gpu_fields(secs.get("nvidia_smi"), secs.get("gpu_query")))
+        if self.t.capture_remote_env:
+            env = remote_env(secs)
+            text, tool = freeze(secs.get("freeze", ""))
+            self._write("remote_env.json", json.dumps({**env, "freeze_tool": tool}, indent=2) + "\n")
+            if text.strip():
+                self._write("pip_freeze.txt", text)
+            self.result.fields.update(env)
+        self.emit("telemetry_captured", moment="start", gpu_name=self.result.fields.get("gpu_name"),
+                  gpu_count=self.result.fields.get("gpu_count"))
+
+    def poll(self, pod, force: bool = False) -> None:
+        """In the follow loop: new sampler rows and job metrics, at most every POLL_SEC."""
+        now = time.monotonic()
+        if not force and now - self._polled < POLL_SEC:
+            return
+        self._polled = now
+        self._drain(pod, final=False)
+
+    def end(self, pod) -> None:
+        """In teardown: the end capture, then the files read to their end."""
+        if not self.started:
+            return
+        if self.on:
+            output = self._run(pod, end_command(self.t, exit_path=self.plan.launch.exit_path))
+            secs = sections(output or "")
+            if "nvidia_smi" in secs:
+                self._write("nvidia_smi_end.txt", secs["nvidia_smi"] + "\n")
+            if "dmesg" in secs and secs["dmesg"].strip():
+                self._write("dmesg_tail.txt", secs["dmesg"] + "\n")
+        self._drain(pod, final=True)
+        if self.on and self.t.capture_pod_describe:
+            self._describe(pod, "pod_describe_end.json")
+
+    def manifest_fields(self) -> dict[str, Any]:
+        return {**{k: None for k in ("gpu_name", "gpu_count", "gpu_memory_total_mb", "gpu_driver_version",
+                                     "gpu_cuda_version", "remote_python_version", "remote_python_path",
+                                     "remote_uname", "uv_version")},
+                **self.result.fields,
+                "user_metrics_file": USER_METRICS if self._user_seen else None}
+
+    # -- helpers -------------------------------------------------------------
+    def _drain(self, pod, final: bool) -> None:
+        try:
+            if self.on:
+                self._take_samples(pod, self.samples.read(pod, final))
+            self._take_user(self.user.read(pod, final))
+        except Exception as exc:  # noqa: BLE001 - telemetry never fails a run
+            self.emit("warning", message=f"telemetry read failed: {type(exc).__name__}: {exc}")
+
+    def _take_samples(self, pod, lines: list[str]) -> None:
+        rows = []
+        for line in lines:
+            row, self._cpu = parse_sample(line, self._cpu)
+            if row["gpu_util_pct"] is None and hasattr(pod, "live_gpus"):
+                row = fill_from_api(row, _quiet(pod.live_gpus))
+            rows.append(row)
+        if rows:
+            self._append(METRICS, rows)
+            self.emit("metrics", source="telemetry", rows=rows)
+
+    def _take_user(self, lines: list[str]) -> None:
+        lines = [self.mask(line) for line in lines]
+        if not lines:
+            return
+        self._user_seen = True
+        with (self.plan.run_dir / USER_METRICS).open("a", encoding="utf-8") as fh:
+            fh.write("".join(line + "\n" for line in lines))
+        rows = [r for r in map(parse_user_line, lines) if r is not None]
+        self.result.user_metrics_rows += len(rows)
+        if rows:
+            self.emit("metrics", source="user", rows=rows)
+
+    def _append(self, name: str, rows: list[dict[str, Any]]) -> None:
+        with (self.plan.run_dir / name).open("a", encoding="utf-8") as fh:
+            fh.write("".join(json.dumps(r) + "\n" for r in rows))
+        self._listed(name)
+
+    def _write(self, name: str, text: str) -> None:
+        store.write_text_atomic(self.plan.run_dir / name, self.mask(text))
+        self._listed(name)
+
+    def _listed(self, name: str) -> None:
+        if name not in self.result.files:
+            self.result.files.append(name)
+
+    def _describe(self, pod, name: str) -> None:
+        described = _quiet(pod.describe) if hasattr(pod, "describe") else None
+        info = getattr(pod, "info", None)
+        data = described if isinstance(described, dict) else (asdict(info) if info is not None else None)
+        if data is not None:
+            self._write(name, json.dumps(data, indent=2, default=str) + "\n")
+
+    def _run(self, pod, command: str) -> str | None:
+        try:
+            result = pod.run(command, timeout=CAPTURE_TIMEOUT_SEC)
+        except Exception as exc:  # noqa: BLE001 - telemetry never fails a run
+            self.emit("warning", message=f"telemetry capture failed: {type(exc).__name__}: {exc}")
+            return None
+        return result.output
+
+
+def _quiet(call: Callable[[], Any]) -> Any:
+    try:
+        return call()
+    except Exception:  # noqa: BLE001 - a control-plane hiccup leaves the columns null
+        return None
+
+
+def user_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """The job's metrics of a run (its `user_metrics.jsonl`), as dicts."""
+    return read_rows(Path(run_dir) / USER_METRICS)
+
+
+def gpu_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """The sampler's rows of a run (its `metrics.jsonl`), as dicts."""
+    return read_rows(Path(run_dir) / METRICS)
