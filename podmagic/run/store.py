@@ -212,7 +212,12 @@ class RunDir:
     RUNNER_LOG = "runner.log"     # a detached runner's own stdout/stderr
     STOP = STOP                   # present when someone (panel, CLI) asked the run to stop
     MANIFEST = MANIFEST           # runpod_deploy_pull_manifest.json, on every exit path
-    FILES = (SPEC, PLAN, LAUNCH, POD, STATUS, PHASES_LOG, LOG, EVENTS, RUNNER_LOG, STOP, MANIFEST)
+    METRICS = "metrics.jsonl"     # the telemetry sampler's rows (runpod-deploy's columns)
+    USER_METRICS = "user_metrics.jsonl"  # the job's own metrics ($PODMAGIC_METRICS)
+    TELEMETRY = ("nvidia_smi_start.txt", "nvidia_smi_end.txt", "pod_describe_start.json", "pod_describe_end.json",
+                 "remote_env.json", "pip_freeze.txt", "dmesg_tail.txt", METRICS)  # runpod-deploy's names
+    FILES = (SPEC, PLAN, LAUNCH, POD, STATUS, PHASES_LOG, LOG, EVENTS, RUNNER_LOG, STOP, MANIFEST, *TELEMETRY,
+             USER_METRICS)
 
     @property
     def run_id(self) -> str:
@@ -275,6 +280,15 @@ class RunDir:
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         write_json_atomic(self.path / self.MANIFEST, manifest)
+
+    def write_telemetry(self, name: str, text: str) -> None:
+        """A telemetry snapshot (one of TELEMETRY), written whole."""
+        write_text_atomic(self.path / name, text)
+
+    def append_lines(self, name: str, lines: list[str]) -> None:
+        """Append complete lines to a metrics file (METRICS or USER_METRICS)."""
+        with (self.path / name).open("a", encoding="utf-8") as fh:
+            fh.write("".join(line + "\n" for line in lines))
 
     def replace_log(self, text: str) -> None:
         write_text_atomic(self.path / self.LOG, text)

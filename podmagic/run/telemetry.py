@@ -44,8 +44,8 @@ from podmagic.backends import podside
 from podmagic.run import store
 
 q = shlex.quote
-METRICS = "metrics.jsonl"
-USER_METRICS = "user_metrics.jsonl"
+METRICS = store.RunDir.METRICS
+USER_METRICS = store.RunDir.USER_METRICS
 """The job's own metrics. Not `metrics.jsonl`: that name is runpod-deploy's sampler file."""
 COLUMNS = ("ts_utc", "gpu_util_pct", "gpu_mem_used_mb", "gpu_mem_total_mb", "gpu_temp_c", "gpu_ecc_errors",
            "cpu_load_1m", "cpu_user_pct", "cpu_sys_pct", "host_mem_used_mb", "host_mem_total_mb",
@@ -352,6 +352,7 @@ class Session:
         self.plan, self.emit, self.mask = plan, emit, mask
         self.t = plan.telemetry
         self.result = Result()
+        self.rundir = store.RunDir(plan.run_dir)
         launch = plan.launch
         paths = pod_paths(launch.exit_path)
         self.samples, self.user = LineReader(paths["samples"]), LineReader(paths["user_metrics"])
@@ -450,20 +451,18 @@ class Session:
         if not lines:
             return
         self._user_seen = True
-        with (self.plan.run_dir / USER_METRICS).open("a", encoding="utf-8") as fh:
-            fh.write("".join(line + "\n" for line in lines))
+        self.rundir.append_lines(USER_METRICS, lines)
         rows = [r for r in map(parse_user_line, lines) if r is not None]
         self.result.user_metrics_rows += len(rows)
         if rows:
             self.emit("metrics", source="user", rows=rows)
 
     def _append(self, name: str, rows: list[dict[str, Any]]) -> None:
-        with (self.plan.run_dir / name).open("a", encoding="utf-8") as fh:
-            fh.write("".join(json.dumps(r) + "\n" for r in rows))
+        self.rundir.append_lines(name, [json.dumps(r) for r in rows])
         self._listed(name)
 
     def _write(self, name: str, text: str) -> None:
-        store.write_text_atomic(self.plan.run_dir / name, self.mask(text))
+        self.rundir.write_telemetry(name, self.mask(text))
         self._listed(name)
 
     def _listed(self, name: str) -> None:
