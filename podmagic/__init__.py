@@ -10,35 +10,44 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 
-def runs(project_root=".", **filters):
-    """Past runs as a pandas DataFrame (a list of dicts without pandas); filters: name, failed, since, limit."""
+def _project(project_root=None):
+    """The given folder, else the git repository around the working folder (as `%pod runs` finds it)."""
     from pathlib import Path
 
+    from podmagic.run.provenance import git_toplevel
+
+    if project_root is not None:
+        return Path(project_root).expanduser().resolve()
+    return (git_toplevel(Path.cwd()) or Path.cwd()).resolve()
+
+
+def runs(project_root=None, **filters):
+    """Past runs as a pandas DataFrame (a list of dicts without pandas); filters: name, failed, since, limit.
+
+    Without `project_root`, the project is the git repository around the working folder, so a
+    notebook in a subfolder sees the same runs as `%pod runs` and `podmagic runs`.
+    """
     from podmagic.run import history
 
-    return _maybe_frame(history.list_runs(Path(project_root).resolve(), **filters))
+    return _maybe_frame(history.list_runs(_project(project_root), **filters))
 
 
-def compare_runs(*refs, project_root="."):
+def compare_runs(*refs, project_root=None):
     """Runs (ids, prefixes or a sweep id) side by side: one row per field, `differs` flagged."""
-    from pathlib import Path
-
     from podmagic.run import compare as compare_mod
     from podmagic.run import history
 
-    manifests = history.manifests(Path(project_root).resolve(), list(refs))
+    manifests = history.manifests(_project(project_root), list(refs))
     rows = [{"field": r["field"], **{m["run_id"]: v for m, v in zip(manifests, r["values"])},
              "differs": r["differs"]} for r in compare_mod.side_by_side(manifests)]
     return _maybe_frame(rows)
 
 
-def capture_env(project_root="."):
+def capture_env(project_root=None):
     """The manifest's deploy_metadata (git SHA, dirty, branch, lockfile hash) plus the project's pin."""
-    from pathlib import Path
-
     from podmagic.run import provenance
 
-    return provenance.capture_env(Path(project_root).resolve())
+    return provenance.capture_env(_project(project_root))
 
 
 def _maybe_frame(rows):

@@ -72,7 +72,7 @@ def test_detached_run_can_be_stopped(pod_env, project):
     done = execute(nb("%load_ext podmagic", "%%pod --detach -o r\nname: stopme\nstaging: []\n"
                       "run: |\n  echo up; sleep 60\n",
                       "import time\nwhile 'up' not in r.log(): time.sleep(0.1)\n%pod stop {r.run_id}\n"
-                      "m = r.wait(60)\nprint(m['interrupted'], m['failed'], m['error'])"), project)
+                      "m = r.wait(60).manifest\nprint(m['interrupted'], m['failed'], m['error'])"), project)
     assert "True True stopped on request" in outputs_text(done.cells[2])
 
 
@@ -102,7 +102,7 @@ def test_six_shard_sweep_names_the_failure_and_the_odd_interpreter(pod_env, proj
     assert by_seed["3"][2] == "3.13.0" and {py for s, (_, _, py) in by_seed.items() if s != "3"} == {"3.12.1"}
     odd_run = by_seed["3"][0]
     assert f"python_resolved differs: majority '3.12.1'; differing: {odd_run} (3.13.0)" in out
-    assert f"1 of 6 shard(s) failed: {by_seed['4'][0]}" in out
+    assert f"1 of 6 shards failed: {by_seed['4'][0]}" in out
     assert "podmagic-compare" in outputs_text(done.cells[3])
     manifests = [store.read_json(store.find_run(project, r[1]) / store.MANIFEST) for r in rows]
     assert consistency(manifests) == [f"python_resolved differs: majority '3.12.1'; differing: {odd_run} (3.13.0)"]

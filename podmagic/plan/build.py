@@ -363,7 +363,8 @@ def describe(plan: Plan, mask=lambda s: s) -> str:
         f"run {plan.run_id}  ({plan.backend} backend)",
         f"  run dir   {plan.run_dir}",
         f"  pod       image={req.image} gpu_order={list(req.gpu_order)} datacenters={list(req.datacenters)}",
-        f"  budget    timeout={plan.timeout_sec / 60:.0f}m cap=${plan.cost_cap_usd}",
+        f"  budget    timeout={plan.timeout_sec / 60:.0f}m cap=${plan.cost_cap_usd}" if plan.backend == "runpod"
+        else f"  budget    timeout={plan.timeout_sec / 60:.0f}m; no cost cap (the {plan.backend} backend has no price)",
         f"  python    {plan.python_version or '(not pinned)'}",
     ]
     lines += [f"[setup] {c.command}" for c in plan.setup]

@@ -8,6 +8,8 @@ the CLI, sweeps and relaunch are all this sequence.
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
 import secrets
 import threading
@@ -17,13 +19,14 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from podmagic.backends import check_front_end_options
-from podmagic.errors import RunNotFound
+from podmagic.errors import PodmagicError, RunNotFound
 from podmagic.plan import build as plan_mod
 from podmagic.plan import reconcile
 from podmagic.run import store
 from podmagic.run.events import Event, Journal, Listener
 from podmagic.run.redact import Redactor
 from podmagic.spec import jobspec as spec_mod
+from podmagic.spec import schema, template
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,82 @@ def parse_assignments(items: Iterable[str], flag: str = "--var") -> tuple[tuple[
                                      source=flag)
         out.append((key, value))
     return tuple(out)
+
+
+def load_vars_file(path: Path) -> tuple[tuple[str, str], ...]:
+    """`--vars-file`: a JSON object of NAME: "string" (runpod-deploy's format); `--var` wins over it."""
+    flag = "--vars-file"
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise spec_mod.SpecError(f"{path} does not exist", source=flag) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise spec_mod.SpecError(f"cannot read {path}: {exc}", source=flag) from None
+    except json.JSONDecodeError as exc:
+        raise spec_mod.SpecError(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})",
+                                 source=flag) from None
+    if not isinstance(data, dict):
+        raise spec_mod.SpecError(f"{path}: the JSON root must be an object of NAME: \"value\"", source=flag)
+    out = []
+    for key, value in data.items():
+        if not spec_mod.IDENT_RE.match(key):
+            raise spec_mod.SpecError(f"{path}: key {key!r} must be a valid identifier", source=flag)
+        if not isinstance(value, str):
+            raise spec_mod.SpecError(f"{path}: the value of {key!r} must be a string, got "
+                                     f"{type(value).__name__} {value!r} (write \"{value}\")", source=flag)
+        out.append((key, value))
+    return tuple(out)
+
+
+def check_variables_used(spec: spec_mod.JobSpec, variables: Iterable[tuple[str, str]], flag: str) -> None:
+    """A `--var NAME=...` that no template of the spec refers to is a mistake (a typo, usually)."""
+    pairs = list(variables)
+    used = set(template.names(spec.text))
+    for _, value in [*spec.variables, *pairs]:
+        used.update(template.names(value))
+    known = sorted(used | {k for k, _ in spec.variables})
+    for key, _ in pairs:
+        if key in used:
+            continue
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f"; did you mean {close[0]}?" if close else (
+            f"; the spec uses {', '.join('{' + k + '}' for k in known)}" if known else
+            "; the spec uses no {templates}")
+        raise spec_mod.SpecError(f"{key}=...: no template in the spec uses {{{key}}}{hint}", source=flag)
+
+
+OVERRIDES = {
+    "cost_cap_usd": ("budget", float), "max_runtime_minutes": ("budget", int),
+    "ssh_ready_timeout_sec": ("budget", int), "gpu_order": ("pod", tuple), "datacenters": ("pod", tuple),
+    "cloud_type": ("pod", str),
+}
+"""Per-run overrides of the spec (runpod-deploy's run flags): key → (section, type)."""
+
+
+def apply_overrides(spec: spec_mod.JobSpec, overrides: Mapping[str, object]) -> spec_mod.JobSpec:
+    """The spec with command-line overrides applied (each checked as the YAML value would be)."""
+    sections: dict[str, dict[str, object]] = {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        section, kind = OVERRIDES[key]
+        flag = "--" + key.replace("_", "-")
+        if kind in (int, float) and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+            raise spec_mod.SpecError(f"must be > 0, got {value}", source=flag)
+        if key == "cloud_type" and value not in schema.CLOUD_TYPES:
+            raise spec_mod.SpecError(f"must be SECURE or COMMUNITY, got {value!r}", source=flag)
+        sections.setdefault(section, {})[key] = kind(value)
+    for section, values in sections.items():
+        spec = replace(spec, **{section: replace(getattr(spec, section), **values)})
+    return spec
+
+
+def check_backend(backend: str, options: Mapping[str, object]) -> None:
+    """What a backend needs from the command line; front ends call it before `start` makes a run directory
+    (not `prepare`, since an API caller may hand `execute` a configured backend)."""
+    if backend == "ssh" and not (options.get("host") or os.environ.get("PODMAGIC_SSH_HOST")):
+        raise PodmagicError("the ssh backend needs --host USER@HOST[:PORT] (or an ~/.ssh/config alias, or "
+                            "PODMAGIC_SSH_HOST)")
 
 
 def project_root(spec: spec_mod.JobSpec, config_dir: Path, *, is_file: bool) -> Path:
@@ -90,17 +169,22 @@ def prepare(text: str, *, cwd: Path, backend: str = "local", source: str = "cell
             default_name: str = "pod", config_path: str | None = None, is_file: bool = False,
             sweep: bool = False, canonical: bool = False,
             backend_options: Mapping[str, object] | None = None, suffix: str | None = None,
-            sweep_id: str | None = None) -> Prepared:
+            sweep_id: str | None = None, overrides: Mapping[str, object] | None = None) -> Prepared:
+    variables = tuple(tuple(v) for v in variables)
+    secret_variables = tuple(secret_variables)
+    overrides = {k: (list(v) if isinstance(v, tuple) else v) for k, v in (overrides or {}).items() if v is not None}
     backend_options = check_front_end_options(backend, dict(backend_options or {}))
     inputs = {
         "text": text, "cwd": str(cwd), "backend": backend, "source": source, "line_offset": line_offset,
         "variables": [list(v) for v in variables], "default_name": default_name, "config_path": config_path,
         "is_file": is_file, "sweep": sweep, "canonical": canonical, "backend_options": backend_options,
-        "sweep_id": sweep_id,
+        "sweep_id": sweep_id, "overrides": overrides,
     }
-    spec = spec_mod.parse(text, source=source, line_offset=line_offset)
+    spec = apply_overrides(spec_mod.parse(text, source=source, line_offset=line_offset), overrides)
+    check_variables_used(spec, variables, "--var/--sweep" if sweep else "--var")
+    check_variables_used(spec, secret_variables, "--secret-var")
     root = project_root(spec, cwd, is_file=is_file)
-    secret_pairs = tuple(secret_variables)
+    secret_pairs = secret_variables
     redactor = Redactor(v for _, v in secret_pairs)
     ctx = plan_mod.Context(
         project_root=root, config_dir=cwd.resolve(), run_suffix=suffix or run_suffix(), backend=backend,

@@ -1,5 +1,6 @@
 """A finished (or running) run as a Python object: what `%%pod -o NAME` binds.
 
+    result.wait()            blocks until the run ends; returns the Run itself
     result.manifest          the manifest dict (waits for the run to end)
     result.run_dir, result.log_path, result.log()
     result.json("metrics")   an artifact parsed as JSON
@@ -29,13 +30,16 @@ class Run:
     def done(self) -> bool:
         return (self.run_dir / store.MANIFEST).exists()
 
-    def wait(self, timeout: float | None = None) -> dict:
+    def wait(self, timeout: float | None = None) -> "Run":
+        """Block until the run ends; returns this Run (as `%pod wait` does), its manifest loaded."""
         self._manifest = follow.wait(self.run_dir, timeout)
-        return self._manifest
+        return self
 
     @property
     def manifest(self) -> dict:
-        return self._manifest or self.wait()
+        if self._manifest is None:
+            self.wait()
+        return self._manifest
 
     @property
     def failed(self) -> bool:

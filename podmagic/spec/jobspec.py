@@ -39,6 +39,8 @@ class SpecError(PodmagicError, ValueError):
 
     def __str__(self) -> str:
         message = self.message.replace("\r", "\\r").replace("\n", "\\n")  # always one line
+        if self.source.startswith("--"):  # a command-line flag has no line or column
+            return f"{self.source}: error: {message}"
         return f"{self.source}:{self.line}:{self.col}: error: {message}"
 
 
@@ -282,10 +284,10 @@ def _compose(text: str, source: str, line_offset: int) -> _Node | None:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = (exc.problem or exc.context or "invalid YAML").strip()
-        hint = ""
-        if "\\t" in problem or "'\\t'" in problem or "tab" in problem:
-            hint = " (YAML indentation must use spaces, not tabs)"
-        raise reader.error(f"invalid YAML: {problem}{hint}", mark) from None
+        line, hint = _yaml_hint(problem, text, mark.line)
+        if line != mark.line:
+            raise SpecError(f"invalid YAML: {hint}", line + 1 + line_offset, 1, source) from None
+        raise reader.error(f"invalid YAML: {problem}" + (f"; {hint}" if hint else ""), mark) from None
     except yaml.reader.ReaderError as exc:
         before = text[: exc.position]
         line, col = before.count("\n") + 1 + line_offset, exc.position - (before.rfind("\n") + 1) + 1
@@ -294,6 +296,37 @@ def _compose(text: str, source: str, line_offset: int) -> _Node | None:
     except yaml.YAMLError as exc:
         raise SpecError("invalid YAML: " + " ".join(str(exc).split()), 1 + line_offset, 1, source) from None
     return None if root is None else reader.node(root, "")
+
+
+_NO_SPACE = re.compile(r"^\s*(?:-\s+)?([A-Za-z_][\w.-]*):(?=[^\s/:])(\S*)")
+_VALUE_COLON = re.compile(r"^\s*(?:-\s+)?[A-Za-z_][\w.-]*:\s+[^'\"\s].*:\s")
+
+
+def _yaml_hint(problem: str, text: str, index: int) -> tuple[int, str]:
+    """A plain-words hint for PyYAML's terse errors: (0-based line to report, hint)."""
+    lines = text.splitlines()
+    if "\\t" in problem or "tab" in problem:
+        return index, "YAML indentation must use spaces, not tabs"
+    for i in range(min(index, len(lines) - 1), max(index - 3, -1), -1):
+        found = _NO_SPACE.match(lines[i]) if i >= 0 else None
+        if found:
+            key, rest = found.groups()
+            return i, (f"put a space after the colon: `{key}:{rest}` should be `{key}: {rest}` "
+                       "(without it YAML reads the line as one word)")
+    for i in range(min(index, len(lines) - 1), max(index - 2, -1), -1):
+        if re.match(r"^\s*-[^\s-]", lines[i]):
+            return i, "put a space after the dash of a list item: `- key: value`"
+    current = lines[index] if 0 <= index < len(lines) else ""
+    if "mapping values are not allowed" in problem:
+        if _VALUE_COLON.match(current):
+            return index, "a value holding ': ' must be quoted (e.g. `run: \"echo a: b\"`), or use `|` for a script"
+        return index, ("this line is indented more than the key above it; keys of one section must "
+                       "start in the same column")
+    if any(p in problem for p in ("expected <block end>", "did not find expected key",
+                                  "could not find expected ':'", "expected <block mapping start>")):
+        return index, ("the indentation of this line does not match the lines above it; keys of one "
+                       "section must start in the same column, and list items (`- `) under their key")
+    return index, ""
 
 
 def _check_depth(text: str, reader: _Reader) -> None:
@@ -326,7 +359,7 @@ class _Builder:
         values = {}
         for key, (key_node, value_node) in node.value.items():
             if key not in allowed:
-                raise self.fail(key_node, _unknown_key(path, key, allowed))
+                raise self.fail(key_node, _unknown_key(path, key, allowed, value_node))
             values[key] = value_node
             self.positions[f"{path}.{key}" if path else key] = Loc(value_node.line, value_node.col)
         return values
@@ -343,14 +376,31 @@ class _Builder:
         return _typed(self, node, kind, full)
 
 
-def _unknown_key(path: str, key: str, allowed: Mapping[str, str]) -> str:
+LEGACY_STOP = {"on_success": {True: "delete", False: "preserve"}, "on_failure": {True: "stop", False: "preserve"}}
+"""runpod-deploy 0.8.2's mapping of the removed `stop:` booleans onto `lifecycle:`."""
+
+
+def _unknown_key(path: str, key: str, allowed: Mapping[str, str], node: _Node | None = None) -> str:
     if path == "" and key == "stop":
         return ("`stop:` was removed in runpod-deploy 0.8.3; write "
-                "`lifecycle: {on_success: delete, on_failure: stop}` instead")
+                f"`lifecycle: {_lifecycle_from_stop(node)}` instead")
     close = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.6)
     where = f"`{path}`" if path else "the top level"
     hint = f"; did you mean `{close[0]}`?" if close else f"; expected one of: {', '.join(allowed)}"
     return f"unknown key `{key}` in {where}{hint}"
+
+
+def _lifecycle_from_stop(node: _Node | None) -> str:
+    """The `lifecycle:` block meaning what the user's `stop:` booleans meant (defaults for the rest)."""
+    given = node.value if node is not None and isinstance(node.value, dict) else {}
+    if node is not None and isinstance(node.value, bool):  # `stop: true` set both
+        given = {k: (None, node) for k in LEGACY_STOP}
+    actions = {"on_success": "delete", "on_failure": "stop"}
+    for key, mapping in LEGACY_STOP.items():
+        value = given.get(key, (None, None))[1]
+        if value is not None and isinstance(value.value, bool):
+            actions[key] = mapping[value.value]
+    return f"{{on_success: {actions['on_success']}, on_failure: {actions['on_failure']}}}"
 
 
 def _typed(b: _Builder, node: _Node, kind: str, path: str) -> Any:
@@ -483,7 +533,8 @@ def _lifecycle(b: _Builder, root: dict[str, _Node]) -> LifecycleSpec:
 def _telemetry(b: _Builder, root: dict[str, _Node]) -> TelemetrySpec:
     t, values = _section(b, root, "telemetry", TelemetrySpec)
     if t.sample_interval_sec < 5:
-        raise b.fail(values["sample_interval_sec"], "`telemetry.sample_interval_sec` must be ≥ 5")
+        raise b.fail(values["sample_interval_sec"],
+                     f"`telemetry.sample_interval_sec` must be ≥ 5 (seconds), got {t.sample_interval_sec}")
     return t
 
 
@@ -541,8 +592,13 @@ def _secrets(b: _Builder, root: dict[str, _Node]) -> tuple[SecretSpec, ...]:
     out = []
     for path, values, item in _items(b, root, "secrets"):
         kw = _fields(b, "secrets", path, values, item, ("name", "destination"))
-        if ("env" in kw) == ("file" in kw):
-            raise b.fail(item, f"`{path}` needs exactly one of `env: [VAR, ...]` or `file: PATH`")
+        if bool(kw.get("env")) == bool(kw.get("file")):
+            empty = " (`env: []` names no variable)" if "env" in kw and not kw["env"] else ""
+            raise b.fail(item, f"`{path}` needs exactly one of `env: [VAR, ...]` or `file: PATH`{empty}")
+        dest = kw["destination"]
+        if not (dest.startswith("/") or dest.startswith("{")):
+            raise b.fail(values["destination"], f"`{path}.destination` must be an absolute pod path (or start "
+                         f"with a template such as {{volume_mount}}), got {dest!r}; e.g. /workspace/secrets/env")
         for var in kw.get("env", ()):
             if not IDENT_RE.match(var):
                 raise b.fail(values["env"], f"`{path}.env` entry {var!r} is not a valid environment variable name")

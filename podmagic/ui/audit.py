@@ -7,6 +7,7 @@ one run or every stopped pod. The backend half is `backends.runpod.audit`.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from podmagic.errors import PodmagicError
@@ -37,8 +38,8 @@ def stale_text(rows: list[dict]) -> str:
     return table_text(rows, cols) + f"\nTOTAL: {len(rows)} stopped pods, ${total:.2f}/day (~${total * 30:.2f}/mo)"
 
 
-def cleanup(project_root: Path, run: str | None, all_stopped: bool) -> list[str]:
-    """Terminate the pod of one run, or every stopped pod; returns the pod ids terminated."""
+def cleanup(project_root: Path, run: str | None, all_stopped: bool, mode: str = "delete") -> list[str]:
+    """Terminate (or, mode stop, stop) the pod of one run, or terminate every stopped pod; the pod ids done."""
     from podmagic.backends.runpod.audit import cleanup_stopped
 
     if all_stopped:
@@ -47,5 +48,34 @@ def cleanup(project_root: Path, run: str | None, all_stopped: bool) -> list[str]
     pod_id = (rundir.pod() or {}).get("pod_id")
     if not pod_id:
         raise PodmagicError(f"run {rundir.run_id} has no pod recorded (no {rundir.POD})")
-    _api().terminate(pod_id)
+    if mode == "stop":
+        _api().stop(pod_id)
+    else:
+        _api().terminate(pod_id)
     return [pod_id]
+
+
+def state_file_pod(path: Path) -> str:
+    """The pod id of runpod-deploy's state file (`pod_id`, `id` or `podId`)."""
+    try:
+        data = json.loads(Path(path).expanduser().read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PodmagicError(f"state file {path} does not exist (no live pod recorded there)") from None
+    except (OSError, ValueError) as exc:
+        raise PodmagicError(f"cannot read state file {path}: {exc}") from None
+    pod_id = next((data.get(k) for k in ("pod_id", "id", "podId") if isinstance(data, dict) and data.get(k)), None)
+    if not isinstance(pod_id, str):
+        raise PodmagicError(f"state file {path} names no pod (expected a JSON object with pod_id)")
+    return pod_id
+
+
+def release(pod_id: str, mode: str, state_file: Path | None = None) -> str:
+    """Apply `mode` (delete or stop) to one pod; delete also removes the state file pointing at it."""
+    api = _api()
+    if mode == "stop":
+        api.stop(pod_id)
+        return f"stopped {pod_id}"
+    api.terminate(pod_id)
+    if state_file is not None:
+        Path(state_file).expanduser().unlink(missing_ok=True)
+    return f"terminated {pod_id}"

@@ -5,8 +5,9 @@
 [--fail-fast] [--force-fresh]` runs the cell's YAML. Without --detach it blocks until the run
 ends (interrupt = cancel), showing the live run view; at the end the view becomes static HTML
 (the manifest table and a log excerpt) with relaunch controls under it.
-`%pod runs|show|logs|stop|attach|wait|compare|ls-stale|cleanup|capture-env` work on the run
-store. Errors are one line, without a traceback.
+`%%pod --estimate` prints where the cell would land and at what price (nothing created).
+`%pod runs|show|logs|events|stop|attach|wait|compare|ls-stale|cleanup|capture-env` work on the run
+store; `%pod gpus` shows RunPod's GPUs × datacenters with stock and $/h. Errors are one line, without a traceback.
 """
 
 from __future__ import annotations
@@ -51,6 +52,12 @@ def _cell_parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-fast", action="store_true")
     p.add_argument("--canonical", action="store_true")
     p.add_argument("--force-fresh", action="store_true")
+    p.add_argument("--estimate", action="store_true")
+    p.add_argument("--vars-file")
+    p.add_argument("--cost-cap-usd", type=float)
+    p.add_argument("--max-runtime-minutes", type=int)
+    p.add_argument("--gpu-id")
+    p.add_argument("--datacenter-id")
     return p
 
 
@@ -82,6 +89,8 @@ class PodMagic(Magics):
         prepared = self._prepare(args, cell)
         for note in prepared.notes:
             print(f"{note.severity}: {note.message}", file=sys.stderr)
+        if args.estimate:
+            return self._estimate(prepared)
         if args.dry_run:
             print(describe(prepared.plan, prepared.redactor.mask))
             return None
@@ -108,8 +117,10 @@ class PodMagic(Magics):
         return args
 
     def _prepare_kw(self, args: argparse.Namespace) -> dict:
+        backend = api.resolve_backend(args.backend, self.backend)
+        api.check_backend(backend, {"host": args.host})
         return dict(
-            cwd=Path.cwd(), backend=api.resolve_backend(args.backend, self.backend), line_offset=1,
+            cwd=Path.cwd(), backend=backend, line_offset=1,
             secret_variables=api.parse_assignments(args.secret_var, "--secret-var"),
             default_name=_notebook_name(self.shell),
             backend_options={"host": args.host, "root": args.root, "force_fresh": args.force_fresh},
@@ -118,7 +129,19 @@ class PodMagic(Magics):
 
     def _prepare(self, args: argparse.Namespace, cell: str) -> api.Prepared:
         text = cell if not args.name else _with_name(cell, args.name)
-        return api.prepare(text, variables=api.parse_assignments(args.var, "--var"), **self._prepare_kw(args))
+        return api.prepare(text, variables=_variables(args), overrides=_overrides(args), **self._prepare_kw(args))
+
+    def _estimate(self, prepared: api.Prepared):
+        """`%%pod --estimate`: where the cell would land, at what price; nothing is created."""
+        from podmagic.ui import catalog
+
+        spec = prepared.spec
+        cat = catalog.fetch(spec.pod.cloud_type, spec.pod.gpu_count)
+        est = catalog.estimate(cat, datacenters=spec.pod.datacenters, gpu_order=spec.pod.gpu_order,
+                               timeout_sec=spec.budget.timeout_sec, cost_cap_usd=spec.budget.cost_cap_usd,
+                               assumed_rate=spec.budget.assumed_hourly_rate_usd, gpu_count=spec.pod.gpu_count)
+        print(catalog.estimate_text(est, cat.stock_known))
+        return est
 
     def _run_blocking(self, prepared: api.Prepared, secrets: dict[str, str]):
         from podmagic.ui.relaunch import RelaunchControls
@@ -181,8 +204,8 @@ class PodMagic(Magics):
             file_combos = sweep_mod.load_file(Path(args.sweep_file))
             combos = [{**a, **b} for a in (combos or [{}]) for b in file_combos]
         text = cell if not args.name else _with_name(cell, args.name)
-        sweep_id, shards = sweep_mod.prepare(text, combos, base_variables=api.parse_assignments(args.var, "--var"),
-                                             **self._prepare_kw(args))
+        sweep_id, shards = sweep_mod.prepare(text, combos, base_variables=_variables(args),
+                                             overrides=_overrides(args), **self._prepare_kw(args))
         for note in {n for s in shards for n in s.prepared.notes}:
             print(f"{note.severity}: {note.message}", file=sys.stderr)
         if args.dry_run:
@@ -209,13 +232,18 @@ class PodMagic(Magics):
             raise
         view.wait(5)
         done = [m for m in manifests if m]
-        display(HTML(_compare_html(done, title=f"sweep {sweep_id}: {len(done)} shards")))
+        display(HTML(_compare_html(done, title=f"sweep {sweep_id}: {_count(len(done), 'shard')}")))
         problems = compare_mod.consistency(done)
         for problem in problems:
             print(f"reproducibility check: {problem}", file=sys.stderr)
         failed = [m["run_id"] for m in done if m.get("failed")]
-        if failed:
-            raise PodError(f"sweep {sweep_id}: {len(failed)} of {len(shards)} shard(s) failed: {', '.join(failed)}")
+        cancelled = [_shard_name(s) for s in shards if s.state == "cancelled"]
+        if failed or cancelled:
+            parts = [f"{len(failed)} of {_count(len(shards), 'shard')} failed: {', '.join(failed)}"] if failed else []
+            if cancelled:
+                parts.append(f"{_count(len(cancelled), 'shard')} cancelled by --fail-fast, never started: "
+                             f"{', '.join(cancelled)}")
+            raise PodError(f"sweep {sweep_id}: " + "; ".join(parts))
         return None
 
     # ------------------------------------------------------------ %pod
@@ -223,11 +251,15 @@ class PodMagic(Magics):
     def _line(self, line: str):
         words = shlex.split(line)
         if not words:
-            raise PodError("%pod: give a command: runs, show, logs, stop, attach, wait, compare, capture-env")
+            raise PodError(f"%pod: give a command: {', '.join(LINE_COMMANDS)}")
         command, rest = words[0], words[1:]
         handler = getattr(self, "_cmd_" + command.replace("-", "_"), None)
         if handler is None:
-            raise PodError(f"%pod: unknown command {command!r}; try runs, show, logs, stop, attach, wait, compare, capture-env")
+            import difflib
+
+            close = difflib.get_close_matches(command, LINE_COMMANDS, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise PodError(f"%pod: unknown command {command!r}; {hint}commands: {', '.join(LINE_COMMANDS)}")
         return handler(rest)
 
     def _root(self) -> Path:
@@ -264,8 +296,36 @@ class PodMagic(Magics):
 
     def _cmd_stop(self, rest: list[str]):
         run_dir = self._find(rest)
+        state = store.run_summary(run_dir).get("state")
+        if state not in store.LIVE_STATES:
+            raise PodError(f"run {run_dir.name} already ended ({state or 'no status'}); nothing to stop"
+                           f" (%pod cleanup {run_dir.name} --yes terminates a pod it kept)")
         store.RunDir(run_dir).request_stop()
         print(f"asked {run_dir.name} to stop")
+
+    def _cmd_gpus(self, rest: list[str]):
+        """`%pod gpus [--datacenter DC] [--gpu TEXT] [--cloud-type C] [--no-prices]`: stock × $/h."""
+        from podmagic.ui import catalog
+
+        p = _Parser(prog="%pod gpus", add_help=False)
+        p.add_argument("--datacenter")
+        p.add_argument("--gpu")
+        p.add_argument("--cloud-type", choices=("SECURE", "COMMUNITY"), default="SECURE")
+        p.add_argument("--no-prices", action="store_true")
+        args = p.parse_args(rest)
+        cat = catalog.fetch(args.cloud_type)
+        rows = catalog.table(cat, args.datacenter, prices=not args.no_prices, gpu_filter=args.gpu)
+        if not cat.stock_known:
+            print("this RunPod client reports prices only; stock shows as ?", file=sys.stderr)
+        display(HTML(render.table_html(rows, catalog.table_columns(not args.no_prices))))
+        return rows
+
+    def _cmd_events(self, rest: list[str]):
+        from podmagic.run.events import read_events
+        from podmagic.ui import forensics
+
+        events = read_events(self._find(rest) / forensics.EVENTS)
+        print(forensics.timeline(events) if events else "(no events)")
 
     def _cmd_attach(self, rest: list[str]):
         run_dir = self._find(rest)
@@ -329,6 +389,8 @@ class PodMagic(Magics):
             raise PodError(str(exc)) from None
 
 
+LINE_COMMANDS = ("runs", "show", "logs", "events", "stop", "attach", "wait", "compare", "gpus", "ls-stale",
+                 "cleanup", "capture-env")
 CONTROLS: list = []
 FOLLOWERS: list = []
 SWEEPS: list = []
@@ -349,10 +411,41 @@ def _compare_html(manifests: list[dict], title: str = "compare") -> str:
     body = ""
     for row in rows:
         style = " style='background:#fff8c5'" if row["differs"] else ""
-        cells = "".join(f"<td style='font-family:monospace'>{html_mod.escape(str(v))}</td>" for v in row["values"])
+        cells = "".join(f"<td style='font-family:monospace'>{html_mod.escape(str(_first_line(v)))}</td>"
+                        for v in row["values"])
         body += f"<tr{style}><th style='text-align:left'>{row['field']}</th>{cells}</tr>"
     return (f"<div class='podmagic-compare'><b>{html_mod.escape(title)}</b>"
             f"<table><tr><th>field</th>{head}</tr>{body}</table></div>")
+
+
+def _first_line(value):
+    """A multi-line value (an error with a traceback) shows its first line in a table (`%pod show`: whole)."""
+    if isinstance(value, str) and "\n" in value.strip():
+        return value.strip().splitlines()[0] + " …"
+    return value
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _shard_name(shard) -> str:
+    return ",".join(f"{k}={v}" for k, v in shard.variables.items()) or "(no variables)"
+
+
+def _variables(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
+    from_file = api.load_vars_file(Path(args.vars_file)) if args.vars_file else ()
+    given = api.parse_assignments(args.var, "--var")
+    names = {k for k, _ in given}
+    return tuple((k, v) for k, v in from_file if k not in names) + given
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    if (args.gpu_id is None) != (args.datacenter_id is None):
+        raise PodError("%%pod: --gpu-id and --datacenter-id go together (both pin the placement)")
+    return {"cost_cap_usd": args.cost_cap_usd, "max_runtime_minutes": args.max_runtime_minutes,
+            "gpu_order": (args.gpu_id,) if args.gpu_id else None,
+            "datacenters": (args.datacenter_id,) if args.datacenter_id else None}
 
 
 def manifest_html_with_title(manifest: dict) -> str:

@@ -1,0 +1,68 @@
+"""The `podmagic` command line: the same runs as the cell, from a shell, and runpod-deploy's verbs.
+
+    podmagic run FILE [--var k=v] [--vars-file F] [--backend B] [--host H] [--detach] [--dry-run] ...
+    podmagic validate FILE [--check-local] [--check-availability] [--check-image] | plan FILE
+    podmagic attach RUN | wait RUN | logs RUN [-f] | logs --config FILE | stop RUN
+    podmagic runs | ls-runs | show RUN | events RUN | events-query | manifest-summary | compare A B
+    podmagic gpu-list | gpu-inventory FILE | gpu-prices | estimate FILE
+    podmagic ls-stale | cleanup RUN|--all-stopped|--state-file P | capture-env
+
+`podmagic COMMAND --help` explains each. Every command that takes a config file takes it as
+FILE or as runpod-deploy's `--config FILE`.
+
+Exit codes: 0 success; 1 the run failed (or `compare-runs` saw a failed run); 2 bad input
+(one line on stderr naming the fix; nothing was started and no run directory was written);
+3 a full stock-out (`gpu-inventory`, `validate --check-availability`); 130 interrupted.
+Job output goes to stdout, progress to stderr.
+
+May import everything under `podmagic` (it is a front end); argparse lives only here and in
+the magics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from podmagic import __version__
+from podmagic.errors import PodmagicError
+from podmagic.spec.jobspec import SpecError
+from podmagic.ui.cli import audit, catalog, forensics, runs
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the fix (exit 2), not the whole usage."""
+
+    def error(self, message: str):  # noqa: D401 - argparse hook
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="podmagic", description="Run %%pod specs (runpod-deploy YAML) from the shell.")
+    p.add_argument("--version", action="version", version=f"podmagic {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    for module in (runs, forensics, catalog, audit):
+        module.register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser()
+    try:
+        import argcomplete  # optional: `pip install 'podmagic[completion]'`
+
+        argcomplete.autocomplete(p)
+    except ImportError:
+        pass
+    args = p.parse_args(argv)
+    try:
+        return args.func(args)
+    except SpecError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except PodmagicError as exc:
+        print(f"podmagic {args.command}: {exc}", file=sys.stderr)
+        return getattr(exc, "exit_code", 2)
+    except KeyboardInterrupt:
+        print("\n[podmagic] interrupted", file=sys.stderr)
+        return 130
