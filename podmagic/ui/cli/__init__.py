@@ -22,6 +22,8 @@ the magics.
 from __future__ import annotations
 
 import argparse
+import difflib
+import re
 import sys
 
 from podmagic import __version__
@@ -34,7 +36,32 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line naming the fix (exit 2), not the whole usage."""
 
     def error(self, message: str):  # noqa: D401 - argparse hook
+        choice = re.match(r"argument (\S+): invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+        if choice:
+            options = re.findall(r"'([^']*)'", choice.group(3))
+            close = difflib.get_close_matches(choice.group(2), options, n=1)
+            what = "command" if choice.group(1) == "COMMAND" else choice.group(1)
+            message = (f"unknown {what} {choice.group(2)!r}" + (f"; did you mean {close[0]!r}?" if close else
+                                                                 f"; choose from {', '.join(options)}"))
+        else:
+            flag = re.match(r"unrecognized arguments: (--[\w-]+)", message)
+            known = _options(self, getattr(self, "command_line", sys.argv[1:])[:1])
+            close = difflib.get_close_matches(flag.group(1), known, n=1) if flag else []
+            if close:
+                message += f"; did you mean {close[0]}?"
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _options(p: argparse.ArgumentParser, command: list[str]) -> list[str]:
+    """The option strings of `p`, and of the subcommand named first on the command line."""
+    found = []
+    for action in p._actions:
+        found += action.option_strings
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                if not command or name in command:
+                    found += [o for a in child._actions for o in a.option_strings]
+    return found
 
 
 def parser() -> argparse.ArgumentParser:
@@ -48,6 +75,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     p = parser()
+    p.command_line = list(sys.argv[1:] if argv is None else argv)
     try:
         import argcomplete  # optional: `pip install 'podmagic[completion]'`
 
