@@ -50,6 +50,25 @@ def capture_env(project_root=None):
     return provenance.capture_env(_project(project_root))
 
 
+def metrics(run, project_root=".", source="user"):
+    """A run's metrics as a pandas DataFrame (a list of dicts without pandas).
+
+    `run` is a run id, unique prefix or run directory. `source="user"` (default) gives what the job
+    appended to `$PODMAGIC_METRICS` (the run directory's `user_metrics.jsonl`); `source="telemetry"`
+    gives the sampler's `metrics.jsonl` (runpod-deploy's columns: GPU, CPU, memory, disk).
+    """
+    from pathlib import Path
+
+    from podmagic.errors import PodmagicError
+    from podmagic.run import store, telemetry
+
+    if source not in ("user", "telemetry"):
+        raise PodmagicError(f"source must be 'user' or 'telemetry', got {source!r}")
+    run_dir = store.find_run(Path(project_root).resolve(), str(run))
+    rows = telemetry.user_metrics(run_dir) if source == "user" else telemetry.gpu_metrics(run_dir)
+    return _maybe_frame(rows)
+
+
 def _maybe_frame(rows):
     from podmagic.run.compare import frame
 

@@ -163,7 +163,7 @@ def test_a_read_only_user_sees_runs_but_cannot_stop_them(tmp_path):
         while _http(base + "runs", "tok") != 200:
             assert proc.poll() is None and time.monotonic() < deadline, "jupyter server did not come up"
             time.sleep(0.2)
-        for path in ("schema", "runs", "runs/a-1", "runs/a-1/log"):
+        for path in ("schema", "runs", "runs/a-1", "runs/a-1/log", "runs/a-1/metrics"):
             assert _http(base + path, None) == 403, path
             assert _http(base + path, "tok") == 200, path
         assert _http(base + "runs/a-1/stop", "tok", "POST") == 403

@@ -147,3 +147,50 @@ def test_diff_covers_staged_new_files_not_unstaged_ones(project):
     assert b"untracked, not staged" in data and digest
     git(project, "-c", "diff.noprefix=true", "config", "diff.noprefix", "true")
     assert provenance.local_git_diff(project)[1] == digest  # the user's diff config does not change the hash
+
+
+def _manifest(run_id, **kw):
+    base = {"run_id": run_id, "python_resolved": "3.12.1", "gpu_name": "NVIDIA H100 80GB HBM3",
+            "gpu_driver_version": "550.54.15",
+            "deploy_metadata": {"local_git_sha": "a" * 40, "payload_lockfile_sha256": "b" * 64,
+                                "local_git_diff_sha256": None}}
+    for key, value in kw.items():
+        if key == "diff":
+            base["deploy_metadata"] = {**base["deploy_metadata"], "local_git_diff_sha256": value}
+        else:
+            base[key] = value
+    return base
+
+
+def test_sweep_check_names_shards_whose_gpu_driver_or_diff_differ():
+    from podmagic.run.compare import consistency, side_by_side
+
+    runs = [_manifest("s0"), _manifest("s1"), _manifest("s2", gpu_name="NVIDIA A100 80GB PCIe"),
+            _manifest("s3", gpu_driver_version="535.104.05"), _manifest("s4", diff="c" * 64)]
+    problems = consistency(runs)
+    assert problems == [
+        "gpu_name differs: majority 'NVIDIA H100 80GB HBM3'; differing: s2 (NVIDIA A100 80GB PCIe)",
+        "gpu_driver_version differs: majority '550.54.15'; differing: s3 (535.104.05)",
+        f"deploy_metadata.local_git_diff_sha256 differs: majority None; differing: s4 ({'c' * 64})"]
+    assert consistency(runs[:2]) == []
+    fields = {r["field"]: r for r in side_by_side(runs)}
+    assert fields["gpu_name"]["differs"] and fields["deploy_metadata.local_git_diff_sha256"]["differs"]
+    assert {"gpu_count", "gpu_cuda_version", "uv_version", "remote_python_version"} <= set(fields)
+
+
+def test_podmagic_metrics_reads_a_run(tmp_path):
+    import podmagic
+    from podmagic.run import store
+
+    run_dir = store.runs_root(tmp_path) / "r-20260101T000000Z-abcd"
+    run_dir.mkdir(parents=True)
+    (run_dir / store.RunDir.USER_METRICS).write_text('{"step": 1, "loss": 0.4}\nnot json\n{"step": 2, "loss": 0.3}\n')
+    (run_dir / store.RunDir.METRICS).write_text('{"ts_utc": "t", "gpu_util_pct": null}\n')
+    store.write_json_atomic(run_dir / store.MANIFEST, {"run_id": run_dir.name})
+    rows = podmagic.metrics("r-2026", project_root=tmp_path)
+    records = rows.to_dict("records") if hasattr(rows, "to_dict") else rows
+    assert records == [{"step": 1, "loss": 0.4}, {"step": 2, "loss": 0.3}]
+    gpu = podmagic.metrics(run_dir, source="telemetry")
+    assert len(gpu) == 1
+    with pytest.raises(podmagic.errors.PodmagicError):
+        podmagic.metrics(run_dir, source="bogus")

@@ -13,11 +13,14 @@ from podmagic.run.store import status_word
 
 FIELDS = (
     "job_name", "status", "backend", "exit_code", "gpu_id", "datacenter_id", "gpu_price_per_hour_usd",
-    "wall_time_sec", "estimated_cost_usd", "python_version", "python_resolved", "deploy_metadata.local_git_sha",
-    "deploy_metadata.local_git_dirty", "deploy_metadata.payload_lockfile_sha256", "image", "spec_sha256",
-    "variables", "pod_final_state", "error",
+    "wall_time_sec", "estimated_cost_usd", "python_version", "python_resolved", "remote_python_version", "uv_version",
+    "gpu_name", "gpu_count", "gpu_memory_total_mb", "gpu_driver_version", "gpu_cuda_version",
+    "deploy_metadata.local_git_sha", "deploy_metadata.local_git_dirty", "deploy_metadata.local_git_diff_sha256",
+    "deploy_metadata.payload_lockfile_sha256", "image", "spec_sha256", "variables", "pod_final_state", "error",
 )
 TRIPOD = ("python_resolved", "deploy_metadata.payload_lockfile_sha256", "deploy_metadata.local_git_sha")
+RAN_ON = ("gpu_name", "gpu_driver_version", "deploy_metadata.local_git_diff_sha256")
+"""Also checked across shards: the GPU model, the driver and the uncommitted diff."""
 _VOLATILE = ("wall_time_sec", "estimated_cost_usd")
 
 
@@ -42,13 +45,14 @@ def differences(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str
 
 
 def consistency(manifests: Sequence[dict[str, Any]]) -> list[str]:
-    """The seed's check: every shard used the same interpreter, lockfile and git SHA.
+    """The seed's check: every shard used the same interpreter, lockfile and git SHA, and ran on the
+    same GPU model and driver with the same uncommitted diff.
 
     Returns one message per field that differs, naming the shards that differ
     from the majority. Empty when consistent.
     """
     problems = []
-    for field in TRIPOD:
+    for field in (*TRIPOD, *RAN_ON):
         values = [value(m, field) for m in manifests]
         counts: dict[str, int] = {}
         for v in values:

@@ -29,8 +29,7 @@ DISPLAY_KEYS = (
     ("exit_code", "exit code"), ("wall_time_sec", "wall time (s)"), ("pod_id", "pod"),
     ("gpu_id", "GPU"), ("datacenter_id", "datacenter"), ("gpu_price_per_hour_usd", "$/hour"),
     ("estimated_cost_usd", "estimated cost ($)"), ("python_version", "python requested"),
-    ("python_resolved", "python resolved"), ("remote_python_version", "pod python3"),
-    ("uv_version", "uv"), ("gpu_name", "GPU model"), ("gpu_count", "GPU count"),
+    ("python_resolved", "python resolved"), ("uv_version", "uv"), ("gpu_name", "GPU model"), ("gpu_count", "GPU count"),
     ("gpu_memory_total_mb", "GPU memory (MiB)"), ("gpu_driver_version", "driver"), ("gpu_cuda_version", "CUDA"),
     ("deploy_metadata.local_git_sha", "git SHA"),
     ("deploy_metadata.local_git_dirty", "git dirty"), ("deploy_metadata.local_git_diff_sha256", "git diff sha256"), ("deploy_metadata.local_git_branch", "git branch"),
@@ -73,7 +72,7 @@ def build(plan: Plan, outcome: Outcome) -> dict[str, Any]:
     wall = (outcome.ended_at or outcome.started_at) - outcome.started_at
     price = pod.price_per_hour_usd if pod else None
     req = plan.request
-    return {
+    manifest = {
         "schema_version": "v2",
         "pulled_at_utc": utc_iso(outcome.ended_at),
         "failed": outcome.failed,
@@ -112,8 +111,11 @@ def build(plan: Plan, outcome: Outcome) -> dict[str, Any]:
         "spec_sha256": plan.spec_sha256,
         "variables": {k: MASK if k in plan.secret_variables else v for k, v in plan.variables.items()},
         "podmagic_version": __version__,
-        **{k: outcome.telemetry.get(k) for k in TELEMETRY_KEYS},
     }
+    for key in TELEMETRY_KEYS:  # a key another step also records (the pod's python3) keeps its value over a null
+        if outcome.telemetry.get(key) is not None or key not in manifest:
+            manifest[key] = outcome.telemetry.get(key)
+    return manifest
 
 
 def lookup(manifest: dict[str, Any], dotted: str) -> Any:

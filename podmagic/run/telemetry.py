@@ -359,7 +359,7 @@ class Session:
         self.heartbeat_timeout_sec = heartbeat_timeout_sec
         self.started = False
         self._cpu: list[int] | None = None
-        self._polled = 0.0
+        self._polled: float | None = None
         self._user_seen = False
 
     @property
@@ -399,7 +399,7 @@ class Session:
     def poll(self, pod, force: bool = False) -> None:
         """In the follow loop: new sampler rows and job metrics, at most every POLL_SEC."""
         now = time.monotonic()
-        if not force and now - self._polled < POLL_SEC:
+        if not force and self._polled is not None and now - self._polled < POLL_SEC:
             return
         self._polled = now
         self._drain(pod, final=False)

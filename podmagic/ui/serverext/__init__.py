@@ -6,6 +6,7 @@ It serves, under the server's base URL and behind its authentication:
   GET  podmagic/runs                   the runs of the project, newest first
   GET  podmagic/runs/<run_id>          one run: summary, status and manifest
   GET  podmagic/runs/<run_id>/log      the tail of its run.log
+  GET  podmagic/runs/<run_id>/metrics  its GPU and job-metric series, thinned (ui/charts.series_payload)
   POST podmagic/runs/<run_id>/stop     ask the run to stop (RunDir.request_stop)
 
 The project root is the server's root_dir, or the git top level above it.

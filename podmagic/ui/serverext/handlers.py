@@ -84,6 +84,22 @@ class LogHandler(_Base):
         self.send(log_tail(run_dir, min(max(lines, 1), 2000)))
 
 
+class MetricsHandler(_Base):
+    """GET one run's series for sparklines: GPU util/mem % and each numeric metric of the job (thinned)."""
+
+    @tornado.web.authenticated
+    @authorized
+    def get(self, run_id: str) -> None:
+        from podmagic.ui.charts import series_payload
+
+        run_dir = self.run_dir(run_id)
+        try:
+            points = int(self.get_query_argument("points", "120"))
+        except ValueError as exc:
+            raise tornado.web.HTTPError(400, "points must be an integer") from exc
+        self.send(series_payload(run_dir, min(max(points, 2), 1000)))
+
+
 class StopHandler(_Base):
     """POST: ask a live run to stop (409 if it is not live); its runner polls the stop file."""
 
@@ -106,6 +122,7 @@ def register(web_app, project_root: Path) -> None:
         (r"/runs", RunsHandler),
         (rf"/runs/{RUN_ID}", RunHandler),
         (rf"/runs/{RUN_ID}/log", LogHandler),
+        (rf"/runs/{RUN_ID}/metrics", MetricsHandler),
         (rf"/runs/{RUN_ID}/stop", StopHandler),
     ]
     web_app.add_handlers(".*$", [(base + path, cls, args) for path, cls in routes])
