@@ -111,3 +111,19 @@ def test_charts_import_nothing_heavy():
             "print([m for m in ('ipywidgets', 'pandas', 'matplotlib', 'IPython', 'numpy') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_sweep_chart_and_last_values(tmp_path):
+    shards = {}
+    for i in range(2):
+        d = tmp_path / f"s{i}"
+        d.mkdir()
+        _append(d / store.RunDir.USER_METRICS, [{"step": s, "loss": 1.0 + i - s / 10, "acc": s / 10} for s in range(5)])
+        shards[f"lr={i}"] = d
+    shards["pending"] = None
+    svg, names = charts.sweep_chart(shards, "acc")
+    assert names == ["loss", "acc"] and ">acc<" in svg and "lr=0" in svg and "lr=1" in svg
+    default, _ = charts.sweep_chart(shards)
+    assert ">loss<" in default
+    assert charts.sweep_chart({"x": None}) == ("", [])
+    assert charts.last_values([{"step": 1, "loss": 0.5}, {"step": 2, "loss": 0.25}]) == "loss=0.25"

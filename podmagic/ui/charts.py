@@ -303,3 +303,18 @@ def series_payload(run_dir: Path, points: int = 120) -> dict[str, Any]:
     def pack(series: Mapping[str, Sequence[Point]]) -> dict[str, list[list[float]]]:
         return {name: [[x, y] for x, y in thin(p, points)] for name, p in series.items()}
     return {"run_id": Path(run_dir).name, "gpu": pack(gpu), "x": user["x"], "metrics": pack(user["series"])}
+
+
+def last_values(rows: Iterable[Mapping[str, Any]], limit: int = 3) -> str:
+    """`loss=0.31 acc=0.9`: the last value of each numeric metric (a sweep table cell)."""
+    found = numeric_series(rows)
+    parts = [f"{name}={_fmt(points[-1][1])}" for name, points in list(found["series"].items())[:limit]]
+    return " ".join(parts)
+
+
+def sweep_chart(shards: Mapping[str, Path | None], metric: str | None = None) -> tuple[str, list[str]]:
+    """One metric of every shard on one chart (shard label → run dir); returns (svg, metric names)."""
+    user = {label: telemetry.user_metrics(d) if d else [] for label, d in shards.items()}
+    names = metric_names(user.values())
+    chosen = metric if metric in names else (names[0] if names else None)
+    return (overlay(user, chosen) if chosen else ""), names
