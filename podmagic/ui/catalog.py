@@ -78,15 +78,26 @@ Source = Callable[..., Catalog]
 
 
 def fetch(cloud_type: str = "SECURE", gpu_count: int = 1, *, spot: bool = False) -> Catalog:
-    """The live catalogue from the RunPod backend (its API key, its base URL)."""
-    try:
-        from podmagic.backends.runpod import catalog as backend_catalog  # the REST v2 client (issue 18)
-    except ImportError:
-        backend_catalog = None
-    if backend_catalog is not None and hasattr(backend_catalog, "gpu_types"):
-        items = backend_catalog.gpu_types(cloud_type=cloud_type, gpu_count=gpu_count)
-        return from_gpu_types(items, cloud_type)
+    """The live catalogue from the RunPod backend (its API key, its base URL).
+
+    `podmagic.backends.runpod.catalog(cloud=..., gpu_count=...)` (the REST v2 client) gives
+    `GpuOffer`s with stock; a client without it gives prices only (`stock_known=False`).
+    """
+    from podmagic.backends import runpod as backend
+
+    offers = getattr(backend, "catalog", None)
+    if callable(offers):
+        return from_offers(offers(cloud=cloud_type, gpu_count=gpu_count), cloud_type)
     return _from_sdk(cloud_type, gpu_count)
+
+
+def from_offers(offers: Iterable[Any], cloud_type: str) -> Catalog:
+    """The backend's `GpuOffer`s (id, name, memory_gb, usd_per_hour(cloud), availability,
+    datacenters[id, availability]) → a Catalog."""
+    gpus = tuple(Gpu(o.id, o.name, o.memory_gb or None, o.usd_per_hour(cloud_type),
+                     _level(o.availability) if o.availability else None,
+                     {d.id: _level(d.availability) for d in o.datacenters}) for o in offers)
+    return Catalog(cloud_type, gpus, True)
 
 
 def _from_sdk(cloud_type: str, gpu_count: int) -> Catalog:
@@ -199,7 +210,9 @@ def inventory_text(report: list[DatacenterInventory], cat: Catalog) -> str:
 
 def did_you_mean(gpu: str, cat: Catalog) -> str:
     names = [g.id for g in cat.gpus]
-    close = difflib.get_close_matches(gpu, names, n=1, cutoff=0.5)
+    words = set(gpu.lower().split())
+    holding = sorted((n for n in names if words <= set(n.lower().split())), key=len)  # "RTX 4090" ⊂ "GeForce RTX 4090"
+    close = holding[:1] or difflib.get_close_matches(gpu, names, n=1, cutoff=0.5)
     return f"  (not a RunPod GPU id; did you mean {close[0]!r}?)" if close else "  (not a RunPod GPU id)"
 
 
