@@ -104,13 +104,14 @@ def test_describe_lists_phases_in_order_and_masks():
 
 def test_values_in_shell_text_arrive_literally_or_are_refused():
     hostile = "x'; touch CANARY; echo '$(id)"
-    p = plan_of("run: |\n  echo '{v}'\n  echo \"{v}\"\n  python train.py {args}\n",
+    p = plan_of("run: |\n  echo '{v}'\n  echo \"{v}\" {v}\n  python train.py {args}\n",
                 cli_variables=(("v", hostile), ("args", "--fp16 --bs 8")))
-    assert p.launch.body == ("echo 'x'\\''; touch CANARY; echo '\\''$(id)'\n"
-                             "echo \"x'; touch CANARY; echo '\\$(id)\"\npython train.py --fp16 --bs 8\n")
+    assert p.launch.body == ("export PODMAGIC_V_v=$'x\\'; touch CANARY; echo \\'$(id)'; "
+                             "echo ''\"${PODMAGIC_V_v}\"''\n"
+                             "echo \"${PODMAGIC_V_v}\" \"${PODMAGIC_V_v}\"\npython train.py --fp16 --bs 8\n")
     with pytest.raises(SpecError) as info:
-        plan_of("setup: [{command: 'ls'}]\nrun: |\n  echo ok\n  echo {v}\n", cli_variables=(("v", "$(id)"),))
-    assert (info.value.line, info.value.col) == (5, 8) and "quote it in the script" in info.value.message
+        plan_of("setup: [{command: 'ls'}]\nrun: |\n  echo ok {v}\n  echo $(( {v} ))\n", cli_variables=(("v", "$(id)"),))
+    assert (info.value.line, info.value.col) == (5, 12) and "arithmetic" in info.value.message
     # not shell text: markers and paths take values as they are (podmagic quotes them itself)
     assert plan_of("run: {body: x, success_marker: \"[{v}] done\"}\n", cli_variables=(("v", "a;b"),)
                    ).success_marker == "[a;b] done"

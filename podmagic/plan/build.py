@@ -186,23 +186,32 @@ def _pos(spec: JobSpec, path: str) -> tuple[int, int]:
 
 
 SHELL_FIELDS = ("setup[", "preflight[", "run.body")
-"""Fields that are shell text: values pasted into them follow `template`'s shell rule."""
+"""Fields that are shell text: values reach bash as data (`template.render_shell`); values that are
+not plain words are exported as `PODMAGIC_V_<name>` on the text's first line and referenced."""
 
 
 def _render(spec: JobSpec, path: str, text: str, variables: Mapping[str, str]) -> str:
     try:
-        return template.render(text, variables, shell=path.startswith(SHELL_FIELDS))
+        if path.startswith(SHELL_FIELDS):
+            return template.render_shell(text, variables).with_exports()
+        return template.render(text, variables)
     except (template.TemplateError, template.ShellValueError) as exc:
-        line, col = _locate(spec, spec.where(path), "{" + exc.name + "}")
+        line, col = _locate(spec, spec.where(path), text, exc.offset, "{" + exc.name + "}")
         raise SpecError(str(exc), line, col, spec.source) from None
 
 
-def _locate(spec: JobSpec, loc, token: str) -> tuple[int, int]:
-    """The first line at or after the value's start that holds `token`."""
+def _locate(spec: JobSpec, loc, text: str, offset: int, token: str) -> tuple[int, int]:
+    """Where the token at `offset` of the value is in the spec: its n-th occurrence from the value's start."""
+    nth = text[:offset].count(token)
     lines = spec.text.splitlines()
     for i in range(max(loc.line - 1 - spec.line_offset, 0), len(lines)):
-        if token in lines[i]:
-            return i + 1 + spec.line_offset, lines[i].index(token) + 1
+        start = loc.col - 1 if i == loc.line - 1 - spec.line_offset else 0
+        col = lines[i].find(token, start)
+        while col != -1:
+            if nth == 0:
+                return i + 1 + spec.line_offset, col + 1
+            nth -= 1
+            col = lines[i].find(token, col + 1)
     return loc.line, loc.col
 
 
