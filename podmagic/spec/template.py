@@ -171,6 +171,9 @@ _SHELLS = {"bash", "sh", "dash", "zsh", "ksh", "fish", "busybox"}
 _QUOTING = {"string": "dquote", "translated_string": "dquote", "raw_string": "squote",
             "ansi_c_string": "ansic", "comment": "comment"}
 _RESETS = {"command_substitution", "process_substitution"}
+_DECIDING = {*_QUOTING, *_RESETS, "heredoc_body", "heredoc_content", "heredoc_redirect", "expansion",
+             "arithmetic_expansion", "subscript", "test_command", "binary_expression", "command",
+             "declaration_command", "variable_assignment", "compound_statement", "c_style_for_statement"}
 _VALUE_FIX = "assign it to a variable first (X={v}) and use $X there"
 _PLAIN_FIX = f"make the value plain words or move {{v}} to ordinary arguments"
 
@@ -206,17 +209,21 @@ def _text(node, src: bytes) -> str:
 
 def _classify(root, src: bytes, start: int, end: int, name: str) -> _Context:
     v = "{" + name + "}"
-    if root.has_error:
-        line = _first_error_line(root)
-        return _Context("word", (f"is in shell text that does not parse as bash (near line {line})",
-                                 f"fix the syntax, or {_PLAIN_FIX.format(v=v)}"))
     node = root.descendant_for_byte_range(start, end)
+    error = _first_error(root) if root.has_error else None
+    if error is not None and (error.start_byte < end or node.has_error):  # text before {v} is trusted only
+        return _Context("word", (f"is in shell text that podmagic's bash parser cannot read (from line "
+                                 f"{error.start_point[0] + 1} of this text)",
+                                 f"fix the syntax if it is wrong, or {_PLAIN_FIX.format(v=v)}"))
     chain = []
     n = node
     while n is not None:
         chain.append(n)
         n = n.parent
     for n in chain:  # any ancestor can make a value code: arithmetic, eval, bash -c ...
+        if n.has_error and n.parent is not None and n.type in _DECIDING:
+            return _Context("word", ("is in shell text that podmagic's bash parser cannot read",
+                                     f"fix the syntax if it is wrong, or {_PLAIN_FIX.format(v=v)}"))
         refuse = _refusal(n, src, start, v)
         if refuse:
             return _Context("word", refuse)
@@ -281,14 +288,14 @@ def _heredoc_start(node, src: bytes) -> str | None:
     return None
 
 
-def _first_error_line(root) -> int:
+def _first_error(root):
     stack = [root]
     while stack:
         n = stack.pop()
         if n.type == "ERROR" or n.is_missing:
-            return n.start_point[0] + 1
-        stack.extend(reversed(n.children))
-    return 1
+            return n
+        stack.extend(reversed([c for c in n.children if c.has_error or c.type == "ERROR" or c.is_missing]))
+    return root
 
 
 def names(text: str) -> list[str]:
