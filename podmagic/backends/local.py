@@ -12,6 +12,7 @@ the same launcher the SSH backend uses.
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -77,6 +78,7 @@ class LocalPod:
         self.sandbox = sandbox
         self.paths = remote.PathMap(str(sandbox), mount)
         self.env = self._environment(cache_root)
+        self._launchers: dict[str, subprocess.Popen] = {}
 
     def _environment(self, cache_root: Path) -> dict[str, str]:
         env = {k: os.environ[k] for k in PASSTHROUGH if k in os.environ}
@@ -131,8 +133,18 @@ class LocalPod:
             Path(m.heartbeat_path).touch()
         launcher = Path(m.exit_path + ".launcher.sh")
         launcher.write_text(remote.launcher_script(m, launch.env))
-        subprocess.Popen(["bash", str(launcher)], cwd=self._cwd(None), env=self.env, stdin=subprocess.DEVNULL,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        self._launchers[m.exit_path] = subprocess.Popen(
+            ["bash", str(launcher)], cwd=self._cwd(None), env=self.env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def wait_exit(self, launch: Launch, timeout: float) -> int | None:
+        """Block up to `timeout` for the launcher (it exits right after writing the exit file)."""
+        proc = self._launchers.get(self.paths.path(launch.exit_path))
+        if proc is None:
+            time.sleep(timeout)
+        elif proc.poll() is None:
+            _wait_process(proc, timeout)
+        return self.exit_code(launch)
 
     def read_from(self, path: str, offset: int, limit: int = 1 << 20) -> bytes:
         try:
@@ -240,6 +252,23 @@ def _read_chunks(proc: subprocess.Popen, deadline: float):
         text = decoder.decode(data)
         if text:
             yield text
+
+
+def _wait_process(proc: subprocess.Popen, timeout: float) -> None:
+    """Wait for a child's exit: woken by the kernel (a pidfd) where there is one, else Popen's own poll."""
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        return
+    try:
+        if select.select([fd], [], [], timeout)[0]:
+            proc.wait()
+    finally:
+        os.close(fd)
 
 
 def _decoder():

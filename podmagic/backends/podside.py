@@ -4,7 +4,8 @@ Pure functions, shared by every backend:
 - `launcher_script`: starts the job in its own process group, writes its
   log, its exit code (atomically, at the end) and, when a watchdog ends the
   job, why. The watchdog lives in the launcher, on the pod, so a dead client
-  cannot leave a job running past its runtime cap or heartbeat limit.
+  cannot leave a job running past its runtime cap or heartbeat limit; it has a
+  process group of its own and is ended (sleep and all) when the job ends.
 - `kill_command`: ends the job's process group, then the launcher's.
 - `sampler_script`: the telemetry sampler. The launcher starts it beside
   the job when the start capture wrote it (`<control>/exit.sampler.sh`),
@@ -76,10 +77,11 @@ def launcher_script(launch: Launch, exports: dict[str, str] | None = None) -> st
         f"bash {q(launch.script_path)} > {q(launch.log_path)} 2>&1 < /dev/null &",
         "job=$!",
         f"echo $job > {q(c + '.pid')}",
-        "set +m",
         *_watchdog(launch),
+        "set +m",
         "wait $job",
         "rc=$?",
+        *(["kill -TERM -- -$watchdog 2>/dev/null"] if _watchdog(launch) else []),
         *_sampler_end(),
         f"echo $rc > {q(c + '.tmp')} && mv {q(c + '.tmp')} {q(c)}",
     ]
@@ -117,6 +119,7 @@ def _watchdog(launch: Launch) -> list[str]:
         "    fi",
         "  done",
         ") < /dev/null > /dev/null 2>&1 &",
+        "watchdog=$!  # a process group of its own (set -m): ended, sleep and all, when the job ends",
     ]
 
 

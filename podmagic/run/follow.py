@@ -1,9 +1,17 @@
-"""Following a run from its run directory, as events (for detach, attach, sweeps).
+"""Following a log by byte offset: the runner's copy of the pod log, and runs followed from their directory.
+
+`LogCopy` is the runner's one copy of the pod's log: bytes arrive by offset
+(while the job streams, then at teardown from the same offset), pass one
+incremental decoder and one stream masker, are appended to `run.log`, and
+the run's markers are matched as they stream, so each byte is read, decoded
+and masked once and memory stays flat however large the log.
 
 A `Follower` thread turns the files a runner writes (`run.log` by byte
-offset, `status.json`, the manifest) into the same events the runner emits,
-so one run view serves in-process and detached runs alike. `wait` blocks
-until the manifest exists.
+offset, in bounded reads, `status.json`, the manifest) into the same events
+the runner emits, so one run view serves in-process and detached runs alike.
+`wait` blocks until the manifest exists.
+
+Imports: `run.store`, `run.events`, `run.redact`, `errors`.
 """
 
 from __future__ import annotations
@@ -12,13 +20,67 @@ import codecs
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import IO, Callable, Iterable
 
 from podmagic.errors import PodmagicError
 from podmagic.run import store
 from podmagic.run.events import Event
+from podmagic.run.redact import StreamMasker
 
 INTERVAL = 0.25
+READ_LIMIT = 1 << 20
+"""Largest catch-up read, in bytes: a follower far behind reads many bounded chunks, never one huge one."""
+
+
+class LogCopy:
+    """The pod log copied once into the file `open_log()` appends to: by offset, decoded and masked as
+    one stream, markers matched."""
+
+    def __init__(self, open_log: Callable[[], IO[str]], masker: StreamMasker, markers: Iterable[str] = ()):
+        self._open_log = open_log
+        self.offset = 0
+        """Bytes of the pod's log consumed so far: where the next read starts."""
+        self.found: set[str] = set()
+        self._markers = tuple(m for m in markers if m)
+        self._keep = max((len(m) for m in self._markers), default=1) - 1
+        self._carry = ""
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._masker = masker
+        self._fh = None
+        self.finished = False
+
+    def open(self) -> "LogCopy":
+        """Create the file (empty until the job prints)."""
+        if self._fh is None:
+            self._fh = self._open_log()
+        return self
+
+    def feed(self, data: bytes) -> str:
+        """Consume the next bytes of the pod log; returns the masked text written."""
+        self.offset += len(data)
+        return self._write(self._masker.feed(self._decoder.decode(data)))
+
+    def finish(self) -> str:
+        """Flush what the decoder and masker held back and close the file (once)."""
+        if self.finished:
+            return ""
+        self.finished = True
+        try:
+            return self._write(self._masker.feed(self._decoder.decode(b"", final=True), final=True))
+        finally:
+            if self._fh is not None:
+                self._fh.close()
+
+    def _write(self, text: str) -> str:
+        if not text:
+            return text
+        self.open()._fh.write(text)
+        self._fh.flush()
+        if self._markers and len(self.found) < len(self._markers):
+            scan = self._carry + text
+            self.found.update(m for m in self._markers if m not in self.found and m in scan)
+            self._carry = scan[-self._keep:] if self._keep else ""
+        return text
 
 
 class Follower(threading.Thread):
@@ -65,14 +127,13 @@ class Follower(threading.Thread):
         try:
             with open(self.rundir.log_path, "rb") as fh:
                 fh.seek(self.offset)
-                data = fh.read()
+                while data := fh.read(READ_LIMIT):
+                    self.offset += len(data)
+                    text = self._decoder.decode(data)
+                    if text:
+                        self.listener(Event("output", {"text": text, "phase": "run"}))
         except FileNotFoundError:
             return
-        if data:
-            self.offset += len(data)
-            text = self._decoder.decode(data)
-            if text:
-                self.listener(Event("output", {"text": text, "phase": "run"}))
 
     def stop(self) -> None:
         self.done.set()

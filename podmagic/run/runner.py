@@ -12,7 +12,6 @@ The runner emits events and knows no widgets and no argparse.
 
 from __future__ import annotations
 
-import codecs
 import os
 import re
 import shlex
@@ -31,10 +30,15 @@ from podmagic.plan.build import Command, Plan
 from podmagic.run import manifest as manifest_mod
 from podmagic.run import provenance, store, telemetry
 from podmagic.run.events import Event, Listener, utc_iso
+from podmagic.run.follow import LogCopy
 from podmagic.run.manifest import Outcome
 from podmagic.run.redact import Redactor
 
-POLL_MIN, POLL_MAX = 0.05, 0.5
+POLL_MIN, POLL_MAX = 0.05, 0.25
+"""Exit-file polling for pods that cannot wait for the job's end; `POLL_MAX` also paces log reads."""
+CHECK_EVERY_SEC = 0.1
+"""While output keeps arriving, stop/deadline/heartbeat are checked at least this often."""
+HEARTBEAT_EVERY_SEC = 5.0
 STATUS_EVERY_SEC = 1.0
 HEARTBEAT_TIMEOUT_SEC = 600
 """The pod-side watchdog ends a job whose client has not touched its heartbeat for this long
@@ -67,6 +71,9 @@ class Runner:
         self.run_started = False
         self.job_done = False
         self._status_at = 0.0
+        self._log: LogCopy | None = None
+        self._deadline = float("inf")
+        self._checked_at = self._beat_at = 0.0
         self.manifest: dict | None = None
         self._held: list[int] = []
         """Interrupts that arrived during teardown, delivered once it is done."""
@@ -276,7 +283,10 @@ class Runner:
 
     def _run_job(self) -> None:
         launch = replace(self.plan.launch, heartbeat_timeout_sec=self.heartbeat_timeout_sec)
+        self._log = LogCopy(self.rundir.open_log, self.redactor.stream(),
+                            (self.plan.success_marker or "", *self.plan.failure_markers))
         self.pod.start(launch)
+        self._log.open()
         self.run_started = True
         self.emit("run_started", log_path=launch.log_path)
         code = self._follow(launch)
@@ -290,41 +300,56 @@ class Runner:
         self.outcome.failed = False
 
     def _follow(self, launch) -> int:
-        """Stream the log by byte offset until the exit-code file appears."""
-        offset, poll = 0, POLL_MIN
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        masker = self.redactor.stream()
-        deadline = time.monotonic() + self.plan.timeout_sec
-        last_beat = 0.0
-        with self.rundir.open_log() as local_log:
-            while True:
-                code = self.pod.exit_code(launch)
-                data = self.pod.read_from(launch.log_path, offset)
-                while data:
-                    offset += len(data)
-                    self._output(masker.feed(decoder.decode(data)), local_log)
-                    data = self.pod.read_from(launch.log_path, offset)
-                    poll = POLL_MIN
-                if code is not None:
-                    self._output(masker.feed(decoder.decode(b"", final=True), final=True), local_log)
-                    return code
-                self._check_stop()
-                if time.monotonic() > deadline:
-                    self.outcome.timed_out = True
-                    raise StepFailed(f"the run exceeded its time budget ({self.plan.timeout_sec / 60:.0f} min)")
-                if time.monotonic() - last_beat > 5:
-                    self.pod.heartbeat(launch)
-                    last_beat = time.monotonic()
-                self.telemetry.poll(self.pod)
-                self.emit("tick", elapsed=time.time() - self.outcome.started_at)
-                self._write_status()
-                time.sleep(poll)
-                poll = min(poll * 1.5, POLL_MAX)
+        """Stream the log by byte offset until the job's exit code is known.
 
-    def _output(self, text: str, local_log) -> None:
+        A pod that can wait for the job's end (`wait_exit`) is waited on between reads, so the end is
+        noticed at once; otherwise the exit file is polled, at most `POLL_MAX` apart. Stop, deadline
+        and heartbeat are checked between chunks too, however fast the job prints.
+        """
+        log = self._log
+        wait = getattr(self.pod, "wait_exit", None)
+        self._deadline = time.monotonic() + self.plan.timeout_sec
+        poll, code = POLL_MIN, None
+        while True:
+            if code is None:
+                code = self.pod.exit_code(launch)
+            if self._drain(launch.log_path, log, checked=launch):
+                poll = POLL_MIN
+            if code is not None:
+                self._output(log.finish())
+                return code
+            self._checks(launch)
+            code = wait(launch, POLL_MAX) if wait else _sleep(poll)
+            poll = min(poll * 1.5, POLL_MAX)
+
+    def _drain(self, path: str, log, checked=None) -> bool:
+        """Read the pod log from the copy's offset to its current end; whether anything came."""
+        got = False
+        while data := self.pod.read_from(path, log.offset):
+            got = True
+            self._output(log.feed(data))
+            if checked is not None:
+                self._checks(checked, every=CHECK_EVERY_SEC)
+        return got
+
+    def _checks(self, launch, every: float = 0.0) -> None:
+        now = time.monotonic()
+        if now - self._checked_at < every:
+            return
+        self._checked_at = now
+        self._check_stop()
+        if now > self._deadline:
+            self.outcome.timed_out = True
+            raise StepFailed(f"the run exceeded its time budget ({self.plan.timeout_sec / 60:.0f} min)")
+        if now - self._beat_at > HEARTBEAT_EVERY_SEC:
+            self.pod.heartbeat(launch)
+            self._beat_at = time.monotonic()
+        self.telemetry.poll(self.pod)
+        self.emit("tick", elapsed=time.time() - self.outcome.started_at)
+        self._write_status()
+
+    def _output(self, text: str) -> None:
         if text:
-            local_log.write(text)
-            local_log.flush()
             self.emit("output", text=text, phase="run")
             self._step_markers(text)
 
@@ -332,6 +357,8 @@ class Runner:
         """runpod-deploy's `__RUNPOD_STEP_START/DONE__name__` lines → events, once each."""
         scan = self._step_carry + text
         self._step_carry = scan[-200:]
+        if "__RUNPOD_STEP_" not in scan:  # a plain substring search is far cheaper than the regex
+            return
         for kind, name in STEP_MARKER.findall(scan):
             if (kind, name) not in self._steps_seen:
                 self._steps_seen.add((kind, name))
@@ -404,29 +431,30 @@ class Runner:
                                                "duration_sec": duration})
 
     def _pull_log(self, pull) -> int:
-        """The pod's log, masked, replaces the streamed copy (it is complete)."""
-        data, offset = b"", 0
-        while chunk := self.pod.read_from(pull.remote_path, offset):
-            data += chunk
-            offset += len(chunk)
-        if not data and self.rundir.log_path.exists():
-            return 0
-        text = self.redactor.mask(data.decode("utf-8", "replace"))
-        store.write_text_atomic(pull.local_path, text)
-        return len(data)
+        """The rest of the pod's log, from where streaming stopped, through the same masker (bytes moved)."""
+        log = self._log
+        before = log.offset
+        try:
+            self._drain(pull.remote_path, log)
+        finally:
+            self._output(log.finish())
+        return log.offset - before
 
     def _check_markers(self) -> None:
+        """Markers were matched while the log streamed (`LogCopy.found`)."""
         if self.outcome.failed:
             return
-        try:
-            text = self.rundir.log_path.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            text = ""
-        if self.plan.success_marker and self.plan.success_marker not in text:
+        found = self._log.found if self._log is not None else set()
+        if self.plan.success_marker and self.plan.success_marker not in found:
             self._fail(f"success marker {self.plan.success_marker!r} not found in the log")
-        hit = next((m for m in self.plan.failure_markers if m in text), None)
+        hit = next((m for m in self.plan.failure_markers if m in found), None)
         if hit:
             self._fail(f"failure marker {hit!r} found in the log")
+
+
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)
+    return None
 
 
 @contextmanager

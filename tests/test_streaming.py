@@ -1,0 +1,106 @@
+"""The log path: each byte read once (follow, then teardown from the same offset), markers matched
+while streaming, bounded reads, checks that run however fast a job prints, a watchdog that ends with
+its job. Figures (how fast) are measured by bench/, never asserted here."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+from podmagic.run import api
+from podmagic.run.events import Event
+from podmagic.run.follow import READ_LIMIT, Follower, LogCopy
+from podmagic.run.redact import Redactor
+
+from helpers import Recorder, run_spec
+
+
+def test_log_copy_matches_markers_and_masks_across_chunk_boundaries(tmp_path):
+    copy = LogCopy(lambda: (tmp_path / "run.log").open("a"), Redactor(["hunter22"]).stream(), ["ALL DONE", "Traceback"])
+    pieces = [b"step 1 hun", b"ter22 ok\nALL ", "DON".encode(), b"E\n", "caf\u00e9 ".encode()[:-2],
+              "caf\u00e9 ".encode()[-2:]]
+    shown = "".join(copy.feed(p) for p in pieces) + copy.finish()
+    assert copy.finish() == ""  # once only
+    text = (tmp_path / "run.log").read_text()
+    assert shown == text == "step 1 *** ok\nALL DONE\ncaf\u00e9 "
+    assert copy.found == {"ALL DONE"} and copy.offset == sum(map(len, pieces))
+
+
+def test_markers_are_matched_while_streaming(pod_env, project):
+    spec = ("staging: []\nrun:\n  success_marker: MARKER\n  body: |\n"
+            "    python3 -c \"import sys; sys.stdout.write('x' * 3000000 + 'MARK' + 'ER\\\\n')\"\n")
+    m, plan, _ = run_spec(spec, project)
+    assert not m["failed"], m["error"]
+    assert (plan.run_dir / "run.log").stat().st_size == 3000007
+
+
+def test_a_stop_is_honoured_while_the_job_prints_without_pause(pod_env, project):
+    cancel = threading.Event()
+    rec = Recorder()
+
+    def stop_once_output_flows(event: Event) -> None:
+        if event.kind == "output" and not cancel.is_set():
+            threading.Timer(0.5, cancel.set).start()
+
+    prepared = api.start(api.prepare("staging: []\nrun: yes podmagic-line\n", cwd=project))
+    box = {}
+    worker = threading.Thread(target=lambda: box.update(m=api.execute(
+        prepared, listeners=[rec, stop_once_output_flows], cancel=cancel)))
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive(), "the runner never checked the stop while output kept arriving"
+    assert box["m"]["failed"] and box["m"]["interrupted"]
+
+
+def test_teardown_continues_from_the_followers_offset(pod_env, project):
+    """A stopped run: the streamed part and the teardown's remainder join up, no line lost or repeated."""
+    cancel = threading.Event()
+    seen = []
+
+    def stop_at_first_output(event: Event) -> None:
+        if event.kind == "output":
+            seen.append(event.data["text"])
+            cancel.set()
+
+    body = ("    trap 'seq 20001 20100 | sed \"s/^/line /\"; exit 1' TERM\n"
+            "    for i in $(seq 1 20000); do echo line $i; done\n    sleep 30 & wait\n")
+    prepared = api.start(api.prepare(f"staging: []\nrun: |\n{body}", cwd=project))
+    manifest = api.execute(prepared, listeners=[stop_at_first_output], cancel=cancel)
+    assert manifest["interrupted"]
+    lines = (prepared.plan.run_dir / "run.log").read_text().splitlines()
+    assert lines[:20000] == [f"line {i}" for i in range(1, 20001)]
+    assert "".join(seen) == "\n".join(lines) + "\n"  # every byte shown once, teardown's part included
+
+
+def test_follower_catches_up_in_bounded_reads(tmp_path):
+    (tmp_path / "run.log").write_bytes(b"y" * (READ_LIMIT * 3 + 10))
+    sizes = []
+    follower = Follower(tmp_path, lambda e: sizes.append(len(e.data["text"])) if e.kind == "output" else None)
+    follower.poll()
+    assert sum(sizes) == READ_LIMIT * 3 + 10 and max(sizes) <= READ_LIMIT and len(sizes) == 4
+
+
+def _session_members(sid: int) -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":
+            found.append(int(pid))
+    return found
+
+
+def test_the_watchdog_ends_with_its_job(pod_env, project):
+    manifest, plan, _ = run_spec("staging: []\nrun: echo hi\nbudget: {max_runtime_minutes: 5}\n"
+                                 "lifecycle: {on_success: stop}\n", project)
+    assert not manifest["failed"]
+    pid_file = pod_env / "pods" / manifest["pod_id"] / (plan.launch.exit_path.lstrip("/") + ".launcher_pid")
+    launcher = int(pid_file.read_text())
+    deadline = time.monotonic() + 2  # the watchdog sleeps 5 s between checks: it must not outlive the job
+    while _session_members(launcher) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _session_members(launcher) == []
