@@ -104,3 +104,65 @@ def test_the_watchdog_ends_with_its_job(pod_env, project):
     while _session_members(launcher) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _session_members(launcher) == []
+
+
+SWEEP_OUTLIVES = """
+import os, sys
+from pathlib import Path
+from podmagic.run import sweep
+root = Path(sys.argv[1])
+sweep_id, shards = sweep.prepare("name: out-{i}\\nstaging: []\\nrun: sleep 0.3; echo shard {i}\\n",
+                                 [{"i": str(i)} for i in range(3)], cwd=root)
+sweep.Sweep(sweep_id, shards, root, max_parallel=1).start()
+print(sweep_id, flush=True)
+os._exit(0)  # the caller (a kernel) dies at once: started and pending shards go on
+"""
+
+
+def _wait_manifests(project, sweep_id, count, timeout=60):
+    from podmagic.run import store, sweep
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            dirs = sweep.load(project, sweep_id)
+        except Exception:  # noqa: BLE001 - not recorded yet
+            dirs = []
+        manifests = [store.read_json(d / store.MANIFEST) for d in dirs]
+        if len(manifests) == count and all(manifests):
+            return dirs, manifests
+        time.sleep(0.1)
+    raise AssertionError(f"sweep {sweep_id} did not finish")
+
+
+def test_a_sweeps_shards_run_in_one_host_that_outlives_its_caller(pod_env, project):
+    import subprocess
+    import sys
+
+    from podmagic.run import store
+
+    out = subprocess.run([sys.executable, "-c", SWEEP_OUTLIVES, str(project)], capture_output=True, text=True,
+                         timeout=60, check=True)
+    sweep_id = out.stdout.split()[0]
+    dirs, manifests = _wait_manifests(project, sweep_id, 3)
+    assert [m["failed"] for m in manifests] == [False] * 3
+    assert [(d / "run.log").read_text() for d in dirs] == [f"shard {i}\n" for i in range(3)]
+    owners = {store.read_json(d / store.STATUS)["owner_pid"] for d in dirs}
+    assert len(owners) == 1 and os.getpid() not in owners  # one host process ran every shard
+
+
+def test_stopping_a_sweep_stops_running_shards_and_cancels_pending_ones(pod_env, project):
+    from podmagic.run import sweep
+
+    sweep_id, shards = sweep.prepare("name: st-{i}\nstaging: []\nrun: echo up; sleep 60\n",
+                                     [{"i": str(i)} for i in range(3)], cwd=project)
+    sw = sweep.Sweep(sweep_id, shards, project, max_parallel=1).start()
+    deadline = time.monotonic() + 30
+    while not (sw.shards[0].run_dir and (sw.shards[0].run_dir / "run.log").exists()
+               and (sw.shards[0].run_dir / "run.log").read_text()):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    sw.stop()
+    manifests = sw.wait(60)
+    assert [s.state for s in sw.shards] == ["interrupted", "cancelled", "cancelled"]
+    assert manifests[0]["interrupted"] and manifests[1:] == [None, None]

@@ -92,6 +92,19 @@ class LocalPod:
         env["PODMAGIC_POD_ID"] = self.info.pod_id
         return env
 
+    def probe_key(self) -> list[object]:
+        """What the interpreter probe's answer depends on here, besides the plan (see run.probecache)."""
+        env = {k: v for k, v in self.env.items() if k not in ("HOME", "PODMAGIC_POD_ID")}
+        env["PATH"] = env["PATH"].replace(self.env["HOME"], "~")
+        stores = [self.env.get("UV_PYTHON_INSTALL_DIR", ""), *env["PATH"].split(":")]
+        return [env, [(p, _mtime_ns(p)) for p in stores if p and not p.startswith("~")]]
+
+    def stable_path(self, path: str) -> bool:
+        """An interpreter outside this pod's own sandbox that still exists (another run sees the same one)."""
+        real = os.path.realpath(path)
+        return os.path.isfile(real) and not real.startswith(str(self.sandbox) + os.sep) \
+            and not os.path.abspath(path).startswith(str(self.sandbox) + os.sep)
+
     def _cwd(self, workdir: str | None) -> str:
         cwd = self.paths.path(workdir) if workdir else self.env["HOME"]
         return cwd if os.path.isdir(cwd) else self.env["HOME"]
@@ -252,6 +265,13 @@ def _read_chunks(proc: subprocess.Popen, deadline: float):
         text = decoder.decode(data)
         if text:
             yield text
+
+
+def _mtime_ns(path: str) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
 
 
 def _wait_process(proc: subprocess.Popen, timeout: float) -> None:

@@ -2,7 +2,10 @@
 
 `spawn` starts `python -m podmagic.run.detached RUN_DIR` in a new session; the
 child re-prepares the run from the run directory's `launch.json` (same run
-id), executes it and exits. Secret variable values travel in the child's
+id), executes it and exits. `spawn_sweep` starts one such process for a whole
+sweep (`--sweep ROOT SWEEP_ID`): it imports podmagic once and runs every
+shard in a thread of its own (`sweep.host`), so a shard costs its job, not an
+interpreter. Secret variable values travel in the child's
 environment, never on disk. Front ends then follow the run directory
 (`follow.Follower`); a stop is a stop file, which the runner honours.
 """
@@ -11,8 +14,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+import traceback
 from pathlib import Path
 
 from podmagic.run import api, store
@@ -36,9 +42,94 @@ def spawn(prepared: api.Prepared, secret_values: dict[str, str] | None = None) -
     return proc.pid
 
 
+def spawn_sweep(root: Path, sweep_id: str, secret_values: dict[str, str] | None = None,
+                cwd: str | None = None):
+    """Start the host of a recorded sweep in a session of its own; returns a handle with `poll`/`wait`.
+
+    Where the system can fork, the host is a fork of this interpreter (podmagic already imported:
+    no start-up to pay); elsewhere a new interpreter (`--sweep ROOT SWEEP_ID`).
+    """
+    from podmagic.run.sweep import SWEEPS_DIR
+
+    log_path = store.runs_root(root) / SWEEPS_DIR / f"{sweep_id}.host.log"
+    if FORK:
+        return _fork_host(root, sweep_id, dict(secret_values or {}), cwd, log_path)
+    env = {**os.environ, SECRETS_ENV: json.dumps(secret_values or {})}
+    with open(log_path, "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "podmagic.run.detached", "--sweep", str(root), sweep_id],
+                                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                                cwd=cwd)
+
+
+FORK = hasattr(os, "fork") and sys.platform.startswith("linux") and not os.environ.get("PODMAGIC_SWEEP_SPAWN")
+"""Fork the sweep host (PODMAGIC_SWEEP_SPAWN=1 starts a new interpreter instead)."""
+
+
+class _Forked:
+    """A forked child, with the two methods of `Popen` the sweep uses."""
+
+    def __init__(self, pid: int):
+        self.pid, self.returncode = pid, None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                self.returncode = 0  # reaped elsewhere
+                return self.returncode
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"sweep host {self.pid}", timeout)
+            time.sleep(0.02)
+        return self.returncode
+
+
+def _fork_host(root: Path, sweep_id: str, secrets: dict[str, str], cwd: str | None, log_path: Path) -> _Forked:
+    from podmagic.run import sweep
+
+    pid = os.fork()
+    if pid:
+        return _Forked(pid)
+    code = 1
+    try:  # the child: detach from the caller's session and output, run the sweep, never return
+        os.setsid()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
+            signal.signal(sig, signal.SIG_DFL)
+        fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        sys.stdin = open(0, closefd=False)
+        sys.stdout = open(1, "w", buffering=1, closefd=False)
+        sys.stderr = open(2, "w", buffering=1, closefd=False)
+        if cwd:
+            os.chdir(cwd)
+        code = sweep.host(root, sweep_id, secrets)
+    except BaseException:  # noqa: BLE001 - the host's log is where its failure is told
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
 def main(argv: list[str]) -> int:
-    run_dir = Path(argv[0]).resolve()
     secrets = json.loads(os.environ.pop(SECRETS_ENV, "{}") or "{}")
+    if argv[:1] == ["--sweep"]:
+        from podmagic.run import sweep
+
+        return sweep.host(Path(argv[1]), argv[2], secrets)
+    run_dir = Path(argv[0]).resolve()
     prepared = api.reprepare(run_dir, secrets)
     try:
         manifest = api.execute(prepared)

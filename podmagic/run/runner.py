@@ -28,7 +28,7 @@ from podmagic.errors import StepFailed, Stopped
 from podmagic.plan import staging
 from podmagic.plan.build import Command, Plan
 from podmagic.run import manifest as manifest_mod
-from podmagic.run import provenance, store, telemetry
+from podmagic.run import probecache, provenance, store, telemetry
 from podmagic.run.events import Event, Listener, utc_iso
 from podmagic.run.follow import LogCopy
 from podmagic.run.manifest import Outcome
@@ -268,16 +268,30 @@ class Runner:
                   bytes_transferred=moved, duration_sec=round(time.monotonic() - started, 3))
 
     def _probe(self) -> None:
+        key = getattr(self.pod, "probe_key", lambda: None)()
+        if key is None:
+            answer = self._probe_pod()
+        else:
+            plan = self.plan
+            key = probecache.key_of([key, [c.command for c in (*plan.setup, *plan.preflight)], plan.python_version,
+                                     plan.probe.command, plan.probe.workdir,
+                                     probecache.pin_files([Path(p.source) for p in plan.staging])])
+            answer = probecache.cached(plan.project_root, key, self.pod.stable_path, self._probe_pod)
+        if answer:
+            self.outcome.python_resolved, self.outcome.python_resolved_path = answer
+            self.emit("python_resolved", requested=self.plan.python_version, resolved=answer[0], path=answer[1])
+
+    def _probe_pod(self) -> tuple[str, str] | None:
         try:
             result = self.pod.run(self.plan.probe.command, timeout=self.plan.probe.timeout_sec,
                                   workdir=self.plan.probe.workdir)
         except Exception:  # noqa: BLE001 - the probe is informative only
-            return
+            return None
         parts = result.output.strip().splitlines()[-1:] if result.exit_code == 0 else []
         if parts and len(parts[0].split(" ", 1)) == 2:
-            self.outcome.python_resolved, self.outcome.python_resolved_path = parts[0].split(" ", 1)
-            self.emit("python_resolved", requested=self.plan.python_version, resolved=self.outcome.python_resolved,
-                      path=self.outcome.python_resolved_path)
+            version, path = parts[0].split(" ", 1)
+            return version, path
+        return None
 
     # ------------------------------------------------------------ the job
 

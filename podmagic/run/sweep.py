@@ -1,10 +1,17 @@
 """Sweeps: one shard per combination of variables, run in parallel.
 
 Every shard is prepared (validated, reconciled) before any is started, so a
-bad combination costs nothing. Shards then start as detached runners, at
-most `max_parallel` at a time, each with its own run id and directory, under
-one sweep id recorded in `artifacts/runpod/.sweeps/<sweep_id>.json`. A failed
-shard does not stop the others unless `fail_fast`.
+bad combination costs nothing. `Sweep.start` then hands the whole sweep to
+one detached host process (`detached.spawn_sweep`): it imports podmagic
+once and runs the shards as threads, at most `max_parallel` at a time, each
+with its own run id and directory, under one sweep id recorded in
+`artifacts/runpod/.sweeps/<sweep_id>.json`. The host outlives the kernel, so
+a detached sweep's shards (started or pending) go on without it. The caller's
+`Sweep` follows that record. A failed shard does not stop the others unless
+`fail_fast`; a stop (`.sweeps/<sweep_id>.stop`) cancels pending shards and
+stops running ones.
+
+Imports: `run.api`, `run.detached`, `run.store`, `spec.jobspec`, `errors`.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from podmagic.run import api, detached, store
 from podmagic.spec.jobspec import IDENT_RE, SpecError, parse
 
 SWEEPS_DIR = ".sweeps"
+POLL_SEC = 0.05
 
 
 def grid(axes: Sequence[tuple[str, Sequence[str]]]) -> list[dict[str, str]]:
@@ -56,6 +64,10 @@ def new_sweep_id(name: str) -> str:
     return "sweep-" + store.slug(name) + "-" + api.run_suffix()
 
 
+TERMINAL = frozenset({"succeeded", "failed", "interrupted", "lost", "cancelled"})
+FAILED = frozenset({"failed", "interrupted", "lost"})
+
+
 @dataclass
 class Shard:
     variables: dict[str, str]
@@ -75,59 +87,53 @@ class Sweep:
     on_change: Callable[[], None] | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+    _host: object | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _ended: threading.Event = field(default_factory=threading.Event)
 
+    # -- the caller's side: hand the sweep to a host process, follow its record
     def start(self) -> "Sweep":
-        self._thread = threading.Thread(target=self._schedule, daemon=True, name=self.sweep_id)
+        self._record()
+        store.write_json_atomic(self.host_file(), {
+            "max_parallel": self.max_parallel, "fail_fast": self.fail_fast,
+            "shards": [{"variables": s.variables, "inputs": s.prepared.inputs} for s in self.shards],
+        })
+        self._host = detached.spawn_sweep(self.root, self.sweep_id, dict(self.secret_values),
+                                          cwd=str(self.shards[0].prepared.inputs["cwd"]))
+        self._thread = threading.Thread(target=self._observe, daemon=True, name=self.sweep_id)
         self._thread.start()
         return self
 
-    def _schedule(self) -> None:
-        pending = list(self.shards)
-        while pending or self.running():
-            if self._stop.is_set() or (self.fail_fast and self.any_failed()):
-                for shard in pending:
-                    shard.state = "cancelled"
-                pending = []
-            while pending and len(self.running()) < self.max_parallel:
-                self._launch(pending.pop(0))
-            self._refresh()
-            time.sleep(0.2)
-        self._refresh()
+    def _observe(self) -> None:
+        while True:
+            host_done = self._host is None or self._host.poll() is not None
+            self._refresh(host_done)
+            if all(s.state in TERMINAL for s in self.shards):
+                if not host_done:  # it exits right after its last record: reap it
+                    try:
+                        self._host.wait(5)
+                    except Exception:  # noqa: BLE001 - still writing: leave it be
+                        pass
+                return
+            time.sleep(POLL_SEC)
 
-    def _launch(self, shard: Shard) -> None:
-        shard.prepared = api.start(shard.prepared)
-        shard.run_dir = shard.prepared.plan.run_dir
-        shard.state = "running"
-        self._record()
-        detached.spawn(shard.prepared, dict(self.secret_values))
-
-    def _refresh(self) -> None:
-        for shard in self.shards:
-            if shard.run_dir is not None and shard.state == "running":
-                summary = store.run_summary(shard.run_dir)
-                if summary.get("state") in ("succeeded", "failed", "interrupted", "lost"):
-                    shard.state = summary["state"]
+    def _refresh(self, host_done: bool = False) -> None:
+        record = store.read_json(self.record_file()) or {}
+        for shard, row in zip(self.shards, record.get("shards", [])):
+            if row.get("run_id") and shard.run_dir is None:
+                shard.run_dir = store.runs_root(self.root) / row["run_id"]
+            if shard.run_dir is None:
+                shard.state = row["state"] if row.get("state") in TERMINAL else ("cancelled" if host_done else "pending")
+            elif shard.state not in TERMINAL:
+                state = store.run_summary(shard.run_dir).get("state")
+                shard.state = state if state in TERMINAL else ("lost" if host_done else "running")
         if self.on_change:
             self.on_change()
-
-    def running(self) -> list[Shard]:
-        return [s for s in self.shards if s.state == "running"]
-
-    def any_failed(self) -> bool:
-        return any(s.state in ("failed", "interrupted", "lost") for s in self.shards)
-
-    def _record(self) -> None:
-        folder = store.runs_root(self.root) / SWEEPS_DIR
-        folder.mkdir(parents=True, exist_ok=True)
-        store.write_json_atomic(folder / f"{self.sweep_id}.json", {
-            "sweep_id": self.sweep_id,
-            "shards": [{"variables": s.variables, "run_id": s.run_dir.name if s.run_dir else None}
-                       for s in self.shards],
-        })
 
     def stop(self) -> None:
         """Cancel shards not yet started and ask running ones to stop."""
         self._stop.set()
+        store.write_text_atomic(self.stop_file(), "stop requested\n")
         for shard in self.running():
             store.RunDir(shard.run_dir).request_stop()
 
@@ -135,8 +141,84 @@ class Sweep:
         self._thread.join(timeout)
         return self.manifests()
 
+    # -- the host's side: run the shards here, in threads
+    def run_here(self) -> None:
+        """Schedule and run every shard in this process (the host); returns when all have ended."""
+        pending, threads = list(self.shards), []
+        while pending or any(t.is_alive() for t in threads):
+            self._ended.wait(POLL_SEC)  # a shard that ends wakes the scheduler at once
+            self._ended.clear()
+            if self.stop_file().exists():
+                self._stop.set()
+            if self._stop.is_set() or (self.fail_fast and self.any_failed()):
+                for shard in pending:
+                    shard.state = "cancelled"
+                if pending:
+                    self._record()
+                pending = []
+            while pending and len(self.running()) < self.max_parallel:
+                threads.append(self._launch(pending.pop(0)))
+        self._record()
+
+    def _launch(self, shard: Shard) -> threading.Thread:
+        shard.state = "running"
+        thread = threading.Thread(target=self._execute, args=(shard,), daemon=True, name=f"shard-{id(shard)}")
+        thread.start()
+        return thread
+
+    def _execute(self, shard: Shard) -> None:
+        try:
+            shard.prepared = api.start(shard.prepared)
+            shard.run_dir = shard.prepared.plan.run_dir
+            self._record()
+            manifest = api.execute(shard.prepared, cancel=self._stop)
+            shard.state = "interrupted" if manifest.get("interrupted") else (
+                "failed" if manifest.get("failed") else "succeeded")
+        except BaseException:  # noqa: BLE001 - one shard's crash is that shard's failure
+            shard.state = "failed"
+        self._record()
+        self._ended.set()
+
+    # -- shared
+    def running(self) -> list[Shard]:
+        return [s for s in self.shards if s.state == "running"]
+
+    def any_failed(self) -> bool:
+        return any(s.state in FAILED for s in self.shards)
+
+    def record_file(self) -> Path:
+        return store.runs_root(self.root) / SWEEPS_DIR / f"{self.sweep_id}.json"
+
+    def host_file(self) -> Path:
+        return store.runs_root(self.root) / SWEEPS_DIR / f"{self.sweep_id}.host.json"
+
+    def stop_file(self) -> Path:
+        return store.runs_root(self.root) / SWEEPS_DIR / f"{self.sweep_id}.stop"
+
+    def _record(self) -> None:
+        with self._lock:
+            self.record_file().parent.mkdir(parents=True, exist_ok=True)
+            store.write_json_atomic(self.record_file(), {
+                "sweep_id": self.sweep_id,
+                "shards": [{"variables": s.variables, "run_id": s.run_dir.name if s.run_dir else None,
+                            "state": s.state} for s in self.shards],
+            })
+
     def manifests(self) -> list[dict[str, Any] | None]:
         return [store.read_json(s.run_dir / store.MANIFEST) if s.run_dir else None for s in self.shards]
+
+
+def host(root: Path, sweep_id: str, secret_values: Mapping[str, str]) -> int:
+    """The host process's work: re-prepare every shard from the host file and run them all here."""
+    plan = store.read_json(store.runs_root(root) / SWEEPS_DIR / f"{sweep_id}.host.json")
+    if plan is None:
+        raise RunNotFound(f"no sweep host file for {sweep_id!r} under {store.runs_root(root)}")
+    shards = [Shard(dict(row["variables"]), api.prepare_from(row["inputs"], secret_values))
+              for row in plan["shards"]]
+    sweep = Sweep(sweep_id, shards, Path(root), max_parallel=plan["max_parallel"], fail_fast=plan["fail_fast"],
+                  secret_values=secret_values)
+    sweep.run_here()
+    return 1 if sweep.any_failed() else 0
 
 
 def prepare(text: str, combos: Sequence[dict[str, str]], *, base_variables: Sequence[tuple[str, str]] = (),

@@ -1,0 +1,64 @@
+"""A cache of the interpreter probe's answer, for pods that can say when nothing changed.
+
+The probe (`uv python find` then the interpreter itself, ≈40 ms of CPU) asks which Python the
+project resolves to. A pod that offers `probe_key()` names everything on its side the answer can
+depend on (PATH, uv's settings, the state of uv's interpreter store); the runner adds its own
+side (setup and preflight commands, the pin, the probe command and workdir, the staged
+`.python-version` / `pyproject.toml`). With the same key, and the answer's interpreter still
+there and not inside a pod of its own (`pod.stable_path`), the answer is reused: a sweep's shards
+probe once, a repeated CLI run not at all. Pods that cannot tell (ssh, runpod) always probe.
+
+Kept in `<runs root>/.probe-cache.json`, entries a day at most. Imports: `run.store`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from podmagic.run import store
+
+FILE = ".probe-cache.json"
+MAX_AGE_SEC = 86400.0
+_locks: dict[str, threading.Lock] = {}
+_guard = threading.Lock()
+
+
+def key_of(parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def pin_files(sources: list[Path]) -> list[str]:
+    """Digests of the pin-bearing files at the top of each staged folder."""
+    out = []
+    for source in sources:
+        for name in (".python-version", "pyproject.toml", "uv.lock"):
+            path = Path(source) / name
+            if path.is_file():
+                out.append(f"{source}/{name}:{hashlib.sha256(path.read_bytes()).hexdigest()}")
+    return out
+
+
+def cached(project_root: Path, key: str, valid: Callable[[str], bool],
+           compute: Callable[[], tuple[str, str] | None]) -> tuple[str, str] | None:
+    """(version, path) for `key`: the cached answer when `valid(path)`, else `compute()` (stored once)."""
+    with _guard:
+        lock = _locks.setdefault(key, threading.Lock())
+    with lock:  # shards of one sweep start together: one probes, the others wait for its answer
+        path = store.runs_root(project_root) / FILE
+        entries = store.read_json(path) or {}
+        hit = entries.get(key)
+        if hit and time.time() - hit.get("at", 0) < MAX_AGE_SEC and valid(hit["path"]):
+            return hit["version"], hit["path"]
+        answer = compute()
+        if answer and valid(answer[1]):
+            entries = {k: v for k, v in (store.read_json(path) or {}).items()
+                       if time.time() - v.get("at", 0) < MAX_AGE_SEC}
+            entries[key] = {"version": answer[0], "path": answer[1], "at": time.time()}
+            path.parent.mkdir(parents=True, exist_ok=True)
+            store.write_json_atomic(path, entries)
+        return answer
