@@ -70,6 +70,17 @@ class Pod(Protocol):
 
     def exit_code(self, launch: Launch) -> int | None: ...
 
+    def wait_exit(self, launch: Launch, timeout: float) -> int | None:
+        """Block up to `timeout` seconds for the job's end, returning early when it ends; its exit code,
+        or None while it runs. Event-driven where the pod allows it, else a bounded poll."""
+
+    def probe_key(self) -> object | None:
+        """What the interpreter probe's answer depends on, on the pod's side (JSON-able), or None when
+        the pod cannot tell: then the probe always runs (see `run.probecache`)."""
+
+    def stable_path(self, path: str) -> bool:
+        """Whether an interpreter path from an earlier probe is still valid for this pod."""
+
     def heartbeat(self, launch: Launch) -> None: ...
 
     def kill(self, launch: Launch) -> None: ...

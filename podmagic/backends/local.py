@@ -151,7 +151,8 @@ class LocalPod:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
     def wait_exit(self, launch: Launch, timeout: float) -> int | None:
-        """Block up to `timeout` for the launcher (it exits right after writing the exit file)."""
+        """Block up to `timeout` for the launcher (it exits right after writing the exit file): woken by
+        the kernel through a pidfd, so the end is noticed at once."""
         proc = self._launchers.get(self.paths.path(launch.exit_path))
         if proc is None:
             time.sleep(timeout)

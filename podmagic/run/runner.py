@@ -35,7 +35,7 @@ from podmagic.run.manifest import Outcome
 from podmagic.run.redact import Redactor
 
 POLL_MIN, POLL_MAX = 0.05, 0.25
-"""Exit-file polling for pods that cannot wait for the job's end; `POLL_MAX` also paces log reads."""
+"""How long the follower waits on the pod between log reads: from POLL_MIN after output, growing to POLL_MAX."""
 CHECK_EVERY_SEC = 0.1
 """While output keeps arriving, stop/deadline/heartbeat are checked at least this often."""
 HEARTBEAT_EVERY_SEC = 5.0
@@ -268,7 +268,7 @@ class Runner:
                   bytes_transferred=moved, duration_sec=round(time.monotonic() - started, 3))
 
     def _probe(self) -> None:
-        key = getattr(self.pod, "probe_key", lambda: None)()
+        key = self.pod.probe_key()
         if key is None:
             answer = self._probe_pod()
         else:
@@ -316,12 +316,11 @@ class Runner:
     def _follow(self, launch) -> int:
         """Stream the log by byte offset until the job's exit code is known.
 
-        A pod that can wait for the job's end (`wait_exit`) is waited on between reads, so the end is
-        noticed at once; otherwise the exit file is polled, at most `POLL_MAX` apart. Stop, deadline
-        and heartbeat are checked between chunks too, however fast the job prints.
+        Between reads the pod is waited on (`wait_exit`, at most `POLL_MAX`), so the end is noticed as
+        soon as the pod can tell. Stop, deadline and heartbeat are checked between chunks too, however
+        fast the job prints.
         """
         log = self._log
-        wait = getattr(self.pod, "wait_exit", None)
         self._deadline = time.monotonic() + self.plan.timeout_sec
         poll, code = POLL_MIN, None
         while True:
@@ -333,7 +332,7 @@ class Runner:
                 self._output(log.finish())
                 return code
             self._checks(launch)
-            code = wait(launch, POLL_MAX) if wait else _sleep(poll)
+            code = self.pod.wait_exit(launch, poll)
             poll = min(poll * 1.5, POLL_MAX)
 
     def _drain(self, path: str, log, checked=None) -> bool:
@@ -464,11 +463,6 @@ class Runner:
         hit = next((m for m in self.plan.failure_markers if m in found), None)
         if hit:
             self._fail(f"failure marker {hit!r} found in the log")
-
-
-def _sleep(seconds: float) -> None:
-    time.sleep(seconds)
-    return None
 
 
 @contextmanager

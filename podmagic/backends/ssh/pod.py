@@ -138,6 +138,17 @@ class SSHPod:
         except ValueError:
             return None
 
+    def wait_exit(self, launch: Launch, timeout: float) -> int | None:
+        """A bounded poll of the exit file (one round trip after `timeout`)."""
+        time.sleep(timeout)
+        return self.exit_code(launch)
+
+    def probe_key(self) -> None:
+        return None  # the host can change under us unseen: always probe
+
+    def stable_path(self, path: str) -> bool:
+        return False
+
     def ended_by(self, launch: Launch) -> str | None:
         """Who ended the run early (`watchdog:max_runtime`, `interrupted`, ...), if anyone."""
         text = self.read_from(launch.exit_path + ".ended_by", 0, 256).decode(errors="replace").strip()
