@@ -1,4 +1,4 @@
-"""The RunPod backend end to end: real `runpod` SDK, simulator, real sshd pods."""
+"""The RunPod backend end to end: the REST v2 client, the simulator (held to openapi.json), real sshd pods."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ import pytest
 from podmagic.backends.base import BackendError, CapacityError, Launch, PodRequest
 from podmagic.testing.sim.catalog import NO_RESOURCES
 from podmagic.testing.sim.runpod import RunPodSimulator, Timing
+from podmagic.backends.runpod.backend import RunPodBackend
+from podmagic.backends.runpod.wait import PodGone, SSHNotReady
 
-runpod = pytest.importorskip("runpod")
-
-from podmagic.backends.runpod.backend import RunPodBackend  # noqa: E402
-from podmagic.backends.runpod.wait import PodGone, SSHNotReady  # noqa: E402
+from runpod_helpers import finish_sim, sim  # noqa: F401 - the fixture
 
 H100, A100, L40S = "NVIDIA H100 80GB HBM3", "NVIDIA A100 80GB PCIe", "NVIDIA L40S"
 EU, US = "EU-RO-1", "US-MD-1"
@@ -31,16 +30,6 @@ class Events(list):
         return [d for k, d in self if k == kind]
 
 
-@pytest.fixture
-def sim(tmp_path, monkeypatch):
-    simulator = RunPodSimulator(tmp_path / "sim", timing=Timing(0.2, 0.1, 0.0)).start()
-    monkeypatch.setenv("RUNPOD_API_BASE_URL", simulator.base_url)
-    monkeypatch.setenv("RUNPOD_API_KEY", simulator.api_key)
-    monkeypatch.setattr(runpod, "api_key", None)
-    yield simulator
-    simulator.stop()
-
-
 def request(sim, tmp_path, run_id="job-20261126T120000Z-ab12", **kw) -> PodRequest:
     kw.setdefault("datacenters", (EU, US))
     kw.setdefault("gpu_order", (H100, A100))
@@ -51,6 +40,7 @@ def request(sim, tmp_path, run_id="job-20261126T120000Z-ab12", **kw) -> PodReque
 
 
 def backend(**kw) -> RunPodBackend:
+    kw.setdefault("lost_create_sec", 1.0)
     return RunPodBackend(poll=(0.05, 0.2), retry_delays=(0.05,) * 4, **kw)
 
 
@@ -58,7 +48,8 @@ def test_provision_run_and_delete(sim, tmp_path):
     events, req = Events(), request(sim, tmp_path)
     pod = backend().provision(req, events)
     assert (pod.info.gpu_id, pod.info.datacenter_id) == (H100, EU)
-    assert pod.info.price_per_hour_usd == runpod.get_gpu(H100)["securePrice"]
+    from podmagic.backends.runpod import catalog
+    assert pod.info.price_per_hour_usd == catalog([H100])[0].usd_per_hour("SECURE") == 2.99
     assert [h["state"] for h in events.of("pod_handle")] == ["provisioning", "starting"]
     assert {h["pod_id"] for h in events.of("pod_handle")} == {pod.info.pod_id}
     assert pod.run("echo hi", timeout=10).output == "hi\n"
@@ -92,13 +83,10 @@ def test_failover_is_datacenter_major_and_capacity_only(sim, tmp_path):
 
 
 def test_other_create_errors_are_fatal(sim, tmp_path):
-    sim.inject("podFindAndDeployOnDemand", message="Image not found: bad/image")
-    with pytest.raises(BackendError, match="Image not found"):
+    sim.inject("createPod", status=402, message="insufficient balance")
+    with pytest.raises(BackendError, match="HTTP 402.*insufficient balance"):
         backend().provision(request(sim, tmp_path), Events())
-    assert sim.call_count("podFindAndDeployOnDemand") == 1 and sim.live_pods() == []
-    with pytest.raises(BackendError, match="refusing to send image"):
-        backend().provision(request(sim, tmp_path, image='img" } }'), Events())
-    assert sim.call_count("podFindAndDeployOnDemand") == 1
+    assert sim.call_count("createPod") == 1 and sim.live_pods() == []
 
 
 def test_ssh_never_ready_terminates_the_pod(sim, tmp_path):
@@ -123,14 +111,14 @@ def test_slow_sshd_is_probed_with_backoff(sim, tmp_path):
 
 
 def test_5xx_during_create_and_terminate_leaks_nothing(sim, tmp_path):
-    sim.inject("podFindAndDeployOnDemand", status=502)
-    sim.inject("podFindAndDeployOnDemand", status=504, apply=True)
+    sim.inject("createPod", status=502)
+    sim.inject("createPod", status=504, apply=True)
     events = Events()
     pod = backend().provision(request(sim, tmp_path), events)
     assert [p["id"] for p in sim.live_pods()] == [pod.info.pod_id]   # adopted, not duplicated
-    assert len(events.of("api_retry")) == 1
-    sim.inject("podTerminate", times=2, status=500)
-    sim.inject("podTerminate", status=502, apply=True)
+    assert sim.call_count("createPod") == 2 and events.of("api_retry")
+    sim.inject("podAction:terminate", times=2, status=500)
+    sim.inject("podAction:terminate", status=502, apply=True)
     assert pod.release("delete") == "TERMINATED"
     assert sim.live_pods() == []
 
@@ -144,7 +132,7 @@ def test_pod_killed_mid_run_is_noticed_quickly(sim, tmp_path):
     with pytest.raises(PodGone):
         pod.read_from("/workspace/log", 0)
     assert time.monotonic() - started < 5
-    assert events.of("pod_killed_unexpected")[0]["desired_status"] == "EXITED"
+    assert events.of("pod_killed_unexpected")[0]["status"] == "EXITED"
     assert pod.release("delete") == "TERMINATED"       # a dead EXITED pod still bills disk
     assert sim.live_pods() == []
 
@@ -177,14 +165,14 @@ def test_recycle_resumes_then_drift_replaces(sim, tmp_path):
 
     events = Events()
     third = backend().provision(request(sim, tmp_path, "job-20261126T120004Z-ab16", options=opts,
-                                        image="runpod/pytorch:2.5.0"), events)
+                                        image="runpod/pytorch:2.3.1-py3.11-cuda12.1.1-devel-ubuntu22.04"), events)
     assert third.info.pod_id != first.info.pod_id and not third.info.resumed
     assert events.of("recycle_drift")
     assert sim.pod(first.info.pod_id)["desired_status"] == "TERMINATED"
     third.release("recycle")
 
     fresh = backend(force_fresh=True).provision(
-        request(sim, tmp_path, "job-20261126T120005Z-ab17", options=opts, image="runpod/pytorch:2.5.0"), Events())
+        request(sim, tmp_path, "job-20261126T120005Z-ab17", options=opts, image="runpod/pytorch:2.3.1-py3.11-cuda12.1.1-devel-ubuntu22.04"), Events())
     assert fresh.info.pod_id != third.info.pod_id
     assert sim.pod(third.info.pod_id)["desired_status"] == "TERMINATED"
     fresh.release("delete")
@@ -199,10 +187,11 @@ def test_watchdog_terminates_the_pod_itself(sim, tmp_path):
                     max_runtime_sec=1, watchdog_interval_sec=0.2)
     pod.start(launch)
     deadline = time.monotonic() + 15
-    while sim.pod(pod.info.pod_id)["desired_status"] != "TERMINATED":
+    by_pod = lambda: [c for c in sim.calls if c.by_pod == pod.info.pod_id]  # noqa: E731
+    while sim.pod(pod.info.pod_id)["desired_status"] != "TERMINATED" or not by_pod():
         assert time.monotonic() < deadline, sim.pod(pod.info.pod_id)
         time.sleep(0.1)
-    assert any(c.by_pod == pod.info.pod_id and c.operation == "podTerminate" for c in sim.calls)
+    assert [(c.operation, c.status) for c in by_pod()] == [("podAction:terminate", 204)]
     assert pod.release("stop") == "TERMINATED"
 
 
@@ -276,4 +265,4 @@ def test_network_volume_pins_the_datacenter_and_persists(tmp_path, monkeypatch):
                                 Events())
         assert sim.live_pods() == []
     finally:
-        sim.stop()
+        finish_sim(sim)

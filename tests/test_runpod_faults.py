@@ -23,10 +23,7 @@ import time
 import pytest
 
 from podmagic.testing.sim.runpod import RunPodSimulator, Timing
-
-runpod = pytest.importorskip("runpod")
-
-from podmagic.backends.runpod.backend import RunPodBackend  # noqa: E402
+from podmagic.backends.runpod.backend import RunPodBackend
 
 RUNS = int(os.environ.get("PODMAGIC_FAULT_RUNS", "30"))
 SEED = int(os.environ.get("PODMAGIC_FAULT_SEED", str(int(time.time()))))
@@ -54,17 +51,17 @@ def _arm(sim: RunPodSimulator, faults: set[str]) -> None:
     if "never_ready" in faults:
         sim.set_timing(provision_sec=float("inf"))
     if "create_5xx" in faults:
-        sim.inject("podFindAndDeployOnDemand", status=502)
+        sim.inject("createPod", status=502)
     if "create_lost" in faults:
-        sim.inject("podFindAndDeployOnDemand", status=504, apply=True)
+        sim.inject("createPod", status=504, apply=True)
     if "terminate_5xx" in faults:
-        sim.inject("podTerminate", times=2, status=500)
+        sim.inject("podAction:terminate", times=2, status=500)
     if "terminate_lost" in faults:
-        sim.inject("podTerminate", status=502, apply=True)
+        sim.inject("podAction:terminate", status=502, apply=True)
     if "stop_5xx" in faults:
-        sim.inject("podStop", status=503)
+        sim.inject("podAction:stop", status=503)
     if "get_5xx" in faults:
-        sim.inject("pod", times=2, status=502)
+        sim.inject("getPod", times=2, status=502)
 
 
 def _killer(sim: RunPodSimulator, run_dir) -> threading.Thread:
@@ -96,7 +93,8 @@ def _one_run(sim, project, i: int, rng: random.Random):
     prepared = api.start(api.prepare(text, cwd=project, backend="runpod"))
     run_dir = prepared.plan.run_dir
     killer = _killer(sim, run_dir) if "kill" in faults and "never_ready" not in faults else None
-    backend = RunPodBackend(key_path=str(sim.client_key), poll=(0.02, 0.1), retry_delays=(0.02,) * 4)
+    backend = RunPodBackend(key_path=str(sim.client_key), poll=(0.02, 0.1), retry_delays=(0.02,) * 4,
+                            lost_create_sec=1.0)
     t0 = time.monotonic()
     manifest = api.execute(prepared, backend=backend)
     if killer:
@@ -117,6 +115,7 @@ def test_randomised_fault_injection_leaks_nothing_and_loses_no_line(tmp_path, pr
         live = {p["id"]: p["desired_status"] for p in sim.live_pods()}
     finally:
         sim.stop()
+    assert sim.contract.violations == [], sim.contract.violations[:5]
     context = f"seed={SEED}"
     kept = set()
     full = [f"line {n}" for n in range(LINES)]

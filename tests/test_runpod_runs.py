@@ -1,7 +1,8 @@
 """Whole `%%pod` runs on the RunPod backend, through the runner, against the simulator.
 
-The simulator's pods are real sshd hosts whose "image" provides uv on PATH
-and an offline Python mirror, so the pin really runs.
+The simulator's pods are real sshd hosts booted as RunPod boots them: the seed's image
+(`runpod/pytorch:2.4.0...`) has no uv, sessions get a bare environment, and an offline Python
+mirror stands in for the internet, so podmagic installs uv and the pin really runs.
 """
 
 from __future__ import annotations
@@ -17,11 +18,9 @@ import pytest
 from helpers import git_project
 
 from podmagic.run.events import read_events
-from podmagic.testing.sim.runpod import RunPodSimulator, Timing
+from podmagic.backends.runpod.backend import RunPodBackend
 
-runpod = pytest.importorskip("runpod")
-
-from podmagic.backends.runpod.backend import RunPodBackend  # noqa: E402
+from runpod_helpers import finish_sim, image_env_for, start_sim
 
 TRAIN = """import os, sys, time
 print("hello from", sys.version.split()[0], flush=True)
@@ -47,21 +46,14 @@ lifecycle: {{on_success: delete, on_failure: {on_failure}}}
 
 @pytest.fixture
 def image_env(python_mirror, uv_python_dir, tmp_path) -> dict[str, str]:
-    """What a warm pod image provides: uv on PATH and an interpreter source (conftest's mirror)."""
-    from uv import find_uv_bin
-
-    return {"UV_PYTHON_DOWNLOADS_JSON_URL": python_mirror, "UV_PYTHON_INSTALL_DIR": str(uv_python_dir),
-            "UV_CACHE_DIR": str(tmp_path / "uv-cache"),
-            "PATH": f"{Path(find_uv_bin()).parent}:/usr/local/bin:/usr/bin:/bin"}
+    return image_env_for(python_mirror, uv_python_dir, tmp_path)
 
 
 @pytest.fixture
 def sim(tmp_path, monkeypatch, image_env):
-    simulator = RunPodSimulator(tmp_path / "sim", timing=Timing(0.2, 0.1, 0.0), image_env=image_env).start()
-    monkeypatch.setenv("RUNPOD_API_BASE_URL", simulator.base_url)
-    monkeypatch.setenv("RUNPOD_API_KEY", simulator.api_key)
+    simulator = start_sim(tmp_path, monkeypatch, image_env=image_env)
     yield simulator
-    simulator.stop()
+    finish_sim(simulator)
 
 
 def _project(root: Path) -> Path:
@@ -72,7 +64,7 @@ def execute(sim, tmp_path, text, listeners=(), **kw):
     from podmagic.run import api
 
     events: list = []
-    backend = RunPodBackend(key_path=str(sim.client_key), poll=(0.05, 0.2), retry_delays=(0.05,) * 4)
+    backend = RunPodBackend(key_path=str(sim.client_key), poll=(0.05, 0.2), retry_delays=(0.05,) * 4, lost_create_sec=1.0)
     (tmp_path).mkdir(parents=True, exist_ok=True)
     prepared = api.start(api.prepare(text, cwd=_project(tmp_path / "proj"), backend="runpod"))
     manifest = api.execute(prepared, backend=backend, listeners=[events.append, *listeners], **kw)
@@ -154,7 +146,7 @@ def test_recycle_through_the_runner(sim, tmp_path):
     from podmagic.run import api
 
     prepared = api.start(api.prepare(text, cwd=tmp_path / "a" / "proj", backend="runpod"))
-    backend = RunPodBackend(key_path=str(sim.client_key), poll=(0.05, 0.2), retry_delays=(0.05,) * 4)
+    backend = RunPodBackend(key_path=str(sim.client_key), poll=(0.05, 0.2), retry_delays=(0.05,) * 4, lost_create_sec=1.0)
     second = api.execute(prepared, backend=backend)
     assert second["failed"] is False and second["pod_id"] == first["pod_id"] and second["pod_resumed"]
     assert [p["desired_status"] for p in sim.live_pods()] == ["EXITED"]
@@ -166,8 +158,8 @@ def test_parallel_runs_share_one_backend(sim, tmp_path):
     from podmagic.run import api
 
     project = _project(tmp_path / "proj")
-    backend = RunPodBackend(key_path=str(sim.client_key), poll=(0.05, 0.2), retry_delays=(0.05,) * 4)
-    sim.inject("podFindAndDeployOnDemand", times=2, status=502)
+    backend = RunPodBackend(key_path=str(sim.client_key), poll=(0.05, 0.2), retry_delays=(0.05,) * 4, lost_create_sec=1.0)
+    sim.inject("createPod", times=2, status=502)
 
     def one(i):
         text = spec(run=f"python3 train.py && echo shard {i}").replace("name: rp", f"name: rp{i}")

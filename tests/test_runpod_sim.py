@@ -1,293 +1,302 @@
-"""The RunPod simulator, driven only through the real `runpod` SDK (1.12).
+"""The RunPod simulator, driven through plain REST v2 (httpx), as RunPod's document describes it.
 
-The SDK reads `RUNPOD_API_BASE_URL` on every call, so pointing it at the
-simulator is one environment variable plus `runpod.api_key`. Pods are real
-sshd processes on loopback, reached with paramiko.
+Pods are real sshd processes on loopback, reached with paramiko. Every exchange here is also
+validated against openapi.json by the simulator (the `sim` fixture fails on any violation).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 
+import httpx
 import paramiko
 import pytest
-import requests
 
-from podmagic.testing.sim.catalog import NO_INSTANCES, NO_RESOURCES, NOT_ENOUGH_GPUS
+from podmagic.testing.sim.catalog import NO_INSTANCES, NO_RESOURCES
 from podmagic.testing.sim.podhost import pod_pids
 from podmagic.testing.sim.runpod import RunPodSimulator, Timing
 from podmagic.testing.sim.state import load_pods
 
-runpod = pytest.importorskip("runpod")
-from runpod import error as rp_error  # noqa: E402
+from runpod_helpers import finish_sim, start_sim
 
 GPU, DC = "NVIDIA L40S", "EU-RO-1"
-FAST = Timing(provision_sec=0.2, ports_sec=0.1, ssh_sec=0.0)
+OLD, NEW, PHANTOM = ("runpod/pytorch:2.4.0-py3.11-cuda12.4.1-devel-ubuntu22.04",
+                     "runpod/pytorch:1.0.2-cu1281-torch280-ubuntu2404",
+                     "runpod/pytorch:2.4.0-py3.13-cuda12.4.1-devel-ubuntu22.04")
 
 
 @pytest.fixture
 def sim(tmp_path, monkeypatch):
-    simulator = RunPodSimulator(tmp_path / "sim", timing=FAST).start()
-    monkeypatch.setenv("RUNPOD_API_BASE_URL", simulator.base_url)
-    monkeypatch.setattr(runpod, "api_key", simulator.api_key)
+    simulator = start_sim(tmp_path, monkeypatch)
     yield simulator
-    simulator.stop()
+    finish_sim(simulator)
 
 
-def create(name="t", gpu=GPU, dc=DC, **kw):
-    kw.setdefault("volume_in_gb", 5)
-    return runpod.create_pod(name, "runpod/pytorch:test", gpu, cloud_type="SECURE",
-                             data_center_id=dc, ports="22/tcp",
-                             volume_mount_path="/workspace", **kw)
+def client(sim, key=None) -> httpx.Client:
+    return httpx.Client(base_url=sim.base_url, headers={"Authorization": f"Bearer {key or sim.api_key}"}, timeout=10)
 
 
-def wait_ssh_port(pod_id, timeout=10.0):
-    """(ip, port) of private port 22, polling `get_pod` like a backend does."""
+def create(http, name="t", image=OLD, **kw):
+    body = {"name": name, "image": image, "gpu": {"id": kw.pop("gpu", GPU), "count": 1},
+            "dataCenterIds": [kw.pop("dc", DC)], "ports": kw.pop("ports", ["22/tcp"]), "startSsh": True, **kw}
+    return http.post("/v2/pods", json=body)
+
+
+def wait_direct(http, pod_id, timeout=10.0) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        runtime = runpod.get_pod(pod_id)["runtime"]
-        for port in (runtime or {}).get("ports") or []:
-            if port["privatePort"] == 22:
-                return port["ip"], port["publicPort"]
+        pod = http.get(f"/v2/pods/{pod_id}").json()
+        if pod["ssh"]["direct"]:
+            return pod
         time.sleep(0.05)
-    raise AssertionError(f"no SSH port for {pod_id} within {timeout}s")
+    raise AssertionError(f"no ssh.direct for {pod_id} within {timeout}s: {pod}")
 
 
-def ssh(sim, ip, port, timeout=10.0) -> paramiko.SSHClient:
+def ssh(key_path, host, port, timeout=10.0) -> paramiko.SSHClient:
     deadline = time.monotonic() + timeout
     while True:
-        client = paramiko.SSHClient()
-        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        c = paramiko.SSHClient()
+        c.set_missing_host_key_policy(paramiko.AutoAddPolicy())
         try:
-            client.connect(ip, port=port, username="root", key_filename=str(sim.client_key),
-                           allow_agent=False, look_for_keys=False, timeout=5)
-            return client
+            c.connect(host, port=port, username="root", key_filename=str(key_path), allow_agent=False,
+                      look_for_keys=False, timeout=5)
+            return c
         except (OSError, paramiko.SSHException):
-            client.close()
+            c.close()
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
 
 
-def run(client, command) -> str:
-    _, out, err = client.exec_command(command, timeout=15)
+def run(c, command) -> str:
+    _, out, err = c.exec_command(command, timeout=15)
     return out.read().decode() + err.read().decode()
 
 
-def test_create_ssh_stop_resume_terminate(sim):
-    pod = create()
-    first = runpod.get_pod(pod["id"])
-    assert first["desiredStatus"] == "RUNNING" and first["runtime"] is None
-    assert first["costPerHr"] == runpod.get_gpu(GPU)["securePrice"]
-    assert first["machine"]["gpuDisplayName"] == "L40S"
+def test_statuses_ssh_direct_stop_start_terminate(sim):
+    sim.set_timing(provision_sec=0.3, ports_sec=0.3)
+    with client(sim) as http:
+        answer = create(http, ports=["8888/http"])
+        assert answer.status_code == 201
+        pod = answer.json()
+        assert pod["status"] == "PROVISIONING" and pod["ssh"]["direct"] is None and pod["runtime"] is None
+        assert pod["ports"] == ["8888/http"]          # what was asked: no 22/tcp, so never ssh.direct
+        seen = set()
+        for _ in range(30):
+            now = http.get(f"/v2/pods/{pod['id']}").json()
+            seen.add((now["status"], now["ssh"]["direct"] is None))
+            time.sleep(0.05)
+        assert ("RUNNING", True) in seen and ("RUNNING", False) not in seen
+        assert now["ssh"]["proxy"]["username"].startswith(pod["id"])
 
-    ip, port = wait_ssh_port(pod["id"])
-    assert ip == "127.0.0.1"
-    client = ssh(sim, ip, port)
-    assert run(client, "echo hi") == "hi\n"
-    run(client, 'echo kept > "$PODMAGIC_POD_ROOT/workspace/f"; echo lost > "$PODMAGIC_POD_ROOT/root/g"')
-    client.close()
-
-    assert runpod.stop_pod(pod["id"]) == {"id": pod["id"], "desiredStatus": "EXITED"}
-    stopped = runpod.get_pod(pod["id"])
-    assert stopped["desiredStatus"] == "EXITED" and stopped["runtime"] is None
-    assert stopped["uptimeSeconds"] == 0 and "Exited by User" in stopped["lastStatusChange"]
-    assert sim.pod(pod["id"])["billing"] == "disk" and sim.pod(pod["id"])["disk_usd_per_hour"] > 0
-    with pytest.raises(ConnectionRefusedError):
-        socket.create_connection((ip, port), timeout=2)
-
-    assert runpod.resume_pod(pod["id"], 1)["desiredStatus"] == "RUNNING"
-    client = ssh(sim, *wait_ssh_port(pod["id"]))
-    assert run(client, 'cat "$PODMAGIC_POD_ROOT/workspace/f"; ls "$PODMAGIC_POD_ROOT/root"') == "kept\n"
-    client.close()
-
-    assert [p["id"] for p in runpod.get_pods()] == [pod["id"]]
-    runpod.terminate_pod(pod["id"])
-    assert runpod.get_pod(pod["id"]) is None and runpod.get_pods() == []
-    record = sim.pod(pod["id"])
-    assert record["desired_status"] == "TERMINATED" and record["accrued_usd"] > 0
-    assert [p["desired_status"] for p in load_pods(sim.state_dir)] == ["TERMINATED"]
+        ok = wait_direct(http, create(http, name="ssh").json()["id"])
+        assert ok["status"] == "RUNNING" and ok["runtime"]["ports"][0]["private"] == 22
+        c = ssh(sim.client_key, ok["ssh"]["direct"]["host"], ok["ssh"]["direct"]["port"])
+        assert run(c, "echo hi") == "hi\n"
+        c.close()
+        stopped = http.post(f"/v2/pods/{ok['id']}/action", json={"action": "stop"})
+        assert stopped.status_code == 200 and stopped.json()["status"] == "EXITED"
+        assert stopped.json()["cost"] == 0.0 and stopped.json()["actions"] == ["start", "terminate"]
+        again = http.post(f"/v2/pods/{ok['id']}/action", json={"action": "stop"})
+        assert again.status_code == 409 and again.headers["content-type"] == "application/problem+json"
+        assert http.post(f"/v2/pods/{ok['id']}/action", json={"action": "start"}).json()["status"] == "PROVISIONING"
+        assert http.post(f"/v2/pods/{ok['id']}/action", json={"action": "terminate"}).status_code == 204
+        gone = http.get(f"/v2/pods/{ok['id']}")
+        assert gone.status_code == 404 and gone.json() == {"title": "Not Found", "status": 404,
+                                                            "detail": "pod not found"}
+        assert ok["id"] not in [p["id"] for p in http.get("/v2/pods").json()["pods"]]
+        http.post(f"/v2/pods/{pod['id']}/action", json={"action": "terminate"})
+    assert sim.pod(ok["id"])["desired_status"] == "TERMINATED"
 
 
-def test_stock_out_uses_runpods_messages(sim):
+def test_stock_out_is_a_400_and_the_catalogue_says_so(sim):
     sim.set_stock(GPU, DC, 0)
-    with pytest.raises(rp_error.QueryError, match="no longer any instances available"):
-        create()
-    sim.set_stock(GPU, DC, 0, message=NO_RESOURCES)
-    with pytest.raises(rp_error.QueryError) as info:
-        create()
-    assert str(info.value) == NO_RESOURCES
-
-    sim.set_stock(GPU, DC, 1)
-    pod = create()
-    with pytest.raises(rp_error.QueryError, match="no longer any instances"):
-        create()
-    runpod.stop_pod(pod["id"])          # a stop frees the GPU ...
-    other = create()                    # ... which another pod takes
-    with pytest.raises(rp_error.QueryError) as info:
-        runpod.resume_pod(pod["id"], 1)
-    assert str(info.value) == NOT_ENOUGH_GPUS
-    assert create(gpu="NVIDIA RTX A6000")["id"]  # other combinations are unaffected
-    assert {p["id"] for p in sim.live_pods()} >= {pod["id"], other["id"]}
-    assert NO_INSTANCES.startswith("There are no longer any instances available")
-
-
-def test_5xx_with_non_json_body_surfaces_as_the_sdks_error(sim):
-    sim.inject("podFindAndDeployOnDemand", status=502)
-    with pytest.raises(requests.exceptions.JSONDecodeError):
-        create()
+    with client(sim) as http:
+        refused = create(http)
+        assert refused.status_code == 400 and refused.json()["detail"] == NO_INSTANCES
+        sim.set_stock(GPU, DC, 0, message=NO_RESOURCES)
+        assert create(http).json()["detail"] == NO_RESOURCES
+        gpus = http.get("/v2/catalog/gpus", params={"include": "AVAILABILITY", "product": "POD"}).json()["gpus"]
+        l40s = next(g for g in gpus if g["id"] == GPU)
+        assert DC not in [d["id"] for d in l40s["dataCenters"]] and l40s["price"]["secure"] == 0.86
+        assert http.get("/v2/catalog/gpus", params={"include": "AVAILABILITY"}).status_code == 400
     assert sim.live_pods() == []
 
-    sim.inject("podFindAndDeployOnDemand", status=503, apply=True)
-    with pytest.raises(requests.exceptions.JSONDecodeError):
-        create(name="lost-answer")
-    leaked = runpod.get_pods()          # the pod exists although the client saw a 503
-    assert [p["name"] for p in leaked] == ["lost-answer"]
 
-    sim.inject("podTerminate", times=2, status=500)
-    for _ in range(2):
-        with pytest.raises(requests.exceptions.JSONDecodeError):
-            runpod.terminate_pod(leaked[0]["id"])
-    runpod.terminate_pod(leaked[0]["id"])
-    assert sim.live_pods() == []
-
-    sim.inject("gpuTypes", message="Something went wrong. Please try again later.")
-    with pytest.raises(rp_error.QueryError, match="Something went wrong"):
-        runpod.get_gpus()
-    assert sim.call_count("podTerminate") == 3
+def test_invalid_bodies_are_422_and_count_as_violations(sim):
+    with client(sim) as http:
+        bad = http.post("/v2/pods", json={"name": "x", "image": "i", "gpu": {"id": GPU}, "minVcpuCount": 2})
+        assert bad.status_code == 422 and "minVcpuCount" in " ".join(bad.json()["errors"])
+    assert len(sim.contract.violations) == 1 and "request" in sim.contract.violations[0]
+    sim.contract.violations.clear()
 
 
-def test_unauthorized_without_the_key(sim, monkeypatch):
-    monkeypatch.setattr(runpod, "api_key", "wrong-key")
-    with pytest.raises(rp_error.AuthenticationError):
-        runpod.get_gpus()
-    answer = requests.post(sim.graphql_url, json={"query": "{ myself { id } }"}, timeout=5)
-    assert answer.status_code == 401
-    assert runpod.get_gpus(api_key=sim.api_key)
+def test_unauthorized_and_pod_key_scope(sim):
+    with client(sim, key="wrong") as http:
+        assert http.get("/v2/pods").status_code == 401
+    with client(sim) as http:
+        pod = wait_direct(http, create(http).json()["id"])
+        other = create(http, name="other").json()
+    own = sim.plane.store.get(pod["id"]).api_key
+    with client(sim, key=own) as http:
+        assert http.get(f"/v2/pods/{pod['id']}").status_code == 200
+        assert http.get(f"/v2/pods/{other['id']}").status_code == 403
+        assert http.get("/v2/pods").status_code == 403
+        assert http.post(f"/v2/pods/{pod['id']}/action", json={"action": "terminate"}).status_code == 204
 
 
-def test_unescaped_quote_from_the_sdk_is_a_syntax_error(sim):
-    with pytest.raises(rp_error.QueryError, match="Syntax Error"):
-        create(docker_args='bash -c "echo hi"')
-    assert sim.live_pods() == []
+def test_rate_limit_and_injected_faults(sim):
+    with client(sim) as http:
+        sim.rate_limit(2, window_sec=1.0)
+        codes = [http.get("/v2/pods").status_code for _ in range(3)]
+        assert codes == [200, 200, 429]
+        limited = http.get("/v2/pods")
+        assert limited.headers["retry-after"].isdigit() and "RateLimit" in limited.headers
+        sim.rate_limit(None)
+        sim.inject("createPod", status=503, apply=True)
+        assert create(http, name="lost").status_code == 503
+        sim.listing_lag_sec = 0.5
+        assert http.get("/v2/pods").json()["pods"] == []          # created, not listed yet
+        time.sleep(0.6)
+        assert [p["name"] for p in http.get("/v2/pods").json()["pods"]] == ["lost"]
+        sim.inject("getPod", drop=True)
+        with pytest.raises(httpx.TransportError):
+            http.get("/v2/pods/whatever")
+
+
+def test_the_pod_runpod_boots(sim, tmp_path):
+    """Bare sessions, /etc/rp_environment, keys only from the account or PUBLIC_KEY, uv by image."""
+    with client(sim) as http:
+        old = wait_direct(http, create(http, image=OLD).json()["id"])
+        c = ssh(sim.client_key, old["ssh"]["direct"]["host"], old["ssh"]["direct"]["port"])
+        env = run(c, "echo $RUNPOD_POD_ID; echo $PATH; command -v uv || echo no-uv; command -v python3")
+        pod_id, path, uv, python = env.splitlines()
+        assert pod_id == "" and "no-uv" == uv and python.endswith("python3")
+        root = sim.pod_root(old["id"])
+        rp_env = (root / "etc" / "rp_environment").read_text()
+        assert f'RUNPOD_POD_ID="{old["id"]}"' in rp_env and "RUNPOD_API_KEY=" in rp_env
+        assert run(c, f". {root}/etc/rp_environment; echo $RUNPOD_POD_ID").strip() == old["id"]
+        assert f"source {root}/etc/rp_environment" in (root / "root" / ".bashrc").read_text()
+        c.close()
+
+        new = wait_direct(http, create(http, name="new", image=NEW).json()["id"])
+        c = ssh(sim.client_key, new["ssh"]["direct"]["host"], new["ssh"]["direct"]["port"])
+        assert run(c, "command -v uv || echo no-uv").strip() == "no-uv"      # not on a bare PATH
+        assert run(c, 'PATH="$HOME/.local/bin:$PATH" uv --version').startswith("uv ")
+        c.close()
+
+        stranger = tmp_path / "stranger"
+        from podmagic.testing.sshd import keygen
+
+        keygen(stranger, "stranger")
+        keyed = create(http, name="keyed", env={"PUBLIC_KEY": (tmp_path / "stranger.pub").read_text().strip()})
+        pod = wait_direct(http, keyed.json()["id"])
+        assert "PUBLIC_KEY" not in pod["env"]
+        c = ssh(stranger, pod["ssh"]["direct"]["host"], pod["ssh"]["direct"]["port"])
+        assert run(c, "echo in") == "in\n"
+        c.close()
+        with pytest.raises(paramiko.AuthenticationException):
+            ssh(sim.client_key, pod["ssh"]["direct"]["host"], pod["ssh"]["direct"]["port"], timeout=1)
+
+        phantom = create(http, name="phantom", image=PHANTOM).json()
+        time.sleep(0.6)
+        stuck = http.get(f"/v2/pods/{phantom['id']}").json()
+        assert stuck["status"] == "STARTING" and stuck["runtime"] is None and stuck["cost"] > 0
+        assert sim.pod(phantom["id"])["billing"] == "compute"
+        for p in http.get("/v2/pods").json()["pods"]:
+            http.post(f"/v2/pods/{p['id']}/action", json={"action": "terminate"})
+
+
+def test_no_registered_key_means_no_ssh(tmp_path, monkeypatch):
+    sim = start_sim(tmp_path, monkeypatch, register_key=False)
+    try:
+        with client(sim) as http:
+            assert http.get("/v2/account/ssh-keys").json() == {"keys": []}
+            pod = wait_direct(http, create(http).json()["id"])
+            time.sleep(0.3)
+            with pytest.raises((OSError, paramiko.SSHException)):
+                ssh(sim.client_key, "127.0.0.1", pod["ssh"]["direct"]["port"], timeout=0.5)
+            keys = [sim.public_key_file.read_text().strip()]
+            assert http.put("/v2/account/ssh-keys", json={"keys": keys}).json() == {"keys": keys}
+            later = wait_direct(http, create(http, name="later").json()["id"])  # only pods created after
+            ssh(sim.client_key, "127.0.0.1", later["ssh"]["direct"]["port"]).close()
+    finally:
+        finish_sim(sim)
+
+
+def test_network_volume_pods_refuse_stop_and_community_without_public_ip(tmp_path, monkeypatch):
+    volumes = ({"id": "vol1abc", "name": "data", "size": 50, "dataCenter": "US-MD-1"},)
+    sim = start_sim(tmp_path, monkeypatch, network_volumes=volumes)
+    try:
+        with client(sim) as http:
+            assert http.get("/v2/network-volumes").json()["networkVolumes"][0]["dataCenter"] == "US-MD-1"
+            pod = create(http, dc="US-MD-1", mounts={"network": [{"volumeId": "vol1abc", "path": "/workspace"}]})
+            pod = wait_direct(http, pod.json()["id"])
+            assert "stop" not in pod["actions"]
+            refused = http.post(f"/v2/pods/{pod['id']}/action", json={"action": "stop"})
+            assert refused.status_code == 409 and "network volume" in refused.json()["detail"]
+            http.post(f"/v2/pods/{pod['id']}/action", json={"action": "terminate"})
+            sim.community_public_ip = False
+            community = create(http, name="c", cloud="COMMUNITY").json()
+            time.sleep(0.8)
+            now = http.get(f"/v2/pods/{community['id']}").json()
+            assert now["status"] == "RUNNING" and now["ssh"]["direct"] is None and now["ssh"]["proxy"]
+            assert now["runtime"]["ports"] == [{"private": 22, "public": None, "type": "tcp", "ip": None}]
+            http.post(f"/v2/pods/{community['id']}/action", json={"action": "terminate"})
+    finally:
+        finish_sim(sim)
 
 
 def test_pod_killed_mid_run(sim):
-    pod = create()
-    client = ssh(sim, *wait_ssh_port(pod["id"]))
-    run(client, "setsid nohup sleep 300 > /dev/null 2>&1 < /dev/null &")
-    _, out, _ = client.exec_command("sleep 60; echo never")
-    marker = f"RUNPOD_POD_ID={pod['id']}"
-    assert len(pod_pids(marker)) >= 2
-
-    killed = sim.kill_pod(pod["id"], status="EXITED")
-    assert killed["desired_status"] == "EXITED"
-    assert out.read() == b""            # the session died with the host
-    assert pod_pids(marker) == []
-    seen = runpod.get_pod(pod["id"])
-    assert seen["desiredStatus"] == "EXITED" and seen["runtime"] is None
-    client.close()
-
-    second = create(name="t2")
-    wait_ssh_port(second["id"])
-    sim.kill_pod(second["id"], status="TERMINATED")
-    assert runpod.get_pod(second["id"]) is None
+    with client(sim) as http:
+        pod = wait_direct(http, create(http).json()["id"])
+        c = ssh(sim.client_key, "127.0.0.1", pod["ssh"]["direct"]["port"])
+        run(c, "setsid nohup sleep 300 > /dev/null 2>&1 < /dev/null &")
+        assert pod_pids(f"PODMAGIC_SIM_POD={pod['id']}")
+        killed = sim.kill_pod(pod["id"], status="EXITED")
+        assert killed["desired_status"] == "EXITED" and not pod_pids(f"PODMAGIC_SIM_POD={pod['id']}")
+        assert http.get(f"/v2/pods/{pod['id']}").json()["status"] == "EXITED"
+        c.close()
 
 
-SELF_TERMINATE = """#!/bin/sh
-# what a pod-side watchdog does: terminate this pod (or $1) with the pod's own key
-q='{"query": "mutation { podTerminate(input: {podId: \\"'"${1:-$RUNPOD_POD_ID}"'\\"}) }"}'
-curl -s -X POST "$RUNPOD_API_BASE_URL/graphql" -H "Authorization: Bearer $RUNPOD_API_KEY" \\
-  -H "Content-Type: application/json" -d "$q"
-"""
-
-
-def test_pod_terminates_itself_with_its_own_key(sim):
-    pod, other = create(), create(name="other")
-    client = ssh(sim, *wait_ssh_port(pod["id"]))
-    stdin, out, _ = client.exec_command('cat > "$PODMAGIC_POD_ROOT/bye.sh"')
-    stdin.write(SELF_TERMINATE)
-    stdin.channel.shutdown_write()
-    out.channel.recv_exit_status()
-    script = 'sh "$PODMAGIC_POD_ROOT/bye.sh"'
-    assert "only act on its own pod" in run(client, f"{script} {other['id']}")
-    assert run(client, "env | grep -c ^RUNPOD_API_KEY=rpa_POD") == "1\n"
-    run(client, f"setsid nohup {script} > /dev/null 2>&1 < /dev/null &")
-    deadline = time.monotonic() + 10
-    while sim.pod(pod["id"])["desired_status"] != "TERMINATED":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    client.close()
-    assert [p["id"] for p in runpod.get_pods()] == [other["id"]]
-    assert any(c.by_pod == pod["id"] and c.operation == "podTerminate" for c in sim.calls)
-
-
-def test_slow_provisioning_and_slow_ssh_start(sim):
-    sim.set_timing(provision_sec=0.4, ports_sec=0.3, ssh_sec=0.8)
-    pod = create()
-    assert runpod.get_pod(pod["id"])["runtime"] is None
-    time.sleep(0.5)
-    assert runpod.get_pod(pod["id"])["runtime"]["ports"] == []
-    ip, port = wait_ssh_port(pod["id"])
-    with pytest.raises(ConnectionRefusedError):  # the mapping is there, sshd is not yet
-        socket.create_connection((ip, port), timeout=2)
-    client = ssh(sim, ip, port)
-    assert run(client, "echo hi") == "hi\n"
-    client.close()
-
-
-def test_command_line_prints_its_base_url(tmp_path):
+def test_command_line_serves_rest_and_writes_state(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "podmagic.testing.sim.runpod", "--port", "0", "--state-dir",
-         str(tmp_path / "cli"), "--api-key", "k123", "--stock", f"{GPU}@{DC}=0"],
+         str(tmp_path / "cli"), "--api-key", "k123", "--stock", f"{GPU}@{DC}=0", "--provision-sec", "0.1",
+         "--ports-sec", "0.1", "--ssh-sec", "0", "--image-env", "PATH=/usr/bin:/bin", "--listing-lag-sec", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         url = proc.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:")
-        query = {"query": runpod.api.mutations.pods.generate_pod_deployment_mutation(
-            "x", "img", GPU, data_center_id=DC)}
-        answer = requests.post(f"{url}/graphql", data=json.dumps(query),
-                               headers={"Authorization": "Bearer k123"}, timeout=5).json()
-        assert answer["errors"][0]["message"] == NO_INSTANCES
+        with httpx.Client(base_url=url, headers={"Authorization": "Bearer k123"}) as http:
+            assert create(http).json()["detail"] == NO_INSTANCES
+            made = create(http, gpu="NVIDIA A100 80GB PCIe").json()
+        time.sleep(0.5)
+        (pod,) = load_pods(tmp_path / "cli")
+        assert pod["id"] == made["id"] and pod["status"] == "RUNNING" and pod["ports"] == ["22/tcp"]
     finally:
         proc.terminate()
-        assert proc.wait(timeout=10) == 0
-    assert json.loads((tmp_path / "cli" / "state.json").read_text())["pods"] == []
+        assert proc.wait(timeout=15) == 0
     assert os.path.exists(tmp_path / "cli" / "account_key.pub")
+    assert "contract violations" not in proc.stderr.read()
 
 
-def test_never_ready_pod_terminates_promptly_and_state_reloads(tmp_path, monkeypatch):
-    sim = RunPodSimulator(tmp_path / "sim", timing=FAST, private_port_entry=True).start()
-    monkeypatch.setenv("RUNPOD_API_BASE_URL", sim.base_url)
-    monkeypatch.setattr(runpod, "api_key", sim.api_key)
+def test_state_reloads_in_a_new_simulator(tmp_path, monkeypatch):
+    sim = start_sim(tmp_path, monkeypatch, timing=Timing(0.1, 0.1, 0.0))
     try:
-        sim.set_timing(provision_sec=float("inf"))
-        stuck = create(name="stuck")
-        time.sleep(0.3)
-        assert runpod.get_pod(stuck["id"])["runtime"] is None
-        started = time.monotonic()
-        runpod.terminate_pod(stuck["id"])
-        assert time.monotonic() - started < 2
-
-        sim.set_timing(provision_sec=0.1)
-        kept = create(name="kept")
-        wait_ssh_port(kept["id"])
-        entries = runpod.get_pod(kept["id"])["runtime"]["ports"]
-        assert [e["isIpPublic"] for e in entries] == [False, True]
-        runpod.stop_pod(kept["id"])
-        assert runpod.stop_pod(kept["id"])["desiredStatus"] == "EXITED"
+        with client(sim) as http:
+            kept = wait_direct(http, create(http, name="kept").json()["id"])
+            http.post(f"/v2/pods/{kept['id']}/action", json={"action": "stop"})
     finally:
-        sim.stop()
-
+        finish_sim(sim)
     again = RunPodSimulator(tmp_path / "sim", api_key=sim.api_key).start()
     try:
-        monkeypatch.setenv("RUNPOD_API_BASE_URL", again.base_url)
-        assert [(p["name"], p["desiredStatus"]) for p in runpod.get_pods()] == [("kept", "EXITED")]
-        assert [p["desired_status"] for p in again.pods()] == ["TERMINATED", "EXITED"]
+        with client(again) as http:
+            assert [(p["name"], p["status"]) for p in http.get("/v2/pods").json()["pods"]] == [("kept", "EXITED")]
+        assert json.loads((tmp_path / "sim" / "state.json").read_text())["pods"][0]["status"] == "EXITED"
     finally:
-        again.stop()
+        finish_sim(again)

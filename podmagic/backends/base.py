@@ -40,6 +40,9 @@ class PodInfo:
     price_source: str | None = None
     host: str | None = None
     resumed: bool = False
+    uv_version: str | None = None
+    uv_source: str | None = None
+    """How uv got there: present, copied (this machine's binary), pip, or None (missing)."""
 
 
 @dataclass(frozen=True)

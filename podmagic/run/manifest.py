@@ -9,7 +9,8 @@ what the run ran on, from telemetry (run/telemetry.py): `gpu_name`,
 `gpu_count`, `gpu_memory_total_mb`, `gpu_driver_version`, `gpu_cuda_version`
 (nvidia-smi), `uv_version`, `remote_python_version` / `remote_python_path`
 (the pod's default python3), `remote_uname`, and `user_metrics_file`;
-`deploy_metadata.local_git_diff_sha256` comes from provenance.
+`deploy_metadata.local_git_diff_sha256` comes from provenance; `uv_source`
+(how uv got on the pod: present, copied, pip) comes with the pod's info.
 """
 
 from __future__ import annotations
@@ -91,6 +92,8 @@ def build(plan: Plan, outcome: Outcome) -> dict[str, Any]:
         "cost_cap_usd": plan.cost_cap_usd,
         "pod_final_state": outcome.pod_final_state,
         "pod_resumed": bool(pod and pod.resumed),
+        "uv_version": pod.uv_version if pod else None,
+        "uv_source": pod.uv_source if pod else None,
         "volume_mount": req.volume_mount,
         "volume_name": req.volume_name,
         "volume_gb": req.volume_gb,

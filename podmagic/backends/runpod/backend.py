@@ -1,4 +1,4 @@
-"""The RunPod backend: the `runpod` SDK for the control plane, SSH for the rest.
+"""The RunPod backend: RunPod's REST v2 control plane (`runpod.api`), SSH for the rest.
 
 `provision` (never leaves a pod it could not hand over billing):
 0. `storage.mode: network_volume` resolves the volume by name; its
@@ -6,17 +6,21 @@
 1. the recycled pod is resumed if the lifecycle asks for it and it still
    fits (`runpod_recycle`);
 2. otherwise placement walks datacenters × gpu_order with failover
-   (`runpod_place`), creating through `runpod_api` (retries, adoption of a
-   pod whose create answer was lost);
+   (`runpod.place`), creating through `runpod.api` (retries, adoption of a
+   pod whose create answer was lost); `22/tcp` is always among the ports
+   (without it there is no `ssh.direct`), and the user's public key reaches
+   the pod: either it is registered on the account (`GET /v2/account/ssh-keys`)
+   or it goes in as `PUBLIC_KEY` (what RunPod images' start.sh authorizes);
+   without a public key the run is refused before any spend;
 3. the pod handle goes to `<run_dir>/pod.json` *before any wait*, so
    `podmagic cleanup` can find it whatever happens next;
 4. SSH: wait for the port mapping up to `ssh_ready_timeout_sec`, then
    connect (sshd probed with backoff) within the same budget. Any failure
    or interrupt from here on terminates the pod before the error is raised.
 
-The pod returned (`runpod_pod.RunPodPod`) records `costPerHr`, runs
+The pod returned (`runpod.pod.RunPodPod`) records the pod's `cost` ($/h), runs
 everything over SSH, watches the pod through the API when the link drops,
-and applies the lifecycle action in `release`. `runpod` is imported lazily.
+and applies the lifecycle action in `release`. httpx is imported lazily.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from pathlib import Path
 from typing import Callable
 
 from podmagic.backends.base import POD_HANDLE, BackendError, PodInfo, PodRequest
-from podmagic.backends.runpod.api import RETRY_DELAYS, CreateSpec, RunPodAPI
+from podmagic.backends.runpod.api import LOST_CREATE_SEC, RETRY_DELAYS, ApiError, CreateSpec, RunPodAPI
+from podmagic.backends.runpod.keys import public_key_env
 from podmagic.backends.runpod.place import place
 from podmagic.backends.runpod.pod import RunPodPod
 from podmagic.backends.runpod.recycle import (
@@ -54,21 +59,22 @@ class RunPodBackend:
     def __init__(self, *, api_key: str | None = None, key_path: str | None = None,
                  known_hosts: str | Path | None = None, force_fresh: bool = False,
                  poll: tuple[float, float] = (0.5, 5.0), retry_delays: tuple[float, ...] = RETRY_DELAYS,
-                 api: RunPodAPI | None = None):
+                 api: RunPodAPI | None = None, lost_create_sec: float = LOST_CREATE_SEC):
         self.api_key, self.key_path, self.known_hosts = api_key, key_path, known_hosts
         self.force_fresh, self.poll, self.retry_delays = force_fresh, poll, retry_delays
+        self.lost_create_sec = lost_create_sec
         self._api = api
 
     def api(self, emit: Callable[..., None]) -> RunPodAPI:
-        """A client per provision (parallel runs of a sweep report their own retries)."""
-        api = self._api or RunPodAPI(self.api_key, retry_delays=self.retry_delays)
-        api.on_retry = lambda call, why: emit("api_retry", call=call, reason=why)
-        return api
+        """The backend's one client, as a view that reports this provision's retries."""
+        if self._api is None:
+            self._api = RunPodAPI(self.api_key, retry_delays=self.retry_delays, lost_create_sec=self.lost_create_sec)
+        return self._api.bound(lambda call, why: emit("api_retry", call=call, reason=why))
 
     def provision(self, request: PodRequest, emit: Callable[..., None]) -> RunPodPod:
         api = self.api(emit)
-        if request.spot:
-            emit("warning", message="pod.spot is not available through the runpod SDK; using on-demand")
+        _warn_unsupported(request, emit)
+        key_env = public_key_env(api, self._key_path(request), emit)
         volume = network_volume(api, request, emit)
         deadline = time.monotonic() + request.ssh_ready_timeout_sec
         if wants_recycle(request):
@@ -78,22 +84,22 @@ class RunPodBackend:
         datacenters = (volume["dataCenterId"],) if volume else request.datacenters
         try:
             placed = place(datacenters, request.gpu_order,
-                           lambda gpu, dc: api.create(self._create_spec(request, gpu, dc, volume)), emit)
+                           lambda gpu, dc: api.create(self._create_spec(request, gpu, dc, volume, key_env)), emit)
         except BaseException:
             self._sweep(api, slug(request.run_id), emit)
             raise
         info = PodInfo(pod_id=placed.pod["id"], backend=self.name, gpu_id=placed.gpu_id,
-                       datacenter_id=placed.datacenter_id, price_source="runpod:costPerHr")
+                       datacenter_id=placed.datacenter_id, price_source="runpod:cost")
         return self._bring_up(api, request, info, emit, deadline)
 
-    def _create_spec(self, request: PodRequest, gpu: str, dc: str, volume: dict | None) -> CreateSpec:
+    def _create_spec(self, request: PodRequest, gpu: str, dc: str, volume: dict | None,
+                     env: tuple[tuple[str, str], ...] = ()) -> CreateSpec:
         return CreateSpec(
             name=slug(request.run_id), image=request.image, gpu_id=gpu, datacenter_id=dc,
             cloud_type=request.cloud_type, gpu_count=request.gpu_count,
             volume_gb=0 if volume else request.volume_gb or 0, container_disk_gb=request.container_disk_gb,
             network_volume_id=volume["id"] if volume else None,
-            volume_mount_path=request.volume_mount, ports=",".join(request.ports) or "22/tcp",
-            min_vcpu_count=request.min_vcpu_count or 1, min_memory_gb=request.min_memory_gb or 1,
+            volume_mount_path=request.volume_mount, ports=tuple(request.ports), env=env,
         )
 
     def _resume(self, api, request, emit, deadline) -> RunPodPod | None:
@@ -103,7 +109,7 @@ class RunPodBackend:
             return None
         state, _answer = resumed
         info = PodInfo(pod_id=state.pod_id, backend=self.name, gpu_id=state.gpu_id,
-                       datacenter_id=state.datacenter_id, price_source="runpod:costPerHr", resumed=True)
+                       datacenter_id=state.datacenter_id, price_source="runpod:cost", resumed=True)
         emit("pod_resumed", pod_id=state.pod_id, gpu_id=state.gpu_id, datacenter_id=state.datacenter_id)
         try:
             return self._bring_up(api, request, info, emit, deadline)
@@ -125,7 +131,7 @@ class RunPodBackend:
     def _connect(self, api, request, info: PodInfo, emit, deadline: float) -> RunPodPod:
         left = max(deadline - time.monotonic(), 0.0)
         endpoint, pod = wait_for_ssh(api, info.pod_id, left, emit, poll=self.poll,
-                                     budget=request.ssh_ready_timeout_sec)
+                                     budget=request.ssh_ready_timeout_sec, image=request.image)
         info = replace(info, price_per_hour_usd=_price(pod), host=f"root@{endpoint.ip}:{endpoint.port}")
         record_pod(emit, request, info, "starting")
         watch = PodWatch(api, info.pod_id, emit)
@@ -134,12 +140,25 @@ class RunPodBackend:
                                                                           MIN_CONNECT_SEC)),
                        emit=watch, backend=self.name, mount=request.volume_mount, info=info)
         ssh.transport.options = replace(ssh.transport.options, reconnect_timeout_sec=RUN_RECONNECT_SEC)
+        info = ssh.info  # with uv_version / uv_source
         emit("pod_ssh_ready", pod_id=info.pod_id, host=info.host, price_per_hour_usd=info.price_per_hour_usd)
+        self._drop_duplicates(api, request, info, emit)
         return RunPodPod(ssh, info, api=api, request=request, emit=emit)
 
+    @staticmethod
+    def _drop_duplicates(api, request, info: PodInfo, emit) -> None:
+        """Listings lag: a create retried after a lost answer may have made a second pod; by now it shows."""
+        try:
+            for pod_id in api.drop_duplicates(slug(request.run_id), keep=info.pod_id):
+                emit("pod_terminated", pod_id=pod_id, reason="a second pod of this run (a create whose answer was lost)")
+        except ApiError as exc:
+            emit("warning", message=f"could not check for duplicate pods of this run: {exc}")
+
+    def _key_path(self, request: PodRequest) -> str:
+        return os.path.expanduser(self.key_path or request.key_path)
+
     def _target(self, request: PodRequest, endpoint: Endpoint) -> SSHTarget:
-        key = os.path.expanduser(self.key_path or request.key_path)
-        return SSHTarget(host=endpoint.ip, port=endpoint.port, user="root", key_paths=(key,))
+        return SSHTarget(host=endpoint.ip, port=endpoint.port, user="root", key_paths=(self._key_path(request),))
 
     def _known_hosts(self, request: PodRequest) -> Path:
         """Per run: pods reuse addresses, so trust is per pod, first use recorded."""
@@ -152,8 +171,7 @@ class RunPodBackend:
     def _sweep(api, name: str, emit) -> None:
         """After a failed placement: a pod that a lost answer created must not live on."""
         try:
-            pod = api.find_by_name(name)
-            if pod is not None:
+            for pod in api.find_by_name(name):
                 api.terminate(pod["id"])
                 emit("pod_terminated", pod_id=pod["id"], reason="created by a call whose answer was lost")
         except BaseException as err:  # noqa: BLE001 - best effort; the placement error matters more
@@ -177,6 +195,7 @@ def network_volume(api, request: PodRequest, emit) -> dict | None:
     wanted = request.volume_name or ""
     volumes = api.network_volumes()
     found = next((v for v in volumes if wanted in (v.get("name"), v.get("id"))), None)
+    found = found and {**found, "dataCenterId": found.get("dataCenter")}
     if found is None:
         names = ", ".join(sorted(str(v.get("name")) for v in volumes)) or "none"
         raise BackendError(f"network volume {wanted!r} not found on the RunPod account (volumes: {names})")
@@ -190,8 +209,20 @@ def network_volume(api, request: PodRequest, emit) -> dict | None:
     return found
 
 
+def _warn_unsupported(request: PodRequest, emit) -> None:
+    """Spec keys REST v2's CreatePodRequest has no field for (it refuses unknown fields)."""
+    if request.spot:
+        emit("warning", message="pod.spot: RunPod's REST v2 API creates on-demand pods only; using on-demand")
+    if request.min_vcpu_count or request.min_memory_gb:
+        emit("warning", message="pod.min_vcpu_count / min_memory_gb: REST v2 has no such create fields "
+                                "(RunPod sizes vCPU and RAM with the GPU); ignored")
+    if request.cloud_type not in ("SECURE", "COMMUNITY"):
+        emit("warning", message=f"pod.cloud_type {request.cloud_type}: REST v2 takes SECURE or COMMUNITY; "
+                                "using SECURE (its default)")
+
+
 def _price(pod: dict) -> float | None:
-    value = pod.get("costPerHr")
+    value = pod.get("cost")
     return float(value) if value is not None else None
 
 

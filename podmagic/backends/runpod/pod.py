@@ -9,7 +9,10 @@ Everything a run does on the pod goes over SSH (`SSHPod`). On top:
   (and says what the stopped volume costs per day and how to release it),
   `preserve` leaves it running (with the command that ends it), `recycle`
   stops it and records it for the next run to resume.
-A pod already gone (killed, self-terminated) releases as TERMINATED.
+A pod already gone (killed, self-terminated) releases as TERMINATED. No pod keeps billing
+because something failed: a pod with a network volume cannot be stopped, only terminated
+(RunPod docs, pods/manage-pods; the API answers `stop` with 409), so `stop` and `recycle`
+terminate it with a warning; any other failed stop falls back to terminate.
 """
 
 from __future__ import annotations
@@ -29,21 +32,21 @@ from podmagic.backends.runpod.recycle import (
 from podmagic.backends.ssh.pod import SSHPod
 
 STOPPED_VOLUME_USD_PER_GB_MONTH = 0.20
-POD_ID = re.compile(r"^[a-z0-9]{6,40}$")
+POD_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ACTIONS = ("delete", "stop", "preserve", "recycle")
 
 
-def self_terminate_command(pod_id: str) -> str | None:
-    """Shell run on the pod that terminates it with the pod's own API key."""
+def self_terminate_command(pod_id: str, env_file: str = "/etc/rp_environment") -> str | None:
+    """Shell run on the pod that terminates it through REST v2 with the pod's own API key.
+
+    The key and pod id are in the container's environment, which SSH sessions do not get:
+    RunPod's start.sh copies them to /etc/rp_environment (runpod/containers)."""
     if not POD_ID.match(pod_id):
         return None
-    body = '{"query": "mutation { podTerminate(input: {podId: \\"%s\\"}) }"}' % pod_id
-    return (
-        "[ -f /etc/rp_environment ] && . /etc/rp_environment; "
-        'curl -s -m 30 -X POST "${RUNPOD_API_BASE_URL:-https://api.runpod.io}/graphql" '
-        "-H 'Content-Type: application/json' -H \"Authorization: Bearer ${RUNPOD_API_KEY}\" "
-        f"-d '{body}' > /dev/null 2>&1"
-    )
+    url = '"${RUNPOD_API_BASE_URL:-https://api.runpod.io}/v2/pods/${RUNPOD_POD_ID:-' + pod_id + '}/action"'
+    return (f"[ -r {env_file} ] && . {env_file}; curl -s -m 30 -X POST {url} "
+            "-H 'Content-Type: application/json' -H \"Authorization: Bearer ${RUNPOD_API_KEY}\" "
+            "-d '{\"action\": \"terminate\"}' > /dev/null 2>&1")
 
 
 def stop_nudge(pod_id: str, run_id: str, volume_gb: int) -> str:
@@ -60,11 +63,12 @@ class RunPodPod(SSHPod):
                  emit: Callable[..., None]):
         super().__init__(ssh.transport, info, ssh.paths, created_root=None)
         self.api, self.request, self.emit = api, request, emit
+        self.env_file = (ssh.paths.root or "") + "/etc/rp_environment"
 
     def start(self, launch: Launch) -> None:
         armed = launch.max_runtime_sec or (launch.heartbeat_path and launch.heartbeat_timeout_sec)
         if armed and not launch.watchdog_command:
-            launch = replace(launch, watchdog_command=self_terminate_command(self.info.pod_id))
+            launch = replace(launch, watchdog_command=self_terminate_command(self.info.pod_id, self.env_file))
         super().start(launch)
 
     def release(self, action: str) -> str:
@@ -78,11 +82,17 @@ class RunPodPod(SSHPod):
                                          f"podmagic cleanup {self.request.run_id} --yes")
             return "RUNNING"
         if action == "delete":
-            self.api.terminate(pod_id)
-            forget(state_path(self.request), pod_id)
-            self.emit("pod_terminated", pod_id=pod_id, reason="lifecycle delete")
-            return "TERMINATED"
-        status = self.api.stop(pod_id)
+            return self._terminate(pod_id, "lifecycle delete")
+        if self.request.storage_mode == "network_volume":
+            self.emit("warning", message=f"pod {pod_id} has a network volume: RunPod cannot stop such a pod, only "
+                                         f"terminate it (the volume keeps its data); lifecycle {action} → terminate")
+            return self._terminate(pod_id, f"lifecycle {action} on a network-volume pod")
+        try:
+            status = self.api.stop(pod_id)
+        except BackendError as exc:
+            self.emit("warning", message=f"stopping pod {pod_id} failed ({exc}); terminating it instead so it "
+                                         "does not keep billing")
+            return self._terminate(pod_id, f"stop failed: {exc}"[:300])
         if status == "TERMINATED":
             return status
         if action == "recycle":
@@ -92,3 +102,9 @@ class RunPodPod(SSHPod):
         else:
             self.emit("warning", message=stop_nudge(pod_id, self.request.run_id, self.request.volume_gb or 0))
         return status
+
+    def _terminate(self, pod_id: str, reason: str) -> str:
+        self.api.terminate(pod_id)
+        forget(state_path(self.request), pod_id)
+        self.emit("pod_terminated", pod_id=pod_id, reason=reason)
+        return "TERMINATED"

@@ -94,11 +94,11 @@ def try_resume(api: RunPodAPI, request: PodRequest, emit: Callable[..., None],
         _discard(api, path, state, emit)
         return None
     pod = api.get_pod(state.pod_id)
-    if pod is None or pod.get("desiredStatus") == "TERMINATED":
+    if pod is None or pod.get("status") == "TERMINATED":
         forget(path)
         return None
-    if pod.get("desiredStatus") != "EXITED":
-        emit("warning", message=f"recycled pod {state.pod_id} is {pod.get('desiredStatus')} (in use?); "
+    if pod.get("status") != "EXITED":
+        emit("warning", message=f"recycled pod {state.pod_id} is {pod.get('status')} (in use?); "
                                 "creating a fresh pod and leaving it alone")
         return None
     changes = drift(state, request)
@@ -109,7 +109,7 @@ def try_resume(api: RunPodAPI, request: PodRequest, emit: Callable[..., None],
         _discard(api, path, state, emit)
         return None
     try:
-        answer = api.resume(state.pod_id, request.gpu_count)
+        answer = api.resume(state.pod_id)
     except BackendError as exc:
         emit("warning", message=f"resuming pod {state.pod_id} failed ({exc}); terminating it, creating fresh")
         _discard(api, path, state, emit)

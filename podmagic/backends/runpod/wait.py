@@ -1,14 +1,15 @@
 """Waiting for a RunPod pod's SSH, and noticing when a pod dies under us.
 
-`runtime` is `null` while the image is pulled; then `runtime.ports` fills in,
-sometimes well after `desiredStatus` is RUNNING. SSH is the entry with
-`privatePort == 22` (a public one preferred). `wait_for_ssh` polls with a
-growing interval until that entry appears or the deadline passes.
+A created pod is `PROVISIONING`, then `STARTING`, then `RUNNING` (PodStatus in the REST v2
+document); `runtime` is null until it runs. `ssh.direct` (PodSsh) is null unless `22/tcp` is in
+`ports` and the running pod has been given a public port for it, which comes after RUNNING.
+A pod with no public IP (some COMMUNITY hosts) only ever has `ssh.proxy`, which carries an
+interactive shell only (no exec channels, no SFTP): podmagic cannot use it and says so.
+`wait_for_ssh` polls with a growing interval until `ssh.direct` appears or the deadline passes.
 
-`PodWatch` sits on the SSH transport's reconnect hook: when the link drops it
-asks the API whether the pod still runs; a pod that is EXITED, TERMINATED or
-gone raises `PodGone` at once (with a `pod_killed_unexpected` event) instead
-of reconnecting for minutes to a host that no longer exists.
+`PodWatch` sits on the SSH transport's reconnect hook: when the link drops it asks the API
+whether the pod still runs; a pod that is EXITED, TERMINATED or gone raises `PodGone` at once
+(with a `pod_killed_unexpected` event) instead of reconnecting to a host that no longer exists.
 """
 
 from __future__ import annotations
@@ -20,12 +21,22 @@ from typing import Callable
 from podmagic.backends.base import BackendError
 from podmagic.backends.runpod.api import RunPodAPI, TransientError
 
-GONE = ("EXITED", "TERMINATED")
+GONE = ("EXITED", "TERMINATED", "ERROR")
 PENDING_GRACE_SEC = 30.0
+DIRECT_GRACE_SEC = 60.0
+"""How long a RUNNING pod with only the proxy may take to show `ssh.direct` before podmagic gives up."""
+PROXY_ADVICE = ("RunPod gave this pod no public IP, so SSH is only reachable through RunPod's proxy, "
+                "which carries an interactive shell only (no exec channels, no SFTP) and podmagic cannot "
+                "run commands or move files through it. Use pod.cloud_type: SECURE (SECURE pods have a "
+                "public IP), or another datacenter")
 
 
 class SSHNotReady(BackendError):
     """No SSH endpoint within budget.ssh_ready_timeout_sec."""
+
+
+class ProxyOnly(BackendError):
+    """The pod has only RunPod's SSH proxy (no public IP for 22/tcp)."""
 
 
 class PodGone(BackendError):
@@ -39,51 +50,68 @@ class Endpoint:
 
 
 def ssh_endpoint(pod: dict) -> tuple[str, Endpoint | None]:
-    """The pod's stage ('provisioning', 'starting', 'ready') and SSH address."""
+    """The pod's stage ('provisioning', 'starting', 'proxy_only', 'ready') and SSH address."""
+    direct = (pod.get("ssh") or {}).get("direct")
+    if direct and direct.get("host") and direct.get("port"):
+        return "ready", Endpoint(str(direct["host"]), int(direct["port"]))
     runtime = pod.get("runtime")
     if not runtime:
-        return "provisioning", None
-    entries = [p for p in runtime.get("ports") or [] if p.get("privatePort") == 22 and p.get("publicPort")]
-    entries.sort(key=lambda p: not p.get("isIpPublic"))
-    if not entries:
-        return "starting", None
-    return "ready", Endpoint(str(entries[0]["ip"]), int(entries[0]["publicPort"]))
+        return ("provisioning" if pod.get("status") in (None, "PROVISIONING") else "starting"), None
+    ssh_ports = [p for p in runtime.get("ports") or [] if p.get("private") == 22]
+    if ssh_ports and all(p.get("public") is None or not p.get("ip") for p in ssh_ports):
+        return "proxy_only", None
+    return "starting", None
 
 
 def wait_for_ssh(api: RunPodAPI, pod_id: str, timeout: float, emit: Callable[..., None], *,
-                 poll: tuple[float, float] = (0.5, 5.0), budget: float | None = None,
+                 poll: tuple[float, float] = (0.5, 5.0), budget: float | None = None, image: str = "",
                  sleep: Callable[[float], None] = time.sleep) -> tuple[Endpoint, dict]:
-    """Poll `get_pod` until the SSH port mapping exists; SSHNotReady on timeout.
+    """Poll `getPod` until `ssh.direct` exists; SSHNotReady on timeout, ProxyOnly for a proxy-only pod.
 
     `budget` is the configured `ssh_ready_timeout_sec` the message names
     (`timeout` may be what is left of it)."""
     started = time.monotonic()
     deadline, delay, stage, pod, seen = started + timeout, poll[0], None, {}, False
+    ran, running_since = False, None
     while True:
         try:
             fetched = api.get_pod(pod_id)
-            # not listed yet right after create: pending (for a grace period); once seen, gone is gone
+            # not visible yet right after create: pending (for a grace period); once seen, gone is gone
             pending = not seen and time.monotonic() - started < PENDING_GRACE_SEC
-            pod = fetched or ({} if pending else {"desiredStatus": "TERMINATED"})
+            pod = fetched or ({} if pending else {"status": "TERMINATED"})
             seen = seen or fetched is not None
         except TransientError:
             pass  # the API is flaky right now; the deadline still holds
-        status = pod.get("desiredStatus")
+        status = pod.get("status")
         if status in GONE:
             raise PodGone(f"pod {pod_id} became {status} while starting")
         now_stage, endpoint = ssh_endpoint(pod)
+        ran = ran or bool(pod.get("runtime"))
+        if status == "RUNNING" and running_since is None:
+            running_since = time.monotonic()
         if now_stage != stage:
             stage = now_stage
-            emit("pod_status", pod_id=pod_id, stage=stage, desired_status=status,
+            emit("pod_status", pod_id=pod_id, stage=stage, status=status,
                  waited_sec=round(time.monotonic() - started, 1))
         if endpoint is not None:
             return endpoint, pod
+        if stage == "proxy_only" or (running_since is not None and (pod.get("ssh") or {}).get("proxy")
+                                     and time.monotonic() - running_since > DIRECT_GRACE_SEC):
+            raise ProxyOnly(f"pod {pod_id}: {PROXY_ADVICE}")
         left = deadline - time.monotonic()
         if left <= 0:
-            raise SSHNotReady(f"SSH was not ready on pod {pod_id} within {budget or timeout:g}s "
-                              f"(desiredStatus={status}, stage={stage}, uptimeSeconds={pod.get('uptimeSeconds')})")
+            raise SSHNotReady(_not_ready(pod_id, budget or timeout, status, stage, ran, image))
         sleep(min(delay, left))
         delay = min(delay * 1.5, poll[1])
+
+
+def _not_ready(pod_id: str, budget: float, status, stage, ran: bool, image: str) -> str:
+    text = f"SSH was not ready on pod {pod_id} within {budget:g}s (status={status}, stage={stage})"
+    if not ran and image:
+        text += (f"; its container never started: the image tag {image!r} may not exist (RunPod accepts any "
+                 "image string, and such a pod bills while it never starts). Check it with "
+                 "`podmagic validate --check-image`")
+    return text
 
 
 class PodWatch:
@@ -107,11 +135,10 @@ class PodWatch:
                 pod = self.api.get_pod(self.pod_id)
             except BackendError:
                 return
-            status = (pod or {}).get("desiredStatus") or "TERMINATED"
+            status = (pod or {}).get("status") or "TERMINATED"
             if status in GONE:
                 self.gone = status
-                self.emit("pod_killed_unexpected", pod_id=self.pod_id, desired_status=status,
-                          last_status_change=(pod or {}).get("lastStatusChange"))
+                self.emit("pod_killed_unexpected", pod_id=self.pod_id, status=status)
         if self.gone is not None:
             raise PodGone(f"pod {self.pod_id} is {self.gone}: it was stopped or terminated "
                           "outside podmagic (host failure, console, or the pod's watchdog)")

@@ -44,6 +44,7 @@ from podmagic.backends.base import BackendError, PodInfo, PodRequest
 from podmagic.backends.ssh.hosts import SSHTarget, resolve_target
 from podmagic.backends.ssh.pod import SSHPod
 from podmagic.backends.ssh.transport import SSHTransport, TransportOptions
+from podmagic.backends.uvinstall import ensure_uv
 
 q = shlex.quote
 READY_TIMEOUT_CAP_SEC = 60.0
@@ -104,7 +105,9 @@ def open_pod(target: SSHTarget, *, pod_id: str, root: str | None = None,
         say("ssh_connected", host=target.spec, pod_root=facts.root, gpu=facts.gpu)
         info = info or PodInfo(pod_id=pod_id, backend=backend, host=target.spec, gpu_id=facts.gpu)
         paths = remote.PathMap(facts.root, mount)
-        return SSHPod(transport, info, paths, created_root=facts.root if facts.created else None)
+        pod = SSHPod(transport, info, paths, created_root=facts.root if facts.created else None)
+        ensure_uv(pod, say)  # before the pin: older RunPod images and many hosts have no uv
+        return pod
     except BaseException:  # e.g. interrupted before the caller has the pod: undo what was made here
         if facts is not None and facts.created:
             try:

@@ -42,6 +42,7 @@ from podmagic.plan import staging
 
 q = shlex.quote
 TIMEOUT_EXIT = 124
+ENV_FILE = "/etc/rp_environment"
 KILL_AFTER_SEC = 5
 
 
@@ -85,7 +86,14 @@ class SSHPod:
     def _prelude(self) -> str:
         pod_id = f"export PODMAGIC_POD_ID={q(self.info.pod_id)}\n"
         home = self.paths.home
-        return pod_id + (f"export HOME={q(home)}; mkdir -p \"$HOME\"\n" if home else "")
+        return pod_id + (f"export HOME={q(home)}; mkdir -p \"$HOME\"\n" if home else "") + self.environment()
+
+    def environment(self) -> str:
+        """SSH sessions are bare: RunPod's start.sh leaves the pod's PATH and RUNPOD_* only in
+        /etc/rp_environment (read by ~/.bashrc, which `bash -c` never reads), and images put uv
+        in ~/.local/bin (on PATH only through /etc/profile.d). Every command gets both."""
+        env_file = q((self.paths.root or "") + ENV_FILE)
+        return f'[ -r {env_file} ] && . {env_file}; export PATH="$HOME/.local/bin:$PATH"\n'
 
     # -- the detached run ----------------------------------------------------
     def mapped(self, launch: Launch) -> Launch:
@@ -108,6 +116,7 @@ class SSHPod:
         second job.
         """
         m = self.mapped(launch)
+        m = replace(m, body=self.environment() + m.body)
         c = m.control_prefix
         exports = {"PODMAGIC_POD_ID": self.info.pod_id, **m.env,
                    **({"HOME": self.paths.home} if self.paths.home else {})}
@@ -171,6 +180,11 @@ class SSHPod:
         command = (f"umask 077; mkdir -p {q(posixpath.dirname(real) or '/')} && cat > {q(tmp)} "
                    f"&& chmod {mode:o} {q(tmp)} && mv -f {q(tmp)} {q(real)}")
         self._must(command, stdin=data, what=f"writing {real}")
+
+    def put_executable(self, source: Path, real_path: str) -> None:
+        """Copy one local executable to a real path on the host (not a pod path)."""
+        self.transport.retrying(lambda: push_file(self.transport, Path(source), real_path))
+        self._must(f"chmod 755 {q(real_path)}")
 
     def push(self, source: Path, destination: str, *, files: Iterable[str] | None,
              excludes: tuple[str, ...], delete: bool) -> Transfer:

@@ -49,6 +49,22 @@ class GpuType:
             return self.secure_price
         return min(self.secure_price, self.community_price)
 
+    def as_rest(self, stock: dict[str, int | None] | None = None, gpu_count: int = 1) -> dict:
+        """A `GpuType` of `GET /v2/catalog/gpus`; with `stock` (dc → free GPUs), its availability."""
+        gpu = {
+            "id": self.id, "name": self.display_name, "pool": None, "manufacturer": "NVIDIA",
+            "memory": self.memory_gb, "secure": True, "community": True,
+            "price": {"secure": self.secure_price, "community": self.community_price},
+            "maxCount": {"secure": self.max_gpu_count, "community": min(self.max_gpu_count, 4)},
+        }
+        if stock is not None:
+            levels = {dc: level(free, gpu_count) for dc, free in stock.items()}
+            offered = [{"id": dc, "name": dc, "availability": lv} for dc, lv in levels.items() if lv != "NONE"]
+            gpu["availability"] = max(levels.values(), key=LEVELS.index, default="NONE")
+            if offered:
+                gpu["dataCenters"] = offered
+        return gpu
+
     def as_graphql(self, gpu_count: int = 1) -> dict:
         return {
             "id": self.id, "displayName": self.display_name, "memoryInGb": self.memory_gb,
@@ -65,6 +81,17 @@ class GpuType:
                 "uninterruptablePrice": round(self.community_price * gpu_count, 3),
             },
         }
+
+
+LEVELS = ("NONE", "LOW", "MEDIUM", "HIGH")
+
+
+def level(free: int | None, gpu_count: int = 1) -> str:
+    """A stock count as the catalogue's AvailabilityLevel."""
+    if free is None:
+        return "HIGH"
+    units = free // max(gpu_count, 1)
+    return "NONE" if units <= 0 else "LOW" if units < 3 else "MEDIUM" if units < 8 else "HIGH"
 
 
 DEFAULT_GPUS: tuple[GpuType, ...] = (

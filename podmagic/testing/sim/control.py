@@ -1,10 +1,24 @@
-"""The simulated control plane: GraphQL root fields → pod transitions.
+"""The simulated control plane: REST v2 operations → pod transitions.
 
-`ControlPlane.execute(field, caller)` answers one root field of a parsed
-document (`gpuTypes`, `pod`, `myself`, `podFindAndDeployOnDemand`,
-`podStop`, `podResume`, `podTerminate`, `updateUserSettings`) or raises
-`ApiError` with the message the real API would give. Host work (booting or
-halting a pod's sshd) always happens outside the store lock.
+`ControlPlane.handle(operation, caller, path_id, query, body)` answers one operation of the
+OpenAPI document (`listPods`, `createPod`, `getPod`, `deletePod`, `podAction`, `listGpuTypes`,
+`getSshKeys`, `updateSshKeys`, `listNetworkVolumes`) with `(status, body)`, or raises `SimError`
+carrying an `ErrorResponse`. RunPod behaviours modelled, each with its source:
+
+- createPod answers 201 with the pod in PROVISIONING; a GPU/datacenter without capacity is a
+  400 with a human-readable `detail` (createPod's description: "400 covers both 'your request
+  breaks a rule' and 'no capacity'");
+- `startSsh` puts the account's keys registered *at create* on the pod, unless the request sets
+  `PUBLIC_KEY` itself (CreatePodRequest.startSsh); with neither, the pod has no SSH access;
+- an image tag that does not exist never starts, and bills (runpod-deploy pitfall 15);
+- a pod with a network volume cannot be stopped: `stop` is a 409 (RunPod docs, pods/manage-pods:
+  network-volume pods can only be terminated); any action not valid for the status is a 409
+  (podAction's description);
+- terminated pods answer 404 and leave the listing (deletePod's description);
+- the listing lags behind a create by `listing_lag_sec` (eventual consistency, seen by
+  SkyPilot's provisioner, PR #10846, which polls for new pods);
+- a pod's own key (`RUNPOD_API_KEY` on the pod) may read and act on that pod only.
+Host work (booting or halting a pod's sshd) happens outside the store lock.
 """
 
 from __future__ import annotations
@@ -14,40 +28,49 @@ import string
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from podmagic.errors import PodmagicError
-from podmagic.testing.sim.catalog import NO_INSTANCES, GpuType
-from podmagic.testing.sim.gql import Field, project
+from podmagic.testing.sim.catalog import GpuType, NO_INSTANCES
+from podmagic.testing.sim.images import lookup
 from podmagic.testing.sim.podhost import PodHost
-from podmagic.testing.sim.shapes import (
-    MEMORY_GB_PER_GPU,
-    VCPU_PER_GPU,
-    deploy_view,
-    pod_view,
-)
+from podmagic.testing.sim.shapes import actions, pod_view, visible_status
 from podmagic.testing.sim.state import Boot, PodRecord, Store, settle
 from podmagic.testing.sim.stock import OutOfStock, Stock
 
-POD_KEY_FIELDS = frozenset({"pod", "podStop", "podResume", "podTerminate"})
+POD_OPERATIONS = frozenset({"getPod", "podAction", "deletePod"})
+TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 409: "Conflict",
+          422: "Unprocessable Entity", 429: "Too Many Requests", 500: "Internal Server Error"}
 
 
-class ApiError(PodmagicError):
-    """A GraphQL error answer (HTTP 200 with `errors`)."""
+class SimError(PodmagicError):
+    """An error answer: HTTP status and `ErrorResponse` fields."""
+
+    def __init__(self, status: int, detail: str, errors: list[str] | None = None):
+        super().__init__(detail)
+        self.status, self.detail, self.errors = status, detail, errors
+
+    def body(self) -> dict:
+        out = {"title": TITLES.get(self.status, "Error"), "status": self.status, "detail": self.detail}
+        if self.errors:
+            out["errors"] = self.errors
+        return out
 
 
 @dataclass(frozen=True)
 class Timing:
-    """Seconds from a (re)start to: runtime shown, ports shown, sshd listening."""
+    """Seconds from a (re)start to: STARTING, RUNNING, the 22/tcp mapping, sshd listening."""
 
     provision_sec: float = 0.3
     ports_sec: float = 0.2
     ssh_sec: float = 0.0
+    starting_sec: float = 0.05
 
-    def boot(self, now: float) -> Boot:
-        runtime_at = now + self.provision_sec
+    def boot(self, now: float, phantom: bool = False) -> Boot:
+        starting_at = now + self.provision_sec
+        runtime_at = float("inf") if phantom else starting_at + self.starting_sec
         ports_at = runtime_at + self.ports_sec
-        return Boot(now, runtime_at, ports_at, ports_at + self.ssh_sec)
+        return Boot(now, runtime_at, ports_at, ports_at + self.ssh_sec, starting_at)
 
 
 @dataclass(frozen=True)
@@ -64,33 +87,28 @@ def new_id(length: int = 14) -> str:
 
 class ControlPlane:
     def __init__(self, store: Store, state_dir: Path, *, gpus: tuple[GpuType, ...],
-                 stock: Stock, timing: Timing, public_key_file: Path,
-                 base_url: Callable[[], str], private_port_entry: bool = False,
-                 image_env: dict[str, str] | None = None,
-                 network_volumes: tuple[dict, ...] = ()):
+                 stock: Stock, timing: Timing, account_keys: list[str],
+                 base_url: Callable[[], str], image_env: dict[str, str] | None = None,
+                 network_volumes: tuple[dict, ...] = (), images: dict[str, str] | None = None):
         self.store, self.state_dir = store, Path(state_dir)
         self.gpus = {g.id: g for g in gpus}
         self.stock, self.timing = stock, timing
-        self.public_key_file, self.base_url = public_key_file, base_url
-        self.private_port_entry = private_port_entry
+        self.account_keys, self.base_url = account_keys, base_url
         self.image_env = dict(image_env or {})
-        self.volumes = {str(v["id"]): dict(v) for v in network_volumes}
+        self.images = dict(images or {})
+        self.volumes = {str(v["id"]): _volume(v) for v in network_volumes}
         self.hosts: dict[str, PodHost] = {}
+        self.listing_lag_sec = 0.0
+        self.community_public_ip = True
 
     # -- dispatch --------------------------------------------------------
-    def execute(self, field: Field, caller: Caller) -> Any:
-        handler = getattr(self, f"_op_{field.name}", None)
+    def handle(self, operation: str, caller: Caller, path_id: str | None, query: dict, body) -> tuple[int, object]:
+        handler = getattr(self, f"_op_{operation}", None)
         if handler is None:
-            raise ApiError(f'Cannot query field "{field.name}" on type "Query".')
-        if caller.pod_id is not None:
-            self._check_pod_key(field, caller)
-        return project(handler(field), field.selection)
-
-    @staticmethod
-    def _check_pod_key(field: Field, caller: Caller) -> None:
-        target = (field.args.get("input") or {}).get("podId")
-        if field.name not in POD_KEY_FIELDS or target != caller.pod_id:
-            raise ApiError("Unauthorized: a pod API key may only act on its own pod.")
+            raise SimError(404, f"{operation} is not simulated")
+        if caller.pod_id is not None and (operation not in POD_OPERATIONS or path_id != caller.pod_id):
+            raise SimError(403, "a pod API key may only act on its own pod")
+        return handler(path_id, query, body)
 
     def caller_for(self, key: str) -> Caller | None:
         for pod in self.store.all():
@@ -98,116 +116,146 @@ class ControlPlane:
                 return Caller(pod.id)
         return None
 
-    # -- queries ---------------------------------------------------------
-    def _op_gpuTypes(self, field: Field) -> list[dict]:
-        wanted = (field.args.get("input") or {}).get("id")
-        count = _lowest_price_count(field)
-        return [g.as_graphql(count) for g in self.gpus.values() if wanted in (None, g.id)]
-
-    def _op_pod(self, field: Field) -> dict | None:
-        pod = self.store.get((field.args.get("input") or {}).get("podId", ""))
-        return self.view(pod) if pod is not None and pod.live else None
-
-    def _op_myself(self, field: Field) -> dict:
-        return {
-            "id": "user_sim", "email": "sim@podmagic.invalid",
-            "pubKey": self.public_key_file.read_text().strip(),
-            "networkVolumes": list(self.volumes.values()), "clientBalance": 100.0,
-            "pods": [self.view(p) for p in self.store.all() if p.live],
-        }
-
     def view(self, pod: PodRecord) -> dict:
-        gpu = self.gpus.get(pod.gpu_type_id)
-        name = gpu.display_name if gpu else pod.gpu_type_id
-        return pod_view(pod, name, private_entry=self.private_port_entry)
+        return pod_view(pod)
 
-    # -- mutations -------------------------------------------------------
-    def _op_updateUserSettings(self, field: Field) -> dict:
-        pub = (field.args.get("input") or {}).get("pubKey")
-        if pub:
-            self.public_key_file.write_text(pub.strip() + "\n")
-        return {"id": "user_sim", "pubKey": self.public_key_file.read_text().strip()}
+    # -- reads -----------------------------------------------------------
+    def _op_listPods(self, _id, query, _body) -> tuple[int, dict]:
+        now = time.time()
+        shown = [self.view(p) for p in self.store.all()
+                 if p.live and now - p.created_at >= self.listing_lag_sec]
+        return 200, {"pods": shown}
 
-    def _op_deployCpuPod(self, field: Field) -> None:
-        raise ApiError("CPU pods are not available in this simulator.")
+    def _op_getPod(self, pod_id, _query, _body) -> tuple[int, dict]:
+        return 200, self.view(self._live(pod_id))
 
-    def _op_podFindAndDeployOnDemand(self, field: Field) -> dict:
-        spec = field.args.get("input") or {}
-        gpu = self.gpus.get(spec.get("gpuTypeId") or "")
+    def _op_listGpuTypes(self, _id, query, _body) -> tuple[int, dict]:
+        include = "AVAILABILITY" in (query.get("include") or [""])[-1].split(",")
+        product = (query.get("product") or [""])[-1]
+        if include != bool(product):
+            raise SimError(400, "product is required with include=AVAILABILITY, and valid only with it")
+        count = int((query.get("count") or ["1"])[-1])
+        gpus = []
+        for gpu in self.gpus.values():
+            stock = {dc: self.stock.free(gpu.id, dc) for dc in self.stock.datacenters} if include else None
+            gpus.append(gpu.as_rest(stock, count))
+        return 200, {"gpus": gpus}
+
+    def _op_getSshKeys(self, _id, _query, _body) -> tuple[int, dict]:
+        return 200, {"keys": list(self.account_keys)}
+
+    def _op_updateSshKeys(self, _id, _query, body) -> tuple[int, dict]:
+        self.account_keys[:] = [str(k).strip() for k in body.get("keys", [])]
+        return 200, {"keys": list(self.account_keys)}
+
+    def _op_listNetworkVolumes(self, _id, _query, _body) -> tuple[int, dict]:
+        return 200, {"networkVolumes": list(self.volumes.values())}
+
+    # -- create ----------------------------------------------------------
+    def _op_createPod(self, _id, _query, spec) -> tuple[int, dict]:
+        if "cpu" in spec or "gpu" not in spec:
+            raise SimError(400, "exactly one of gpu or cpu must be set (CPU pods are not simulated)")
+        gpu = self.gpus.get(spec["gpu"]["id"])
         if gpu is None:
-            raise ApiError(f"Invalid GPU type: {spec.get('gpuTypeId')!r}")
-        count = int(spec.get("gpuCount") or 1)
-        _check_shape(gpu, count, spec)
-        spec = self._pin_to_volume(spec)
-        try:
-            dc = self.stock.acquire(gpu.id, spec.get("dataCenterId"), count)
-        except OutOfStock as exc:
-            raise ApiError(str(exc)) from None
-        pod = self.store.put(self._record(spec, gpu, count, dc), "created")
+            raise SimError(400, f"unknown GPU type {spec['gpu']['id']!r}")
+        count = int(spec["gpu"].get("count") or 1)
+        if count > gpu.max_gpu_count:
+            raise SimError(400, NO_INSTANCES)
+        mounts = spec.get("mounts") or {}
+        if mounts.get("persistent") and mounts.get("network"):
+            raise SimError(400, "at most one of mounts.persistent and mounts.network may be set")
+        wanted = list(spec.get("dataCenterIds") or [])
+        volume = self._volume_for(mounts, wanted)
+        if volume is not None:
+            wanted = [volume["dataCenter"]]
+        for dc in wanted or [None]:
+            try:
+                placed = self.stock.acquire(gpu.id, dc, count)
+                break
+            except OutOfStock as exc:
+                error = str(exc)
+        else:
+            raise SimError(400, error)
+        pod = self.store.put(self._record(spec, gpu, count, placed, volume), "created")
         self.boot(pod)
-        return deploy_view(self.store.get(pod.id))
+        return 201, self.view(self.store.get(pod.id))
 
-    def _pin_to_volume(self, spec: dict) -> dict:
-        """A network volume lives in one datacenter: the pod must land there."""
-        volume_id = spec.get("networkVolumeId")
-        if not volume_id:
-            return spec
-        volume = self.volumes.get(str(volume_id))
+    def _volume_for(self, mounts: dict, wanted: list[str]) -> dict | None:
+        network = mounts.get("network") or []
+        if not network:
+            return None
+        volume = self.volumes.get(str(network[0]["volumeId"]))
         if volume is None:
-            raise ApiError(f"Network volume {volume_id} not found.")
-        if spec.get("dataCenterId") not in (None, volume["dataCenterId"]):
-            raise ApiError(f"Network volume {volume_id} is in {volume['dataCenterId']}, "
-                           f"not in {spec.get('dataCenterId')}.")
-        return {**spec, "dataCenterId": volume["dataCenterId"]}
+            raise SimError(400, f"network volume {network[0]['volumeId']} not found")
+        if wanted and volume["dataCenter"] not in wanted:
+            raise SimError(400, f"network volume {volume['id']} is in {volume['dataCenter']}, not in {wanted}")
+        return volume
 
-    def _record(self, spec: dict, gpu: GpuType, count: int, dc: str) -> PodRecord:
+    def _record(self, spec: dict, gpu: GpuType, count: int, dc: str, volume: dict | None) -> PodRecord:
         now, pod_id = time.time(), new_id()
-        cloud = str(spec.get("cloudType") or "ALL")
-        env = tuple((str(e["key"]), str(e["value"])) for e in spec.get("env") or ())
+        cloud = str(spec.get("cloud") or "SECURE")
+        env = tuple((str(k), str(v)) for k, v in (spec.get("env") or {}).items())
+        mounts = spec.get("mounts") or {}
+        persistent = mounts.get("persistent") or {}
+        keys: tuple[str, ...] = ()
+        if dict(env).get("PUBLIC_KEY"):
+            keys = tuple(k for k in dict(env)["PUBLIC_KEY"].splitlines() if k.strip())
+        elif spec.get("startSsh"):
+            keys = tuple(self.account_keys)  # the keys registered now; later registrations do not reach it
         return PodRecord(
-            id=pod_id, name=str(spec.get("name") or ""), image_name=str(spec.get("imageName") or ""),
+            id=pod_id, name=str(spec["name"]), image_name=str(spec.get("image") or ""),
             gpu_type_id=gpu.id, gpu_count=count, data_center_id=dc, cloud_type=cloud,
             cost_per_hr=round(gpu.price(cloud) * count, 4), machine_id=new_id(12),
             pod_host_id=f"{pod_id}-{secrets.token_hex(4)}", api_key=f"rpa_POD{secrets.token_hex(16)}",
             created_at=now, last_status_change=now, billed_until=now,
-            container_disk_gb=int(spec.get("containerDiskInGb") or 0),
-            volume_gb=int(spec.get("volumeInGb") or 0),
-            volume_mount_path=str(spec.get("volumeMountPath") or "/runpod-volume"),
-            ports=str(spec.get("ports") or ""), docker_args=str(spec.get("dockerArgs") or ""),
-            env=env, network_volume_id=spec.get("networkVolumeId"),
+            container_disk_gb=int(spec.get("disk") or 50),
+            volume_gb=int(persistent.get("size") or 0),
+            volume_mount_path=str(persistent.get("path") or ((mounts.get("network") or [{}])[0].get("path"))
+                                  or "/workspace"),
+            ports=tuple(spec.get("ports") or ()), docker_args=str(spec.get("args") or ""),
+            env=env, network_volume_id=volume["id"] if volume else None,
             start_ssh=bool(spec.get("startSsh")), status_reason="Rented by User",
+            public_ip=cloud != "COMMUNITY" or self.community_public_ip, authorized_keys=keys,
         )
 
-    def _op_podStop(self, field: Field) -> dict:
-        pod = self._live(field)
-        pod = self.halt(pod.id, "EXITED", "Exited by User") or pod
-        return {"id": pod.id, "desiredStatus": pod.desired_status}
+    # -- actions ---------------------------------------------------------
+    def _op_podAction(self, pod_id, _query, body) -> tuple[int, dict | None]:
+        action = body["action"]
+        pod = self._live(pod_id)
+        status = visible_status(pod, time.time())
+        if action == "stop" and pod.network_volume_id:
+            raise SimError(409, "a pod with a network volume cannot be stopped, only terminated")
+        if action not in actions(pod, status):
+            raise SimError(409, f"action {action} is not valid for a pod in status {status}")
+        if action == "terminate":
+            self.halt(pod_id, "TERMINATED", "Terminated by User")
+            return 204, None
+        if action == "stop":
+            self.halt(pod_id, "EXITED", "Exited by User")
+        elif action == "start":
+            self._resume(pod)
+        else:  # restart
+            self.boot(pod)
+        return 200, self.view(self.store.get(pod_id))
 
-    def _op_podResume(self, field: Field) -> dict:
+    def _op_deletePod(self, pod_id, _query, _body) -> tuple[int, None]:
+        self._live(pod_id)
+        self.halt(pod_id, "TERMINATED", "Terminated by User")
+        return 204, None
+
+    def _resume(self, pod: PodRecord) -> None:
         with self.store.lock:
-            pod = self._live(field)
-            if pod.desired_status != "EXITED":
-                return deploy_view(pod)
             try:
                 self.stock.reacquire(pod.gpu_type_id, pod.data_center_id, pod.gpu_count)
             except OutOfStock as exc:
-                raise ApiError(str(exc)) from None
+                raise SimError(400, str(exc)) from None
             pod = self._transition(pod.id, "RUNNING", "Resumed by User", "resumed")
         self.boot(pod)
-        return deploy_view(self.store.get(pod.id))
 
-    def _op_podTerminate(self, field: Field) -> None:
-        pod_id = (field.args.get("input") or {}).get("podId", "")
-        pod = self.store.get(pod_id)
-        if pod is None:
-            raise ApiError("Pod not found.")
-        self.halt(pod_id, "TERMINATED", "Terminated by User")
-        return None
-
-    def _live(self, field: Field) -> PodRecord:
-        pod = self.store.get((field.args.get("input") or {}).get("podId", ""))
+    def _live(self, pod_id: str | None) -> PodRecord:
+        pod = self.store.get(pod_id or "")
         if pod is None or not pod.live:
-            raise ApiError("Pod not found.")
+            raise SimError(404, "pod not found")
         return pod
 
     # -- transitions -----------------------------------------------------
@@ -237,16 +285,19 @@ class ControlPlane:
 
     def host(self, pod: PodRecord) -> PodHost:
         if pod.id not in self.hosts:
-            self.hosts[pod.id] = PodHost(self.state_dir / "pods" / pod.id, pod.id, self.public_key_file)
+            self.hosts[pod.id] = PodHost(self.state_dir / "pods" / pod.id, pod.id)
         return self.hosts[pod.id]
 
     def boot(self, pod: PodRecord) -> None:
-        boot = self.timing.boot(time.time())
+        image = lookup(pod.image_name, self.images)
+        boot = self.timing.boot(time.time(), phantom=image is None)
         pod = self.store.update(pod.id, lambda p: replace(p, boot=boot, ssh_port=None), "boot")
         host = self.host(pod)
         host.prepare(self.state_dir / "volumes" / pod.network_volume_id if pod.network_volume_id else None)
-        ssh = pod.start_ssh and not pod.docker_args.strip()
-        host.boot(boot, self.pod_env(pod), lambda port: self._on_port(pod.id, boot, port), ssh)
+        if image is None:
+            return  # the image pull never succeeds: no container, no sshd, but the GPU is held and billed
+        host.boot(boot, self.pod_env(pod), lambda port: self._on_port(pod.id, boot, port),
+                  keys=pod.authorized_keys, uv=image.uv)
 
     def _on_port(self, pod_id: str, boot: Boot, port: int) -> None:
         def change(p: PodRecord) -> PodRecord:
@@ -255,27 +306,17 @@ class ControlPlane:
         self.store.update(pod_id, change)
 
     def pod_env(self, pod: PodRecord) -> dict[str, str]:
-        """The environment of every process on the pod (RunPod's names)."""
+        """The container's environment (RunPod's names); SSH sessions do not inherit it."""
         return {
             **self.image_env, **dict(pod.env),
             "RUNPOD_POD_ID": pod.id, "RUNPOD_API_KEY": pod.api_key,
             "RUNPOD_API_BASE_URL": self.base_url(), "RUNPOD_POD_HOSTNAME": pod.pod_host_id,
             "RUNPOD_GPU_COUNT": str(pod.gpu_count), "RUNPOD_DC_ID": pod.data_center_id,
-            "RUNPOD_PUBLIC_IP": "127.0.0.1",
+            "RUNPOD_PUBLIC_IP": "127.0.0.1" if pod.public_ip else "",
         }
 
 
-def _lowest_price_count(field: Field) -> int:
-    for sub in field.selection:
-        if sub.name == "lowestPrice":
-            return int((sub.args.get("input") or {}).get("gpuCount") or 1)
-    return 1
-
-
-def _check_shape(gpu: GpuType, count: int, spec: dict) -> None:
-    """GPU count, vCPU and memory floors that no machine can meet."""
-    vcpu = int(spec.get("minVcpuCount") or 0)
-    memory = int(spec.get("minMemoryInGb") or 0)
-    if count > gpu.max_gpu_count or vcpu > VCPU_PER_GPU * count \
-            or memory > MEMORY_GB_PER_GPU * count:
-        raise ApiError(NO_INSTANCES)
+def _volume(v: dict) -> dict:
+    """A `NetworkVolume` (accepts the old `dataCenterId` spelling of tests)."""
+    return {"id": str(v["id"]), "name": str(v.get("name") or v["id"]), "size": int(v.get("size") or 10),
+            "dataCenter": str(v.get("dataCenter") or v.get("dataCenterId")), "type": v.get("type") or "STANDARD"}

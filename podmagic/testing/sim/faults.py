@@ -1,12 +1,12 @@
 """Injected failures of the simulated API, consumed call by call.
 
-A `Fault` is queued for an operation (a GraphQL root field such as
-`podFindAndDeployOnDemand`, or `*` for any) and answers the next matching
-call instead of (or, with `apply=True`, after) the real work:
+A `Fault` is queued for an operation (an operationId of the document such as `createPod`,
+`podAction:stop` for one action, or `*` for any) and answers the next matching call instead
+of (or, with `apply=True`, after) the real work:
 
-- an HTTP status with a non-JSON body (a gateway's HTML page), which the SDK
-  surfaces as a `requests` JSON decode error;
-- a GraphQL error with a given message (HTTP 200, `errors` set);
+- an HTTP status with a body: a gateway's HTML page for 5xx (what a load balancer in front
+  sends), or an `ErrorResponse` with `message` as its detail; a 429 carries `Retry-After`;
+- `drop=True`: the connection is closed with no answer at all;
 - a delay before answering (to trip a client timeout); with `status=None`
   and no message the call then proceeds normally.
 
@@ -32,19 +32,18 @@ class Fault:
     """One injected answer for one call."""
 
     status: int | None = 502
-    body: str = GATEWAY_HTML
+    body: str | None = None
+    """None: an `ErrorResponse`; else sent as text/html (a gateway's page, outside the document)."""
     message: str | None = None
     delay_sec: float = 0.0
     apply: bool = False
-
-    @property
-    def is_graphql_error(self) -> bool:
-        return self.message is not None
+    retry_after: int = 1
+    drop: bool = False
 
     @property
     def answers(self) -> bool:
         """Whether this fault replaces the answer (else it only delays)."""
-        return self.message is not None or self.status is not None
+        return self.drop or self.message is not None or self.status is not None
 
 
 class FaultPlan:
@@ -61,7 +60,7 @@ class FaultPlan:
 
     def take(self, operation: str) -> Fault | None:
         with self._lock:
-            for key in (operation, "*"):
+            for key in (operation, operation.split(":")[0], "*"):
                 if self._queues[key]:
                     fault = self._queues[key].popleft()
                     self.fired.append((operation, fault))

@@ -1,35 +1,36 @@
-"""A RunPod control-plane simulator whose pods are real SSH hosts on loopback.
+"""A RunPod REST v2 simulator whose pods are real SSH hosts on loopback, held to RunPod's API document.
 
     sim = RunPodSimulator(tmp_path / "sim", stock={("NVIDIA L40S", "EU-RO-1"): 0})
     sim.start()
-    os.environ["RUNPOD_API_BASE_URL"] = sim.base_url   # the runpod SDK reads it per call
-    runpod.api_key = sim.api_key
+    os.environ["RUNPOD_API_BASE_URL"] = sim.base_url   # podmagic reads it per call
+    os.environ["RUNPOD_API_KEY"] = sim.api_key
     ...
     sim.pods()                                          # every pod, terminated ones too
+    sim.contract.violations                             # [] or what broke the document
     sim.stop()
 
 or from a shell: `python -m podmagic.testing.sim.runpod --port 0 --state-dir DIR`
 (prints the base URL on the first line of stdout, serves until interrupted).
 
-It answers the GraphQL that `runpod` SDK 1.12 sends (`gpuTypes`, `pod`,
-`myself`, `podFindAndDeployOnDemand`, `podStop`, `podResume`,
-`podTerminate`, `updateUserSettings`). A created pod shows `runtime: null`
-for `timing.provision_sec`, then a runtime with no ports for
-`timing.ports_sec`, then `privatePort 22 → 127.0.0.1:<port>`; its sshd
-accepts `timing.ssh_sec` later (a slow SSH start). The account's public key
-(`public_key=`, or a generated pair whose private half is `client_key`) is
-authorized on every pod; `image_env` is the environment every pod's image
-provides (PATH with uv, a Python mirror, ...); `network_volumes` are the
-account's volumes (`{id, name, size, dataCenterId}`), shared by every pod
-that mounts one (`state_dir/volumes/<id>`). Fault knobs: `set_stock`, `inject` (5xx with a
-non-JSON body, GraphQL errors, delays, work-done-but-answer-lost), `set_timing`
-and `kill_pod` (the host dies mid-run). State is mirrored to
-`state_dir/state.json`. This module never imports `runpod`.
+It answers the operations of `shared/reference/runpod-rest-v2/openapi.json` that podmagic uses
+(`/v2/pods`, `/v2/pods/{id}`, `/v2/pods/{id}/action`, `/v2/catalog/gpus`,
+`/v2/account/ssh-keys`, `/v2/network-volumes`), and validates every exchange against that
+document (`contract.py`). A created pod is PROVISIONING for `timing.provision_sec`, STARTING for
+`timing.starting_sec`, RUNNING without its 22/tcp mapping for `timing.ports_sec`, then
+`ssh.direct` → 127.0.0.1:<port>; its sshd accepts `timing.ssh_sec` later. How the pod boots
+(environment, keys, uv) is RunPod's (`podhost.py`); which images exist and carry uv is
+`images.py`. The account's registered keys are `public_key=` (or a generated pair whose private
+half is `client_key`; `register_key=False` registers none). `network_volumes` are the account's
+volumes, shared by every pod that mounts one (`state_dir/volumes/<id>`). Knobs: `set_stock`,
+`inject` (5xx, 429 with Retry-After, dropped connections, work-done-but-answer-lost, delays),
+`rate_limit`, `listing_lag_sec`, `community_public_ip`, `set_timing`, `kill_pod`. State is
+mirrored to `state_dir/state.json` (every pod's status and ports).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import signal
 import sys
@@ -39,9 +40,11 @@ from pathlib import Path
 from typing import Mapping
 
 from podmagic.testing.sim.catalog import DEFAULT_DATACENTERS, DEFAULT_GPUS, GpuType
+from podmagic.testing.sim.contract import Contract
 from podmagic.testing.sim.control import ControlPlane, Timing
 from podmagic.testing.sim.faults import GATEWAY_HTML, Fault, FaultPlan
-from podmagic.testing.sim.server import Call, GraphQLServer
+from podmagic.testing.sim.images import UV_MODES
+from podmagic.testing.sim.server import Call, RestServer
 from podmagic.testing.sim.state import Store, inspect
 from podmagic.testing.sim.stock import Stock
 from podmagic.testing.sshd import keygen
@@ -57,23 +60,25 @@ class RunPodSimulator:
                  default_stock: int | None = None, gpus: tuple[GpuType, ...] = DEFAULT_GPUS,
                  datacenters: tuple[str, ...] = DEFAULT_DATACENTERS,
                  timing: Timing = Timing(), public_key: str | Path | None = None,
-                 host: str = "127.0.0.1", port: int = 0, private_port_entry: bool = False,
-                 image_env: Mapping[str, str] | None = None,
-                 network_volumes: tuple[dict, ...] = ()):
+                 host: str = "127.0.0.1", port: int = 0,
+                 image_env: Mapping[str, str] | None = None, register_key: bool = True,
+                 network_volumes: tuple[dict, ...] = (), images: Mapping[str, str] | None = None,
+                 contract: Contract | None = None, **_ignored: object):
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.api_key = api_key or f"rpa_SIM{secrets.token_hex(12).upper()}"
         self.client_key = self._account_key(public_key)
+        self.account_keys = [self.public_key_file.read_text().strip()] if register_key else []
         self.store = Store(self.state_dir)
         self.stock = Stock(datacenters, stock, default_stock)
         self.faults = FaultPlan()
+        self.contract = contract or Contract()
         self.plane = ControlPlane(
             self.store, self.state_dir, gpus=tuple(gpus), stock=self.stock, timing=timing,
-            public_key_file=self.public_key_file, base_url=lambda: self.base_url,
-            private_port_entry=private_port_entry, image_env=dict(image_env or {}),
-            network_volumes=tuple(network_volumes))
+            account_keys=self.account_keys, base_url=lambda: self.base_url,
+            image_env=dict(image_env or {}), network_volumes=tuple(network_volumes), images=dict(images or {}))
         self._bind = (host, port)
-        self._server: GraphQLServer | None = None
+        self._server: RestServer | None = None
 
     # -- setup -----------------------------------------------------------
     @property
@@ -94,7 +99,7 @@ class RunPodSimulator:
     # -- lifecycle -------------------------------------------------------
     def start(self) -> "RunPodSimulator":
         if self._server is None:
-            self._server = GraphQLServer(self.plane, self.faults, self.api_key, *self._bind)
+            self._server = RestServer(self.plane, self.faults, self.api_key, self.contract, *self._bind)
             self._server.start()
             self.store.extra = {"base_url": self.base_url}
             self.store.save()
@@ -115,6 +120,10 @@ class RunPodSimulator:
         for host in list(self.plane.hosts.values()):
             host.halt()
         self.store.save()
+        tally = os.environ.get("PODMAGIC_SIM_CONTRACT_TALLY")
+        if tally:
+            with open(tally, "a") as out:
+                out.write(f"{self.contract.checked} {len(self.contract.violations)}\n")
 
     def __enter__(self) -> "RunPodSimulator":
         return self.start()
@@ -127,10 +136,6 @@ class RunPodSimulator:
         if self._server is None:
             raise RuntimeError("the simulator is not started")
         return self._server.base_url
-
-    @property
-    def graphql_url(self) -> str:
-        return f"{self.base_url}/graphql"
 
     def client_env(self) -> dict[str, str]:
         """What a client process needs: `RUNPOD_API_BASE_URL` and `RUNPOD_API_KEY`."""
@@ -154,6 +159,7 @@ class RunPodSimulator:
         return self.state_dir / "pods" / pod_id / "root"
 
     def pod_env(self, pod_id: str) -> dict[str, str]:
+        """The container's environment (SSH sessions do not get it; /etc/rp_environment has PATH and RUNPOD_*)."""
         return self.plane.pod_env(self.store.get(pod_id))
 
     @property
@@ -178,10 +184,32 @@ class RunPodSimulator:
         self.plane.timing = replace(self.plane.timing, **changes)
 
     def inject(self, operation: str, times: int = 1, *, status: int | None = 502,
-               body: str = GATEWAY_HTML, message: str | None = None,
-               delay_sec: float = 0.0, apply: bool = False) -> None:
-        """Answer the next `times` calls of `operation` (`*`: any) with a fault."""
-        self.faults.add(operation, Fault(status, body, message, delay_sec, apply), times)
+               body: str | None = None, message: str | None = None, delay_sec: float = 0.0,
+               apply: bool = False, drop: bool = False, retry_after: int = 1) -> None:
+        """Answer the next `times` calls of `operation` (an operationId, `podAction:stop`, `*`) with a fault."""
+        self.faults.add(operation, Fault(status, body, message, delay_sec, apply, retry_after, drop), times)
+
+    def rate_limit(self, limit: int | None, window_sec: float = 60.0) -> None:
+        """At most `limit` requests per `window_sec`; beyond that, 429 with Retry-After (None: off)."""
+        self._server.limiter.set(limit, window_sec)
+
+    @property
+    def listing_lag_sec(self) -> float:
+        return self.plane.listing_lag_sec
+
+    @listing_lag_sec.setter
+    def listing_lag_sec(self, value: float) -> None:
+        """A new pod appears in `GET /v2/pods` only this long after its create."""
+        self.plane.listing_lag_sec = value
+
+    @property
+    def community_public_ip(self) -> bool:
+        return self.plane.community_public_ip
+
+    @community_public_ip.setter
+    def community_public_ip(self, value: bool) -> None:
+        """False: COMMUNITY pods created from now on get no public IP (proxy only)."""
+        self.plane.community_public_ip = value
 
     def kill_pod(self, pod_id: str, status: str = "EXITED") -> dict:
         """The host dies: sshd and all pod processes are killed; EXITED or TERMINATED."""
@@ -212,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", required=True, type=Path)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--api-key", help="the account key clients must send (default: generated)")
-    parser.add_argument("--public-key", help="public key (text or .pub path) authorized on pods")
+    parser.add_argument("--public-key", help="public key (text or .pub path) registered on the account")
     parser.add_argument("--stock", action="append", type=_stock_arg, default=[],
                         metavar="GPU@DC=N", help="free GPUs for one combination (repeatable)")
     parser.add_argument("--default-stock", type=int, default=None)
@@ -221,19 +249,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--provision-sec", type=float, default=Timing.provision_sec)
     parser.add_argument("--ports-sec", type=float, default=Timing.ports_sec)
     parser.add_argument("--ssh-sec", type=float, default=Timing.ssh_sec)
+    parser.add_argument("--starting-sec", type=float, default=Timing.starting_sec)
+    parser.add_argument("--image", action="append", default=[], metavar="TAG=UV",
+                        help=f"an extra image that exists; UV is one of {', '.join(UV_MODES)} (repeatable)")
+    parser.add_argument("--no-account-key", action="store_true",
+                        help="register no SSH key on the account (pods then need PUBLIC_KEY)")
+    parser.add_argument("--listing-lag-sec", type=float, default=0.0)
+    parser.add_argument("--rate-limit", metavar="N/SEC", help="at most N requests per SEC seconds (429 beyond)")
+    parser.add_argument("--community-no-public-ip", action="store_true",
+                        help="COMMUNITY pods get no public IP (only the SSH proxy)")
     args = parser.parse_args(argv)
-    timing = Timing(args.provision_sec, args.ports_sec, args.ssh_sec)
+    timing = Timing(args.provision_sec, args.ports_sec, args.ssh_sec, args.starting_sec)
     sim = RunPodSimulator(args.state_dir, api_key=args.api_key, stock=dict(args.stock),
                           default_stock=args.default_stock, timing=timing,
-                          public_key=args.public_key, port=args.port,
+                          public_key=args.public_key, port=args.port, register_key=not args.no_account_key,
+                          images=dict(kv.split("=", 1) for kv in args.image if "=" in kv),
                           image_env=dict(kv.split("=", 1) for kv in args.image_env if "=" in kv)).start()
+    sim.listing_lag_sec = args.listing_lag_sec
+    sim.community_public_ip = not args.community_no_public_ip
+    if args.rate_limit:
+        limit, _, window = args.rate_limit.partition("/")
+        sim.rate_limit(int(limit), float(window or 60))
     print(sim.base_url, flush=True)
-    print(f"export RUNPOD_API_BASE_URL={sim.base_url} RUNPOD_API_KEY={sim.api_key}\n"
-          f"ssh key authorized on pods: {sim.client_key or sim.public_key_file}", file=sys.stderr, flush=True)
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
+    print(f"export RUNPOD_API_BASE_URL={sim.base_url} RUNPOD_API_KEY={sim.api_key}\n"
+          f"ssh key registered on the account: {sim.client_key or sim.public_key_file}", file=sys.stderr, flush=True)
     done.wait()
+    if sim.contract.violations:
+        print("contract violations:\n" + "\n".join(sim.contract.violations), file=sys.stderr, flush=True)
     sim.stop()
     return 0
 

@@ -24,8 +24,10 @@ from podmagic.testing.sim.catalog import (
     VOLUME_USD_PER_GB_MONTH,
 )
 
-LIVE = ("RUNNING", "EXITED")
-"""Statuses the API still shows; TERMINATED pods are gone from `pod`/`pods`."""
+LIVE = ("RUNNING", "EXITED", "ERROR")
+"""Stored statuses the API still shows; TERMINATED pods answer 404 and leave the listing.
+The stored RUNNING means "meant to run": what `status` shows (PROVISIONING, STARTING,
+RUNNING) follows the boot's timing (`shapes.visible_status`)."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class Boot:
     runtime_at: float
     ports_at: float
     ssh_at: float
+    starting_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -60,11 +63,13 @@ class PodRecord:
     container_disk_gb: int = 10
     volume_gb: int = 0
     volume_mount_path: str = "/runpod-volume"
-    ports: str = ""
+    ports: tuple[str, ...] = ()
     docker_args: str = ""
     env: tuple[tuple[str, str], ...] = ()
     network_volume_id: str | None = None
     start_ssh: bool = True
+    public_ip: bool = True
+    authorized_keys: tuple[str, ...] = ()
     boot: Boot | None = None
     ssh_port: int | None = None
     compute_sec: float = 0.0
@@ -115,18 +120,29 @@ def inspect(pod: PodRecord, now: float | None = None) -> dict:
     pod = settle(pod, time.time() if now is None else now)
     data = asdict(pod)
     data.pop("api_key")
-    data["env"] = dict(pod.env)
+    data["env"] = {k: v for k, v in pod.env if k != "PUBLIC_KEY"}
+    data["status"] = pod.desired_status if pod.desired_status != "RUNNING" else _live_status(pod, time.time())
     data["accrued_usd"] = accrued_usd(pod)
     data["disk_usd_per_hour"] = round(pod.disk_usd_per_hour(), 6)
     data["billing"] = {"RUNNING": "compute", "EXITED": "disk"}.get(pod.desired_status, "none")
     return data
 
 
+def _live_status(pod: PodRecord, now: float) -> str:
+    boot = pod.boot
+    if boot is None or now < (boot.starting_at or boot.runtime_at):
+        return "PROVISIONING"
+    return "STARTING" if now < boot.runtime_at else "RUNNING"
+
+
 def _from_json(data: dict) -> PodRecord:
     data = dict(data)
     for key in ("accrued_usd", "disk_usd_per_hour", "billing"):
         data.pop(key, None)
-    data["env"] = tuple(tuple(kv) for kv in data.get("env", ()))
+    data.pop("status", None)
+    data["env"] = tuple(tuple(kv) for kv in (data.get("env") or {}).items())
+    data["ports"] = tuple(data.get("ports") or ())
+    data["authorized_keys"] = tuple(data.get("authorized_keys") or ())
     data["history"] = tuple(data.get("history", ()))
     data["boot"] = Boot(**data["boot"]) if data.get("boot") else None
     data.setdefault("api_key", f"rpa_POD{secrets.token_hex(16)}")  # never written out
