@@ -20,7 +20,6 @@ import random
 import threading
 import time
 
-import pytest
 
 from podmagic.testing.sim.runpod import RunPodSimulator, Timing
 from podmagic.backends.runpod.backend import RunPodBackend

@@ -317,9 +317,9 @@ class RunPodAPI:
         return self.action(pod_id, "start") or {}
 
 
-class _Retry(Exception):
+class _Retry(ApiError):
     def __init__(self, why: str, retry_after: float | None, maybe_applied: bool):
-        super().__init__(why)
+        super().__init__(why, "transient")
         self.why, self.retry_after, self.maybe_applied = why, retry_after, maybe_applied
 
 

@@ -61,6 +61,16 @@ def catalog(gpu_ids: tuple[str, ...] | list[str] | None = None, *, cloud: str = 
     return tuple(by_id[g] for g in gpu_ids if g in by_id)
 
 
+def gpu_types(*, cloud_type: str = "SECURE", gpu_count: int = 1) -> list[dict]:
+    """The raw `GpuType` objects (REST v2 shape), with availability for pods."""
+    client = RunPodAPI()
+    try:
+        return client.gpu_types(cloud=cloud_type if cloud_type in ("SECURE", "COMMUNITY") else "SECURE",
+                                gpu_count=gpu_count)
+    finally:
+        client.close()
+
+
 def offer(gpu: dict) -> GpuOffer:
     """One `GpuType` object → `GpuOffer`."""
     price, most = gpu.get("price") or {}, gpu.get("maxCount") or {}
