@@ -267,4 +267,26 @@ def execute(prepared: Prepared, *, listeners: Iterable[Listener] = (), cancel: t
     backend = backend or get_backend(plan.backend, **prepared.backend_options)
     journal = Journal(store.RunDir(plan.run_dir).events_path, prepared.redactor.mask)
     runner = Runner(plan, backend, listeners=[journal, *listeners], redactor=prepared.redactor, cancel=cancel)
-    return runner.execute()
+    manifest = runner.execute()
+    honour_state_file(prepared, manifest)
+    return manifest
+
+
+def honour_state_file(prepared: Prepared, manifest: Mapping[str, object]) -> Path | None:
+    """runpod-deploy's `state_file`: a pointer `{pod_id, gpu_id, image, datacenter_id}` to a pod the
+    lifecycle kept (stop, preserve, recycle), removed when that pod was deleted; the runpod backend only.
+    `podmagic cleanup --state-file P` reads it."""
+    given = prepared.spec.state_file
+    if not given or prepared.plan.backend != "runpod" or not manifest.get("pod_id"):
+        return None
+    path = Path(given).expanduser()
+    try:
+        if manifest.get("pod_final_state") in ("RUNNING", "EXITED"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            store.write_json_atomic(path, {k: manifest.get(k) for k in ("pod_id", "gpu_id", "image", "datacenter_id")})
+            return path
+        if (store.read_json(path) or {}).get("pod_id") == manifest.get("pod_id"):
+            path.unlink(missing_ok=True)
+    except OSError:
+        return None
+    return None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 import yaml
@@ -487,6 +487,8 @@ def _pod(b: _Builder, root: dict[str, _Node]) -> PodSpec:
         raise b.fail(values["image"], "`pod.image` must not be empty")
     _positive(b, values, "pod", container_disk_gb=pod.container_disk_gb, gpu_count=pod.gpu_count,
               min_vcpu_count=pod.min_vcpu_count, min_memory_gb=pod.min_memory_gb)
+    if pod.cloud_type.upper() in schema.CLOUD_TYPES and pod.cloud_type not in schema.CLOUD_TYPES:
+        pod = replace(pod, cloud_type=pod.cloud_type.upper())  # runpod-deploy passes it on as written
     if pod.cloud_type not in schema.CLOUD_TYPES:
         raise b.fail(values["cloud_type"], f"`pod.cloud_type` must be SECURE or COMMUNITY, got {pod.cloud_type!r}")
     return pod
@@ -656,7 +658,7 @@ def _variables(b: _Builder, root: dict[str, _Node]) -> tuple[tuple[str, str], ..
         if key in schema.BUILTIN_VARIABLES:
             raise b.fail(key_node, f"`{key}` is a built-in variable and cannot be redefined")
         value = value_node.value
-        if isinstance(value, bool) or not isinstance(value, (str, int)):
+        if not isinstance(value, str):  # runpod-deploy: values must already be strings
             raise b.fail(value_node, f"variable `{key}` must be a string, got {_describe(value)}" + _quote_hint(value_node))
         b.positions[f"variables.{key}"] = Loc(value_node.line, value_node.col)
         out.append((key, str(value)))
