@@ -82,8 +82,8 @@ def launcher_script(launch: Launch, exports: dict[str, str] | None = None) -> st
         "wait $job",
         "rc=$?",
         *(["kill -TERM -- -$watchdog 2>/dev/null"] if _watchdog(launch) else []),
-        *_sampler_end(),
         f"echo $rc > {q(c + '.tmp')} && mv {q(c + '.tmp')} {q(c)}",
+        *_sampler_end(),
     ]
     return "\n".join(lines) + "\n"
 
@@ -142,9 +142,18 @@ def _sampler_start(c: str) -> list[str]:
 
 
 def _sampler_end() -> list[str]:
-    """TERM makes the sampler take its last sample; it gets 5 s before the exit file is written."""
-    return ['if [ -n "$sampler" ]; then kill -TERM $sampler 2>/dev/null; '
-            'for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 $sampler 2>/dev/null || break; sleep 0.5; done; fi']
+    """TERM makes the sampler take its last sample. Sent after the exit file is written, so the job's end
+    is not held up by it; the end capture (`sampler_stop_command`) waits for that sample."""
+    return ['if [ -n "$sampler" ]; then kill -TERM $sampler 2>/dev/null; fi']
+
+
+def _until_gone(pid: str, limit_sec: float) -> str:
+    """Wait for `pid` to end, looking every 50 ms (not seconds: the job's end waits on it), at most `limit_sec`.
+
+    A zombie counts as gone: an orphan is reaped by the pod's init, which may take its time (`kill -0`
+    still succeeds on it)."""
+    return (f"for _ in $(seq {max(1, int(limit_sec / 0.05))}); do kill -0 {pid} 2>/dev/null || break; "
+            f"grep -qs '^State:[[:space:]]*Z' /proc/{pid}/status && break; sleep 0.05; done")
 
 
 def sampler_script(out_path: str, *, interval_sec: float, mount: str, query: str, max_samples: int,
@@ -178,7 +187,7 @@ def sampler_script(out_path: str, *, interval_sec: float, mount: str, query: str
         "  printf 'ts=%s\\tgpu=%s\\tload=%s\\tcpu=%s\\tmem=%s\\tdisk=%s\\n' "
         '"$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$gpu" "$load" "$cpu" "$mem" "$disk" >> "$out"\n'
         "}\n"
-        "trap 'sample; exit 0' TERM\n"
+        "trap 'trap \"\" TERM; kill $! 2>/dev/null; sample; exit 0' TERM  # once; its pending sleep goes too\n"
         "i=0\n"
         f"while [ $i -lt {int(max_samples)} ]; do\n"
         "  sample; i=$((i + 1))\n"
@@ -189,9 +198,10 @@ def sampler_script(out_path: str, *, interval_sec: float, mount: str, query: str
 
 
 def sampler_stop_command(exit_path: str) -> str:
-    """Stop a sampler still running (a run that never reached its launcher's end)."""
+    """Stop a sampler still running and wait (at most 5 s) for its last sample: the end capture reads it next."""
     pid = q(exit_path + ".sampler_pid")
-    return f"p=$(cat {pid} 2>/dev/null); if [ -n \"$p\" ]; then kill -TERM $p 2>/dev/null; sleep 0.5; fi; true"
+    return (f"p=$(cat {pid} 2>/dev/null); if [ -n \"$p\" ] && kill -TERM $p 2>/dev/null; then "
+            f"{_until_gone('$p', 5.0)}; fi; true")
 
 
 def start_command(launcher_path: str) -> str:
