@@ -81,7 +81,8 @@ def launcher_script(launch: Launch, exports: dict[str, str] | None = None) -> st
         "set +m",
         "wait $job",
         "rc=$?",
-        *(["kill -TERM -- -$watchdog 2>/dev/null"] if _watchdog(launch) else []),
+        # a watchdog that fired (it wrote .ended_by) still has its after-command to run (e.g. terminate the pod)
+        *([f"[ -f {q(c + '.ended_by')} ] || kill -TERM -- -$watchdog 2>/dev/null"] if _watchdog(launch) else []),
         f"echo $rc > {q(c + '.tmp')} && mv {q(c + '.tmp')} {q(c)}",
         *_sampler_end(),
     ]
