@@ -331,8 +331,16 @@ def _yaml_hint(problem: str, text: str, index: int) -> tuple[int, str]:
 
 def _check_depth(text: str, reader: _Reader) -> None:
     """Refuse nesting deeper than MAX_DEPTH, from the event stream (which does not recurse)."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: the check costs a fortieth
+    try:
+        _depth(yaml.parse(text, Loader=loader), reader)
+    except yaml.YAMLError:  # PyYAML's own parser words (and positions) the errors users see
+        _depth(yaml.parse(text, Loader=yaml.SafeLoader), reader)
+
+
+def _depth(events, reader: _Reader) -> None:
     depth = 0
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+    for event in events:
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_DEPTH:
@@ -367,13 +375,27 @@ class _Builder:
     def value(self, values: dict[str, _Node], key: str, kind: str, path: str, default: Any = None,
               required: bool = False, parent: _Node | None = None) -> Any:
         full = f"{path}.{key}" if path else key
-        if key not in values or values[key].value is None:
+        if key not in values:
             if required:
                 where = parent or _Node(None, 1, 1)
                 raise self.fail(where, f"`{full}` is required")
             return default
         node = values[key]
+        if node.value is None:
+            if full in NULLABLE:
+                return default
+            raise self.fail(node, _null_message(full))
         return _typed(self, node, kind, full)
+
+
+NULLABLE = frozenset({"pod.min_vcpu_count", "pod.min_memory_gb", "pod.python_version", "storage.volume_name",
+                      "storage.volume_gb", "budget.max_runtime_minutes"})
+"""Keys runpod-deploy documents as `null` by default: an explicit `null` there means "not set"."""
+
+
+def _null_message(path: str) -> str:
+    return (f"`{path}` is null (YAML reads `null`, `~` or nothing after the colon as null); give it a value "
+            "or remove the key")
 
 
 LEGACY_STOP = {"on_success": {True: "delete", False: "preserve"}, "on_failure": {True: "stop", False: "preserve"}}
@@ -469,8 +491,8 @@ def _section(b: _Builder, root: dict[str, _Node], name: str, cls: type) -> tuple
         return cls(), {}
     allowed = schema.SECTIONS[name]
     values = b.section(root[name], name, allowed)
-    kwargs = {k: b.value(values, k, allowed[k], name) for k in values if values[k].value is not None}
-    return cls(**kwargs), values
+    kwargs = {k: b.value(values, k, allowed[k], name) for k in values}
+    return cls(**{k: v for k, v in kwargs.items() if v is not None}), values
 
 
 def _pod(b: _Builder, root: dict[str, _Node]) -> PodSpec:
@@ -545,9 +567,11 @@ def _simple(b: _Builder, root: dict[str, _Node], name: str, cls: type) -> Any:
 
 
 def _items(b: _Builder, root: dict[str, _Node], name: str) -> list[tuple[str, dict[str, _Node], _Node]]:
-    if name not in root or root[name].value is None:
+    if name not in root:
         return []
     node = root[name]
+    if node.value is None:
+        raise b.fail(node, _null_message(name) + f" (`{name}: []` for none)")
     if not isinstance(node.value, list):
         raise b.fail(node, f"`{name}` must be a list (each item starting with `- `)")
     b.positions[name] = Loc(node.line, node.col)
@@ -658,6 +682,8 @@ def _variables(b: _Builder, root: dict[str, _Node]) -> tuple[tuple[str, str], ..
         if key in schema.BUILTIN_VARIABLES:
             raise b.fail(key_node, f"`{key}` is a built-in variable and cannot be redefined")
         value = value_node.value
+        if value is None:
+            raise b.fail(value_node, _null_message(f"variables.{key}"))
         if not isinstance(value, str):  # runpod-deploy: values must already be strings
             raise b.fail(value_node, f"variable `{key}` must be a string, got {_describe(value)}" + _quote_hint(value_node))
         b.positions[f"variables.{key}"] = Loc(value_node.line, value_node.col)
