@@ -493,11 +493,13 @@ secrets:
 setup:
   - command: echo "setup sees {tok}"
 run: |
+  set -x
   echo "body echoes {tok}"
   cat /workspace/secrets/env
   . /workspace/secrets/env && echo "env is $HF_TOKEN"
   cat /workspace/secrets/key; . /workspace/secrets/key && printf '%s\\n' "$PEM_KEY"
   cat /workspace/secrets/file
+  { set +x; } 2>/dev/null
   printf 'split tok-VAR-'; sleep 0.4; printf 'secret-%sf3a9 across chunks\\n' 7
   exit {code}
 artifacts:
@@ -583,6 +585,7 @@ def test_secrets_never_leave_masked(case, backend, secret_env, project, tmp_path
         log = (plan.run_dir / "run.log").read_text()
         assert "body echoes ***" in log and "HF_TOKEN=***" in log and "env is ***" in log
         assert "split *** across chunks" in log and "-----BEGIN KEY-----" not in log
+        assert "+ echo 'env is ***'" in log  # set -x printed it as 'hf_ENV-secret with '\''quote'\'' and space'
     assert manifest["variables"]["tok"] == "***"
 
 

@@ -3,6 +3,14 @@
 `Redactor.mask` masks a whole text; `Redactor.stream` returns a masker for
 a chunked stream that holds back a possible secret prefix at the end of a
 chunk, so a secret split across two chunks is still masked.
+
+Besides each value (and each of its lines), the forms shells print it in are
+masked: bash's `set -x` and `'\''` quoting, Python's `shlex.quote`
+(`'"'"'`), `printf %q` backslashes and `$'...'` escapes. Other transformed
+forms (base64, hex, URL-encoding, a value split by the program itself) are
+not recognised.
+
+Imports: `podmagic.spec.template` (the `$'...'` form podmagic writes).
 """
 
 from __future__ import annotations
@@ -10,9 +18,22 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
+from podmagic.spec.template import ansi_c_quote
+
 MASK = "***"
 MIN_SECRET_LEN = 3
 """Shorter values would mask ordinary text everywhere; they are not masked."""
+
+
+def shell_forms(value: str) -> set[str]:
+    """The value and how shells print it inside quotes (set -x, shlex.quote, printf %q, $'...')."""
+    return {
+        value,
+        value.replace("'", "'\\''"),  # bash set -x / declare -p: 'it'\''s'
+        value.replace("'", "'\"'\"'"),  # shlex.quote: 'it'"'"'s'
+        re.sub(r"([^\w@%+=:,./-])", r"\\\1", value),  # printf %q: it\'s\ here
+        ansi_c_quote(value)[2:-1],  # $'it\'s\nx'
+    }
 
 
 class Redactor:
@@ -23,9 +44,10 @@ class Redactor:
 
     def add(self, *values: str) -> None:
         for value in values:
-            for piece in {value, value.strip(), *value.splitlines()}:
-                if len(piece) >= MIN_SECRET_LEN:
-                    self._secrets.add(piece)
+            for form in shell_forms(value):
+                for piece in {form, form.strip(), *form.splitlines()}:
+                    if len(piece) >= MIN_SECRET_LEN:
+                        self._secrets.add(piece)
         ordered = sorted(self._secrets, key=len, reverse=True)
         self._regex = re.compile("|".join(map(re.escape, ordered))) if ordered else None
 
