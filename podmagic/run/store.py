@@ -10,10 +10,13 @@ May import `plan.naming`, `run.events` and `podmagic.errors`; never `backends` o
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import re
 import tempfile
+import threading
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any, Iterator
@@ -58,14 +61,71 @@ def read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def iter_run_dirs(project_root: Path) -> Iterator[Path]:
-    """Run directories, newest first."""
+STAMP_RE = re.compile(r"-(\d{8}T\d{6}Z)-[0-9a-f]{4}$")
+"""The creation stamp in a run id (`<prefix>-<UTC stamp>-<4 hex>`): run ids sort by it, newest first."""
+
+
+@dataclass(frozen=True)
+class RunIndex:
+    """The run ids of one runs folder: newest first, and sorted by name for prefix look-ups."""
+
+    signature: tuple[int, int, int]
+    newest_first: tuple[str, ...]
+    by_name: tuple[str, ...]
+
+    def with_prefix(self, prefix: str) -> list[str]:
+        """Ids starting with `prefix`: a binary search in the sorted names, O(log n + matches)."""
+        start = bisect.bisect_left(self.by_name, prefix)
+        out = []
+        for name in self.by_name[start:]:
+            if not name.startswith(prefix):
+                break
+            out.append(name)
+        return out
+
+
+_INDEXES: dict[str, RunIndex] = {}
+_INDEX_LOCK = threading.Lock()
+
+
+def run_index(project_root: Path) -> RunIndex:
+    """The runs folder's index, rebuilt only when the folder changed (a run added or removed).
+
+    The check is one `stat` of the folder (mtime, link count, inode), so a long-lived reader (the
+    server extension polled by the panel) does no directory scan while nothing changed. Order is by
+    the creation stamp in the id (stable: a run writing its status does not move it), falling back
+    to the directory's mtime for ids without one.
+    """
     root = runs_root(project_root)
-    if not root.is_dir():
-        return iter(())
-    dirs = [p for p in root.iterdir() if p.is_dir() and RUN_ID_RE.match(p.name)]
-    dirs.sort(key=lambda p: p.stat().st_mtime, reverse=True)
-    return iter(dirs)
+    try:
+        st = root.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return RunIndex((0, 0, 0), (), ())
+    signature = (st.st_mtime_ns, st.st_nlink, st.st_ino)
+    key = str(root)
+    cached = _INDEXES.get(key)
+    settled = time.time() - st.st_mtime > 1.0  # coarse timestamps: a change within the same tick looks alike
+    if cached is not None and cached.signature == signature and settled:
+        return cached
+    keyed = []
+    with os.scandir(root) as entries:
+        for entry in entries:
+            if RUN_ID_RE.match(entry.name) and entry.is_dir():
+                stamp = STAMP_RE.search(entry.name)
+                when = stamp.group(1) if stamp else time.strftime(
+                    "%Y%m%dT%H%M%SZ", time.gmtime(entry.stat().st_mtime))
+                keyed.append((when, entry.name))
+    keyed.sort(reverse=True)
+    index = RunIndex(signature, tuple(name for _, name in keyed), tuple(sorted(name for _, name in keyed)))
+    with _INDEX_LOCK:
+        _INDEXES[key] = index
+    return index
+
+
+def iter_run_dirs(project_root: Path) -> Iterator[Path]:
+    """Run directories, newest first (by creation)."""
+    root = runs_root(project_root)
+    return (root / name for name in run_index(project_root).newest_first)
 
 
 def pods_by_id(project_root: Path) -> dict[str, Path]:
@@ -88,7 +148,7 @@ def find_run(project_root: Path, ref: str) -> Path:
     root = runs_root(project_root)
     if (root / ref).is_dir():
         return root / ref
-    matches = [p for p in iter_run_dirs(project_root) if p.name.startswith(ref)]
+    matches = [root / name for name in run_index(project_root).with_prefix(ref)]
     if len(matches) == 1:
         return matches[0]
     if not matches:
@@ -103,8 +163,25 @@ def status_word(manifest: dict[str, Any]) -> str:
     return "failed" if manifest.get("failed") else "succeeded"
 
 
+_FINISHED: dict[str, tuple[tuple[int, int], dict[str, Any]]] = {}
+"""Summaries of finished runs by run directory, valid while their manifest and status files are unchanged."""
+
+
 def run_summary(run_dir: Path) -> dict[str, Any]:
-    """One row for listings: the manifest when present, else the live status."""
+    """One row for listings: the manifest when present, else the live status.
+
+    A finished run's row is remembered (keyed by its two files' mtimes): a reader that lists the same
+    runs again (the panel's poll) reads no JSON for runs that did not change.
+    """
+    key = str(run_dir)
+    try:
+        signature = (os.stat(run_dir / MANIFEST).st_mtime_ns, _mtime_ns(run_dir / STATUS))
+    except (FileNotFoundError, NotADirectoryError):
+        signature = None
+    if signature is not None:
+        hit = _FINISHED.get(key)
+        if hit is not None and hit[0] == signature:
+            return dict(hit[1])
     manifest = read_json(run_dir / MANIFEST)
     status = read_json(run_dir / STATUS) or {}
     row = {"run_id": run_dir.name, **status}
@@ -121,9 +198,18 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
             started_at_utc=manifest.get("started_at_utc"),
             ended_at_utc=manifest.get("ended_at_utc"),
         )
+        if signature is not None:
+            _FINISHED[key] = (signature, dict(row))
     elif row.get("state") in LIVE_STATES and not owner_alive(status):
         row["state"] = "lost"
     return row
+
+
+def _mtime_ns(path: Path) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
 
 
 def owner_alive(status: dict[str, Any]) -> bool:
