@@ -10,7 +10,6 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from podmagic.backends import runpod as runpod_backend
 from podmagic.errors import PodmagicError
 from podmagic.testing.sim.runpod import RunPodSimulator
 from podmagic.ui import catalog
@@ -140,8 +139,6 @@ def test_prices_list_and_estimate_against_the_simulator(sim_env, project):
 
 
 def test_inventory_estimate_and_check_availability_see_the_stock(sim_env, project):
-    if not callable(getattr(runpod_backend, "catalog", None)):
-        pytest.skip("this RunPod client has no catalogue with stock yet (the REST v2 client of issue 18)")
     sim, env = sim_env
     (project / "job.yaml").write_text(SPEC)
     inv = cli("gpu-inventory", "job.yaml", cwd=project, env=env)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
-from podmagic.errors import BackendError, PodmagicError
+from podmagic.errors import PodmagicError
 
 LEVELS = ("HIGH", "MEDIUM", "LOW", "NONE")
 AVAILABLE = frozenset({"HIGH", "MEDIUM", "LOW"})
@@ -46,8 +46,6 @@ class Gpu:
 class Catalog:
     cloud_type: str
     gpus: tuple[Gpu, ...]
-    stock_known: bool = True
-    """False when the backend could report prices only (no per-datacenter stock)."""
 
     def get(self, gpu_id: str) -> Gpu | None:
         return next((g for g in self.gpus if g.id == gpu_id), None)
@@ -61,7 +59,7 @@ def _level(value: Any) -> str:
     return text if text in LEVELS else "NONE"
 
 
-def from_gpu_types(items: Iterable[Mapping[str, Any]], cloud_type: str, stock_known: bool = True) -> Catalog:
+def from_gpu_types(items: Iterable[Mapping[str, Any]], cloud_type: str) -> Catalog:
     """REST v2 `GpuType` objects → a Catalog (prices for `cloud_type`, per-datacenter stock)."""
     key = "community" if cloud_type == "COMMUNITY" else "secure"
     gpus = []
@@ -71,24 +69,16 @@ def from_gpu_types(items: Iterable[Mapping[str, Any]], cloud_type: str, stock_kn
         gpus.append(Gpu(str(item["id"]), str(item.get("name") or item["id"]), item.get("memory"),
                         float(price) if isinstance(price, (int, float)) and price > 0 else None,
                         _level(item["availability"]) if item.get("availability") else None, dcs))
-    return Catalog(cloud_type, tuple(gpus), stock_known)
+    return Catalog(cloud_type, tuple(gpus))
 
 
-Source = Callable[..., Catalog]
 
 
-def fetch(cloud_type: str = "SECURE", gpu_count: int = 1, *, spot: bool = False) -> Catalog:
-    """The live catalogue from the RunPod backend (its API key, its base URL).
-
-    `podmagic.backends.runpod.catalog(cloud=..., gpu_count=...)` (the REST v2 client) gives
-    `GpuOffer`s with stock; a client without it gives prices only (`stock_known=False`).
-    """
+def fetch(cloud_type: str = "SECURE", gpu_count: int = 1) -> Catalog:
+    """The live catalogue from the RunPod backend (REST v2, its API key and base URL)."""
     from podmagic.backends import runpod as backend
 
-    offers = getattr(backend, "catalog", None)
-    if callable(offers):
-        return from_offers(offers(cloud=cloud_type, gpu_count=gpu_count), cloud_type)
-    return _from_sdk(cloud_type, gpu_count)
+    return from_offers(backend.catalog(cloud=cloud_type, gpu_count=gpu_count), cloud_type)
 
 
 def from_offers(offers: Iterable[Any], cloud_type: str) -> Catalog:
@@ -97,26 +87,7 @@ def from_offers(offers: Iterable[Any], cloud_type: str) -> Catalog:
     gpus = tuple(Gpu(o.id, o.name, o.memory_gb or None, o.usd_per_hour(cloud_type),
                      _level(o.availability) if o.availability else None,
                      {d.id: _level(d.availability) for d in o.datacenters}) for o in offers)
-    return Catalog(cloud_type, gpus, True)
-
-
-def _from_sdk(cloud_type: str, gpu_count: int) -> Catalog:
-    """Until the REST v2 client lands: prices through the current (GraphQL) client; no stock."""
-    from podmagic.backends.runpod.backend import RunPodBackend
-
-    api = RunPodBackend().api(lambda *a, **k: None)
-    try:
-        listed = api._retrying("get_gpus", lambda: api.sdk.get_gpus()) or []
-        items = []
-        for brief in listed:
-            full = api._retrying("get_gpu", lambda: api.sdk.get_gpu(brief["id"], gpu_count)) or brief
-            items.append({"id": full["id"], "name": full.get("displayName"), "memory": full.get("memoryInGb"),
-                          "price": {"secure": full.get("securePrice"), "community": full.get("communityPrice")}})
-    except BackendError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the SDK's own errors, shown in one line
-        raise BackendError(f"cannot read RunPod's GPU catalogue: {type(exc).__name__}: {exc}") from None
-    return from_gpu_types(items, cloud_type, stock_known=False)
+    return Catalog(cloud_type, gpus)
 
 
 # ---------------------------------------------------------------- tables
@@ -135,14 +106,11 @@ def table(cat: Catalog, datacenter: str | None = None, *, prices: bool = True, g
         if gpu_filter and gpu_filter.lower() not in f"{g.id} {g.name}".lower():
             continue
         for dc in want:
-            if dc not in g.datacenters and (datacenter or cat.stock_known):
+            if dc not in g.datacenters:
                 continue
             level = g.datacenters.get(dc, "?")
             rows.append({"gpu_id": g.id, "name": g.name, "memory_gb": g.memory_gb, "datacenter": dc,
                          "stock": level, **({"usd_per_hour": g.price} if prices else {})})
-        if not cat.stock_known and not want:
-            rows.append({"gpu_id": g.id, "name": g.name, "memory_gb": g.memory_gb, "datacenter": "?",
-                         "stock": "?", **({"usd_per_hour": g.price} if prices else {})})
     order = {level: i for i, level in enumerate(LEVELS)}
     rows.sort(key=lambda r: (order.get(r["stock"], 9), r.get("usd_per_hour") or 1e9, r["gpu_id"], r["datacenter"]))
     return rows
@@ -187,7 +155,7 @@ def _state(cat: Catalog, gpu_id: str, dc: str) -> str:
     gpu = cat.get(gpu_id)
     if gpu is None:
         return "not listed"
-    return gpu.stock(dc) if cat.stock_known else "stock unknown"
+    return gpu.stock(dc)
 
 
 def inventory_text(report: list[DatacenterInventory], cat: Catalog) -> str:
@@ -200,7 +168,7 @@ def inventory_text(report: list[DatacenterInventory], cat: Catalog) -> str:
             lines.append(f"  {gpu:<28} {state}" + (f"  ${price:.2f}/h" if price is not None else "") + hint)
         if inv.also_available:
             lines.append("  also available (not in gpu_order): " + ", ".join(inv.also_available))
-    if cat.stock_known and report and not any(inv.any_available for inv in report):
+    if report and not any(inv.any_available for inv in report):
         widen = sorted({g for inv in report for g in inv.also_available})
         lines.append("stock-out: no GPU of gpu_order is available in any configured datacenter; "
                      + (f"widen pod.gpu_order (e.g. {', '.join(widen[:3])}), " if widen else "")
@@ -256,7 +224,7 @@ def estimate(cat: Catalog, *, datacenters: Sequence[str], gpu_order: Sequence[st
             if gpu is None:
                 skipped.append(f"{gpu_id} not in RunPod's catalogue")
                 continue
-            if cat.stock_known and gpu.stock(dc) not in ("available", "low"):
+            if gpu.stock(dc) not in ("available", "low"):
                 skipped.append(f"{gpu_id} @ {dc}: {gpu.stock(dc)}")
                 continue
             if max_gpu_price is not None and gpu.price is not None and gpu.price > max_gpu_price:
@@ -267,13 +235,12 @@ def estimate(cat: Catalog, *, datacenters: Sequence[str], gpu_order: Sequence[st
     return Estimate(None, None, None, "none", timeout_sec, cost_cap_usd, gpu_count, tuple(skipped))
 
 
-def estimate_text(est: Estimate, stock_known: bool = True) -> str:
+def estimate_text(est: Estimate) -> str:
     if est.gpu_id is None:
         return "\n".join(["no GPU of gpu_order is available in the configured datacenters:",
                           *[f"  {s}" for s in est.skipped]])
     spend = est.spend_at_timeout_usd
-    lines = [f"selected:      {est.gpu_id} @ {est.datacenter_id}" + ("" if stock_known else
-                                                                     "  (stock not checked: prices only)"),
+    lines = [f"selected:      {est.gpu_id} @ {est.datacenter_id}",
              f"price:         ${est.price_per_hour_usd:.2f}/h per GPU × {est.gpu_count} ({est.price_source})",
              f"time budget:   {est.timeout_sec / 60:.0f} min",
              f"spend at that: ${spend:.2f}" if spend is not None else "spend at that: -",

@@ -140,7 +140,7 @@ class PodMagic(Magics):
         est = catalog.estimate(cat, datacenters=spec.pod.datacenters, gpu_order=spec.pod.gpu_order,
                                timeout_sec=spec.budget.timeout_sec, cost_cap_usd=spec.budget.cost_cap_usd,
                                assumed_rate=spec.budget.assumed_hourly_rate_usd, gpu_count=spec.pod.gpu_count)
-        print(catalog.estimate_text(est, cat.stock_known))
+        print(catalog.estimate_text(est))
         return est
 
     def _run_blocking(self, prepared: api.Prepared, secrets: dict[str, str]):
@@ -315,8 +315,6 @@ class PodMagic(Magics):
         args = p.parse_args(rest)
         cat = catalog.fetch(args.cloud_type)
         rows = catalog.table(cat, args.datacenter, prices=not args.no_prices, gpu_filter=args.gpu)
-        if not cat.stock_known:
-            print("this RunPod client reports prices only; stock shows as ?", file=sys.stderr)
         display(HTML(render.table_html(rows, catalog.table_columns(not args.no_prices))))
         return rows
 

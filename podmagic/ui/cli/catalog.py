@@ -60,8 +60,6 @@ def _spec(args) -> JobSpec:
 def cmd_gpu_list(args) -> int:
     cat = catalog.fetch(args.cloud_type)
     rows = catalog.table(cat, args.datacenter, prices=not args.no_prices, gpu_filter=args.gpu)
-    if not cat.stock_known:
-        print("warning: this RunPod client reports prices only; stock shows as ?", file=sys.stderr)
     print(json.dumps(rows, indent=2) if args.json else render.table_text(rows, catalog.table_columns(
         not args.no_prices)))
     return 0
@@ -84,9 +82,6 @@ def _report(spec: JobSpec, as_json: bool = False) -> int:
                            "also_available": list(r.also_available)} for r in report], indent=2))
     else:
         print(catalog.inventory_text(report, cat))
-    if not cat.stock_known:
-        print("warning: this RunPod client reports prices only; stock was not checked", file=sys.stderr)
-        return 0
     return 0 if any(r.any_available for r in report) else catalog.EXIT_STOCK_OUT
 
 
@@ -114,5 +109,5 @@ def cmd_estimate(args) -> int:
                           "spend_at_timeout_usd": est.spend_at_timeout_usd, "cost_cap_usd": est.cost_cap_usd,
                           "runtime_to_cap_min": est.runtime_to_cap_min, "skipped": list(est.skipped)}, indent=2))
     else:
-        print(catalog.estimate_text(est, cat.stock_known))
+        print(catalog.estimate_text(est))
     return 0 if est.gpu_id else 1

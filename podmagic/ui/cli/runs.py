@@ -233,7 +233,7 @@ def _print_estimate(prepared: api.Prepared) -> None:
     est = catalog.estimate(cat, datacenters=spec.pod.datacenters, gpu_order=spec.pod.gpu_order,
                            timeout_sec=spec.budget.timeout_sec, cost_cap_usd=spec.budget.cost_cap_usd,
                            assumed_rate=spec.budget.assumed_hourly_rate_usd, gpu_count=spec.pod.gpu_count)
-    print(catalog.estimate_text(est, cat.stock_known))
+    print(catalog.estimate_text(est))
 
 
 def cmd_validate(args) -> int:
