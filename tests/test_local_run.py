@@ -88,7 +88,7 @@ def test_pin_failure_stops_before_user_preflight_with_a_clear_reason(pod_env, pr
 
 
 def test_uv_missing_is_named(pod_env, project, monkeypatch):
-    monkeypatch.setattr("podmagic.backends.local._uv_bin_dir", lambda: None)
+    monkeypatch.setattr("podmagic.backends.local.uv_binary", lambda: None)
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     manifest, _, _ = run_spec(PINNED, project)
     assert "uv is not installed on the pod" in manifest["error"]
@@ -216,12 +216,15 @@ def test_200k_lines_stay_bounded_in_the_view(pod_env, project):
     assert "200000" in view.log.value
 
 
-def test_a_pod_body_runs_unchanged_on_the_sandbox(pod_env, project):
+@pytest.mark.parametrize("mode", ["namespace", "mapped"])
+def test_a_pod_body_runs_unchanged_on_the_sandbox(pod_env, project, monkeypatch, mode):
+    monkeypatch.setenv("PODMAGIC_LOCAL_SANDBOX", mode)
     manifest, plan, _ = run_spec("run: |\n  test -d /workspace/repo && echo \"home=$HOME\" && ls /workspace/repo\n",
                                  project)
     log = (plan.run_dir / "run.log").read_text()
     assert manifest["failed"] is False and "train.py" in log and "ignored.txt" not in log
-    assert f"home={pod_env}/pods/" in log
+    assert manifest["sandbox"] == mode
+    assert ("home=/root\n" if mode == "namespace" else f"home={pod_env.resolve()}/pods/") in log
 
 
 def test_artifact_local_path_with_a_trailing_slash_is_a_folder(pod_env, project):

@@ -26,7 +26,7 @@ def test_pin_is_preflight_zero_with_the_exact_recipe_command():
 
 def test_pin_cds_into_first_staging_destination_or_home():
     staged = plan_of("pod: {python_version: \"3.13\"}\nstaging:\n  - {label: a, source: src/, destination: "
-                     "\"/workspace/{job_name}/\"}\n  - {label: b, source: b, destination: /x}\nrun: x\n", default_name="j")
+                     "\"/workspace/{job_name}/\"}\n  - {label: b, source: b, destination: /root/x}\nrun: x\n", default_name="j")
     assert staged.preflight[0].command == "uv python install 3.13 && cd /workspace/j/ && uv python pin 3.13"
     bare = plan_of("pod: {python_version: \"3.13\"}\nstaging: []\nrun: x\n")
     assert bare.preflight[0].command == 'uv python install 3.13 && cd "$HOME" && uv python pin 3.13'

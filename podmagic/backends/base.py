@@ -43,6 +43,8 @@ class PodInfo:
     uv_version: str | None = None
     uv_source: str | None = None
     """How uv got there: present, copied (this machine's binary), pip, or None (missing)."""
+    sandbox: str | None = None
+    """How a local pod confines its commands: `namespace` or `mapped` (None elsewhere)."""
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator, Mapping
 
+from podmagic.plan import podpaths
 from podmagic.plan.naming import RUN_LOG, RUNS_SUBDIR, slug
 from podmagic.plan.requests import Launch, PodRequest
 from podmagic.spec import template
@@ -22,8 +24,16 @@ from podmagic.spec.jobspec import JobSpec, LifecycleSpec, SpecError, TelemetrySp
 
 q = shlex.quote
 PIN_TIMEOUT_SEC = 300
-PROBE = ("p=$(uv python find 2>/dev/null) && \"$p\" -c "
-         "'import platform, sys; print(platform.python_version(), sys.executable)'")
+PY_INFO = "'import platform, sys; print(platform.python_version(), sys.executable)'"
+PROBE = ("d=$(command -v python3) && printf 'python3 ' && \"$d\" -c " + PY_INFO + "; "
+         "p=$(uv python find 2>/dev/null) && \"$p\" -c " + PY_INFO)
+"""Two lines: `python3 VERSION PATH` (the pod's default python3), then uv's `VERSION PATH` last."""
+BARE_PYTHON = re.compile(r"(?m)(?:^|[;&|(`]|\b(?:then|do|else|exec|nohup|time|env|sudo)\s)[ \t]*python3?(?=[ \t\n;&|)]|$)")
+
+
+def calls_bare_python(body: str) -> bool:
+    """Whether a body runs `python`/`python3` itself (not through `uv run`), i.e. the pod's default."""
+    return bool(BARE_PYTHON.search(body))
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,12 @@ class Context:
     config_path: str | None = None
     mask: Callable[[str], str] = str
     """Masks secret values in text (the caller's redactor): names and errors must not show them."""
+    pod_root: bool | None = None
+    """The pod is a folder standing in for one (SSH `--root`); None: only on the local backend."""
+
+    @property
+    def confined(self) -> bool:
+        return self.backend == "local" if self.pod_root is None else self.pod_root
 
 
 @dataclass(frozen=True)
@@ -236,18 +252,21 @@ def _build(spec: JobSpec, ctx: Context, raw: dict[str, str], variables: "_Variab
     staging = _staging(spec, ctx, r, mount)
     workdir = staging[0].destination if staging else ""
     launch = _launch(spec, r, mount, run_id, workdir)
+    secrets = tuple(_secrets(spec, r))
+    pulls = tuple(_pulls(spec, ctx, r, launch, run_dir))
+    podpaths.check(spec, _pod_paths(spec, staging, secrets, launch, pulls), mount=mount, confined=ctx.confined)
     return Plan(
         run_id=run_id, run_dir=run_dir, job_name=job_name, backend=ctx.backend,
         project_root=ctx.project_root,
         spec_sha256=hashlib.sha256(spec.text.encode("utf-8", "surrogatepass")).hexdigest(),
         request=_request(spec, run_id, run_dir, job_name),
         setup=tuple(_commands(spec, "setup", r, None)),
-        secrets=tuple(_secrets(spec, r)),
+        secrets=secrets,
         staging=staging,
         preflight=tuple(_pin(spec, workdir)) + tuple(_commands(spec, "preflight", r, workdir or None)),
         probe=Command("probe", "python_resolved", PROBE, 120, workdir or None),
         launch=launch,
-        pulls=tuple(_pulls(spec, ctx, r, launch, run_dir)),
+        pulls=pulls,
         lifecycle=spec.lifecycle,
         timeout_sec=spec.budget.timeout_sec,
         success_marker=r("run.success_marker", spec.run.success_marker) if spec.run.success_marker else None,
@@ -261,6 +280,19 @@ def _build(spec: JobSpec, ctx: Context, raw: dict[str, str], variables: "_Variab
         assumed_hourly_rate_usd=spec.budget.assumed_hourly_rate_usd,
         telemetry=spec.telemetry,
     )
+
+
+def _pod_paths(spec: JobSpec, staging: tuple[Push, ...], secrets: tuple[SecretPush, ...], launch: Launch,
+               pulls: tuple[Pull, ...]) -> Iterator[podpaths.PodPath]:
+    if spec.staging is not None:
+        yield from (podpaths.PodPath(f"staging[{i}].destination", p.destination) for i, p in enumerate(staging))
+    yield from (podpaths.PodPath(f"secrets[{i}].destination", s.destination) for i, s in enumerate(secrets))
+    if spec.run.script_path:
+        yield podpaths.PodPath("run.script_path", launch.script_path)
+    if spec.run.log_path:
+        yield podpaths.PodPath("run.log_path", launch.log_path)
+    artifacts = pulls[1:]  # the first pull is always the log
+    yield from (podpaths.PodPath(f"artifacts[{i}].remote_path", p.remote_path) for i, p in enumerate(artifacts))
 
 
 def _require_pod_fields(spec: JobSpec, backend: str) -> None:
@@ -356,7 +388,7 @@ def _pulls(spec: JobSpec, ctx: Context, r, launch: Launch, run_dir: Path) -> Ite
         rendered = r(f"artifacts[{i}].local_path", a.local_path)
         local = Path(rendered).expanduser()
         local = local if local.is_absolute() else root / local
-        resolved = Path(os.path.normpath(local))
+        resolved = Path(os.path.realpath(local))  # symlinks too: a linked folder must not lead out
         if resolved != root and root not in resolved.parents:
             raise spec.error(f"artifacts[{i}].local_path", f"`artifacts[{i}].local_path` resolves to {resolved}, "
                              f"outside the project ({root}); use a path under {{run_dir}} or the project")

@@ -7,6 +7,8 @@ directory boundary); `*` stops at `/`, `**` does not, and a leading `**/`
 also matches at the top. Excluding a directory excludes what is inside.
 `select` walks the tree once, pruning excluded directories; `git_files` is
 the default project selection (tracked plus untracked-not-ignored files).
+A symlink is an entry of its own (rsync `-a`): listed, never followed, even
+when it points at a folder.
 """
 
 from __future__ import annotations
@@ -82,13 +84,14 @@ def excluded(rel: str, is_dir: bool, patterns: Iterable[str]) -> bool:
 
 
 def walk(base: Path, patterns: tuple[str, ...]) -> list[str]:
-    """All files under `base` not excluded, pruning excluded directories."""
+    """All files and symlinks under `base` not excluded, pruning excluded directories."""
     files: list[str] = []
     for dirpath, dirnames, filenames in os.walk(base):
         rel_dir = os.path.relpath(dirpath, base).replace(os.sep, "/")
         rel_dir = "" if rel_dir == "." else rel_dir + "/"
-        dirnames[:] = sorted(d for d in dirnames if not excluded(rel_dir + d, True, patterns))
-        files.extend(rel_dir + f for f in sorted(filenames) if not excluded(rel_dir + f, False, patterns))
+        links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]  # entries, as rsync -a sends them
+        dirnames[:] = sorted(d for d in dirnames if d not in links and not excluded(rel_dir + d, True, patterns))
+        files.extend(rel_dir + f for f in sorted(filenames + links) if not excluded(rel_dir + f, False, patterns))
     return files
 
 

@@ -190,6 +190,8 @@ def prepare(text: str, *, cwd: Path, backend: str = "local", source: str = "cell
         project_root=root, config_dir=cwd.resolve(), run_suffix=suffix or run_suffix(), backend=backend,
         cli_variables=tuple(variables) + secret_pairs, secret_variables=frozenset(k for k, _ in secret_pairs),
         default_name=default_name, config_path=config_path, mask=redactor.mask,
+        pod_root=bool((backend_options or {}).get("root") or os.environ.get("PODMAGIC_SSH_ROOT"))
+        if backend == "ssh" else None,
     )
     built = plan_mod.build(spec, ctx)
     if backend == "runpod":

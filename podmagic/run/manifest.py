@@ -10,7 +10,9 @@ what the run ran on, from telemetry (run/telemetry.py): `gpu_name`,
 (nvidia-smi), `uv_version`, `remote_python_version` / `remote_python_path`
 (the pod's default python3), `remote_uname`, and `user_metrics_file`;
 `deploy_metadata.local_git_diff_sha256` comes from provenance; `uv_source`
-(how uv got on the pod: present, copied, pip) comes with the pod's info.
+(how uv got on the pod: present, copied, pip) comes with the pod's info; `sandbox` (a local pod:
+`namespace` or `mapped`) too. The interpreter probe also asks the pod's python3, so
+it is recorded when telemetry's start capture is off or fails.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ DISPLAY_KEYS = (
     ("exit_code", "exit code"), ("wall_time_sec", "wall time (s)"), ("pod_id", "pod"),
     ("gpu_id", "GPU"), ("datacenter_id", "datacenter"), ("gpu_price_per_hour_usd", "$/hour"),
     ("estimated_cost_usd", "estimated cost ($)"), ("python_version", "python requested"),
-    ("python_resolved", "python resolved"), ("uv_version", "uv"), ("gpu_name", "GPU model"), ("gpu_count", "GPU count"),
+    ("python_resolved", "python resolved"), ("remote_python_version", "pod python3"), ("sandbox", "sandbox"),
+    ("uv_version", "uv"), ("gpu_name", "GPU model"), ("gpu_count", "GPU count"),
     ("gpu_memory_total_mb", "GPU memory (MiB)"), ("gpu_driver_version", "driver"), ("gpu_cuda_version", "CUDA"),
     ("deploy_metadata.local_git_sha", "git SHA"),
     ("deploy_metadata.local_git_dirty", "git dirty"), ("deploy_metadata.local_git_diff_sha256", "git diff sha256"), ("deploy_metadata.local_git_branch", "git branch"),
@@ -61,6 +64,9 @@ class Outcome:
     pod_final_state: str | None = None
     python_resolved: str | None = None
     python_resolved_path: str | None = None
+    remote_python_version: str | None = None
+    """The pod's default `python3` (what a bare `python3` runs), beside uv's resolved interpreter."""
+    remote_python_path: str | None = None
     deploy_metadata: dict[str, Any] = field(default_factory=dict)
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     telemetry_files: list[str] = field(default_factory=list)
@@ -111,9 +117,12 @@ def build(plan: Plan, outcome: Outcome) -> dict[str, Any]:
         "started_at_utc": utc_iso(outcome.started_at),
         "ended_at_utc": utc_iso(outcome.ended_at),
         "backend": plan.backend,
+        "sandbox": pod.sandbox if pod else None,
         "spec_sha256": plan.spec_sha256,
         "variables": {k: MASK if k in plan.secret_variables else v for k, v in plan.variables.items()},
         "podmagic_version": __version__,
+        "remote_python_version": outcome.remote_python_version,
+        "remote_python_path": outcome.remote_python_path,
     }
     for key in TELEMETRY_KEYS:  # a key another step also records (the pod's python3) keeps its value over a null
         if outcome.telemetry.get(key) is not None or key not in manifest:

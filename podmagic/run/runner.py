@@ -26,7 +26,7 @@ from typing import Callable, Iterable
 from podmagic.backends.base import POD_HANDLE, Pod
 from podmagic.errors import StepFailed, Stopped
 from podmagic.plan import staging
-from podmagic.plan.build import Command, Plan
+from podmagic.plan.build import Command, Plan, calls_bare_python
 from podmagic.run import manifest as manifest_mod
 from podmagic.run import probecache, provenance, store, telemetry
 from podmagic.run.events import Event, Listener, utc_iso
@@ -181,6 +181,7 @@ class Runner:
             self._command(command)
         self._probe()
         self.telemetry.start(self.pod)
+        self._warn_bare_python()
         self._enter("run")
         self._run_job()
 
@@ -287,11 +288,25 @@ class Runner:
                                   workdir=self.plan.probe.workdir)
         except Exception:  # noqa: BLE001 - the probe is informative only
             return None
-        parts = result.output.strip().splitlines()[-1:] if result.exit_code == 0 else []
-        if parts and len(parts[0].split(" ", 1)) == 2:
+        lines = result.output.strip().splitlines()
+        default = next((ln.split(" ", 2)[1:] for ln in lines if ln.startswith("python3 ")), None)
+        if default and len(default) == 2:  # the pod's default python3 (the probe's first line)
+            self.outcome.remote_python_version, self.outcome.remote_python_path = default
+        parts = lines[-1:] if result.exit_code == 0 else []
+        if parts and not parts[0].startswith("python3 ") and len(parts[0].split(" ", 1)) == 2:
             version, path = parts[0].split(" ", 1)
             return version, path
         return None
+
+    def _warn_bare_python(self) -> None:
+        o = self.outcome
+        default = o.remote_python_version or self.telemetry.result.fields.get("remote_python_version")
+        where = o.remote_python_path or self.telemetry.result.fields.get("remote_python_path")
+        if (self.plan.python_version and default and o.python_resolved and default != o.python_resolved
+                and calls_bare_python(self.plan.launch.body)):
+            self.emit("warning", message=f"the body calls bare python/python3, which is the pod's default "
+                      f"{default} ({where}), not the pinned {o.python_resolved}: use `uv run python ...` "
+                      "to get the pin")
 
     # ------------------------------------------------------------ the job
 
