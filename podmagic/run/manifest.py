@@ -121,8 +121,9 @@ def build(plan: Plan, outcome: Outcome) -> dict[str, Any]:
         "spec_sha256": plan.spec_sha256,
         "variables": {k: MASK if k in plan.secret_variables else v for k, v in plan.variables.items()},
         "podmagic_version": __version__,
-        "remote_python_version": outcome.remote_python_version,
-        "remote_python_path": outcome.remote_python_path,
+        **({} if not plan.telemetry.capture_remote_env else {  # the probe's answer too, unless turned off
+            "remote_python_version": outcome.remote_python_version,
+            "remote_python_path": outcome.remote_python_path}),
     }
     for key in TELEMETRY_KEYS:  # a key another step also records (the pod's python3) keeps its value over a null
         if outcome.telemetry.get(key) is not None or key not in manifest:

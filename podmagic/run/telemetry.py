@@ -92,8 +92,8 @@ def start_command(t, *, exit_path: str, workdir: str, mount: str, max_samples: i
                   "python3 -c 'import platform, sys; print(platform.python_version(), sys.executable)' 2>/dev/null",
                   _section("uv"), "uv --version 2>/dev/null",
                   _section("freeze"),
-                  f"if (cd {q(workdir) if workdir else HOME} && uv pip freeze) 2>/dev/null; "
-                  "then echo '#podmagic:uv pip freeze'; "
+                  f"if f=$(cd {q(workdir) if workdir else HOME} && uv pip freeze 2>/dev/null) && [ -n \"$f\" ]; "
+                  "then printf '%s\\n' \"$f\"; echo '#podmagic:uv pip freeze'; "
                   "elif python3 -m pip freeze 2>/dev/null; then echo '#podmagic:pip freeze'; fi"]
     paths = pod_paths(exit_path)
     script = podside.sampler_script(paths["samples"], interval_sec=t.sample_interval_sec, mount=mount,
