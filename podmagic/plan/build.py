@@ -376,6 +376,7 @@ def _launch(spec: JobSpec, r, mount: str, run_id: str, workdir: str) -> Launch:
         exit_path=f"{control}/exit",
         workdir=workdir,
         body=r("run.body", run.body),
+        env={"PYTHONUNBUFFERED": "1"},  # prints reach the live log as they happen; the script may unset it
         heartbeat_path=f"{control}/heartbeat",
         max_runtime_sec=spec.budget.max_runtime_minutes * 60 if spec.budget.max_runtime_minutes else None,
     )
