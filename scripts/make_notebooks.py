@@ -80,13 +80,11 @@ WORKFLOW = [
         "Python 3.13.0 and see what changed."
     ),
     new_code_cell(
-        "from IPython.display import HTML\n"
         "from podmagic.ui.magics import last_controls\n"
         "controls = last_controls()\n"
         "controls.fields['python_version'].value = '3.13.0'\n"
         "controls.run_edited_button.click()\n"
-        "controls.wait()\n"
-        "HTML(controls.diff.value)"
+        "controls.wait()  # the relaunch shows live here, then stays as its record and diff"
     ),
 ]
 

@@ -114,3 +114,60 @@ def test_backend_choice_order(monkeypatch, tmp_path, flag, config, env, key, exp
         else:
             monkeypatch.delenv(name, raising=False)
     assert resolve_backend(flag, config) == expected
+
+
+RECORDS = [
+    "%load_ext podmagic",
+    "%%pod --name colours\nstaging: []\nrun: |\n  printf '\\033[32mOK\\033[0m green\\n'\n"
+    "  for i in 1 2 3; do printf '\\rstep %s of 3' $i; sleep 0.1; done; echo\n",
+    "from podmagic.ui.magics import last_controls\nc = last_controls()\nc.relaunch()\nc.wait()",
+    "%%pod --sweep seed=0,1 -o sw --name sweepy\nstaging: []\nrun: printf '\\033[31mshard {seed}\\033[0m\\n'\n",
+    "%%pod --detach -o d --name det\nstaging: []\nrun: |\n  printf '\\033[34mblue\\033[0m\\n'; sleep 1\n",
+    "%pod wait {d.run_id}",
+    "%pod attach {d.run_id}",
+    "%pod compare {sw.sweep_id}",
+    "%pod logs {d.run_id}",
+    "%pod show {d.run_id}",
+]
+WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
+def _html(cell) -> list[str]:
+    return [o["data"]["text/html"] for o in cell.get("outputs", []) if "text/html" in o.get("data", {})]
+
+
+def test_every_end_state_is_static_html_in_the_saved_notebook(pod_env, project):
+    """Run each kind of cell, save, drop the kernel, and read the file as a fresh session would."""
+    nb = execute(new_notebook(cells=[new_code_cell(c) for c in RECORDS]), project)
+    path = project / "records.ipynb"
+    nbformat.write(nb, path)
+    raw = path.read_text()
+    assert "\\u001b" not in raw and "\x1b" not in raw  # no escape reached the file
+    saved = nbformat.read(path, as_version=4)  # the kernel is gone: only what the file holds
+    load, run, relaunch, sweep, detached, wait, attach, compare, logs, show = saved.cells
+
+    first = run.outputs[0]["data"]
+    assert WIDGET not in first and "podmagic-run" in first["text/html"]  # the live view became its record
+    record = first["text/html"]
+    assert '<span style="color:#1a9a4a">OK</span> green' in record  # ANSI rendered
+    assert "step 3 of 3" in record and "step 1 of 3" not in record  # \r replaced the line
+    assert "podmagic-summary" in record and "succeeded" in record and "run.log'" in record
+    assert WIDGET in run.outputs[1]["data"]  # the relaunch controls (live only)
+
+    (result,) = [h for h in _html(relaunch) if "podmagic-relaunch-result" in h]
+    assert "spec changes</b>: no differences" in result and "green" in result
+    assert all(WIDGET not in o.get("data", {}) for o in relaunch.outputs)
+
+    (table,) = _html(sweep)
+    assert "podmagic-sweep-record" in table and "shard 1" not in table and "sweepy" in table
+    assert ">seed<" in table and "sweep-sweep-" not in table and "podmagic-compare" in table
+    assert all(WIDGET not in o.get("data", {}) for o in sweep.outputs)
+
+    # The detached cell's live view was ended by `%pod wait` (a display update by id).
+    assert any("podmagic-run" in h and "blue" in h for h in _html(detached)), detached.outputs
+    assert all(WIDGET not in o.get("data", {}) for o in detached.outputs)
+    for cell in (wait, attach):
+        assert any("podmagic-run" in h and "blue" in h and "succeeded" in h for h in _html(cell)), cell.outputs
+    assert "podmagic-compare" in _html(compare)[0]
+    assert "podmagic-logs" in _html(logs)[0] and "color:#2f7ae5" in _html(logs)[0]
+    assert "podmagic-manifest" in _html(show)[0]

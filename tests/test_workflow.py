@@ -38,9 +38,9 @@ def test_relaunch_through_the_widget_model(pod_env, project):
         "%load_ext podmagic",
         "%%pod -o first\nname: rl\nstaging: []\nvariables: {lr: \"0.1\"}\nrun: echo lr={lr}\n",
         "from podmagic.ui.magics import last_controls\nc = last_controls()\nc.relaunch_button.click()\nc.wait()\n"
-        "print(c.diff.value)\nprint(c.runs)",
+        "print(c.results[-1])\nprint(c.runs)",
         "c.edit_button.click()\nprint(c.form.layout.display)\nc.fields['variables'].value = 'lr=0.01'\n"
-        "c.fields['cost_cap'].value = '3'\nc.run_edited_button.click()\nc.wait()\nprint(c.diff.value)",
+        "c.fields['cost_cap'].value = '3'\nc.run_edited_button.click()\nc.wait()\nprint(c.results[-1])",
         "print(first.manifest['variables'], c.manifest['variables'], c.manifest['cost_cap_usd'])",
     ), project)
     same = outputs_text(done.cells[2])

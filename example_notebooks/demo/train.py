@@ -19,7 +19,7 @@ for epoch in range(1, args.epochs + 1):
         print(f"\repoch {epoch} [{'#' * (step // 10):<10}] {step}%", end="", flush=True)
         time.sleep(0.05)
     loss *= 0.5 + random.random() * 0.2
-    print(f"\nepoch {epoch} loss={loss:.4f}", flush=True)
+    print(f"\n\033[32mepoch {epoch} loss={loss:.4f}\033[0m")  # PYTHONUNBUFFERED: no flush needed
 
 out = Path("out")
 out.mkdir(exist_ok=True)

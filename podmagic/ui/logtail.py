@@ -2,7 +2,7 @@
 
 `\r` rewrites the current line (progress bars replace themselves instead of
 piling up), lines are capped in length and only the last `max_lines` are
-kept, so what a view renders stays small whatever the job prints.
+kept, so what a view renders stays small whatever the job prints. Standard library only.
 """
 
 from __future__ import annotations
@@ -37,3 +37,4 @@ class LogTail:
         if self.current:
             tail.append(self.current)
         return "\n".join(tail)
+

@@ -145,20 +145,19 @@ class PodMagic(Magics):
 
     def _run_blocking(self, prepared: api.Prepared, secrets: dict[str, str]):
         from podmagic.ui.relaunch import RelaunchControls
-        from podmagic.ui.widgets import RunView
+        from podmagic.ui.widgets import Block, RunView
 
         plan = prepared.plan
-        view = RunView(plan.run_id, plan.job_name, plan.backend)
+        view = RunView(plan.run_id, plan.job_name, plan.backend, run_dir=plan.run_dir, cost_cap=plan.cost_cap_usd)
         view.stop_button.layout.display = "none"  # a busy kernel cannot take clicks: interrupt stops
-        handle = display(view.widget, display_id=True)
+        block = Block(view.widget, plan.run_id)
         manifest = None
         try:
             manifest = api.execute(prepared, listeners=[view.on_event])
         finally:
-            view.flush(force=True)
             manifest = manifest or store.read_json(plan.run_dir / store.MANIFEST)
-            handle.update(HTML(view.final_html(manifest)))
-            view.widget.close()
+            view.finish(manifest)
+            block.end(view.final_html(manifest))
         if manifest:
             controls = RelaunchControls(prepared, manifest, secrets)
             CONTROLS.append(controls)
@@ -177,17 +176,22 @@ class PodMagic(Magics):
     def _follow_view(self, run_dir: Path):
         """A live view fed from the run directory by a background thread (detach, attach)."""
         from podmagic.run.follow import Follower
-        from podmagic.ui.widgets import RunView
+        from podmagic.ui.widgets import Block, RunView
 
+        finished = store.RunDir(run_dir).manifest()
+        if finished is not None:  # nothing left to follow: its record
+            return _show_record(run_dir, finished)
         status = store.read_json(run_dir / store.STATUS) or {}
         view = RunView(run_dir.name, status.get("job_name") or run_dir.name, status.get("backend") or "?",
-                       on_stop=lambda: store.RunDir(run_dir).request_stop())
-        display(view.widget)
+                       on_stop=lambda: store.RunDir(run_dir).request_stop(), run_dir=run_dir,
+                       cost_cap=status.get("cost_cap_usd"))
+        block = Block(view.widget, run_dir.name)
 
         def on_event(event):
             view.on_event(event)
             if event.kind == "run_finished":
                 view.finish(follower.manifest)
+                block.end(view.final_html(follower.manifest))
 
         follower = Follower(run_dir, on_event)
         follower.start()
@@ -216,9 +220,8 @@ class PodMagic(Magics):
         secrets = dict(api.parse_assignments(args.secret_var, "--secret-var"))
         sweep = sweep_mod.Sweep(sweep_id, shards, self.last_project_root, max_parallel=max(1, args.max_parallel),
                                 fail_fast=args.fail_fast, secret_values=secrets).start()
-        view = SweepView(sweep).start()
+        view = SweepView(sweep).show()
         SWEEPS.append((sweep, view))
-        display(view.widget)
         if args.out:
             self.shell.user_ns[args.out] = sweep
         if args.detach:
@@ -231,8 +234,8 @@ class PodMagic(Magics):
             sweep.wait(120)
             raise
         view.wait(5)
+        view.end()
         done = [m for m in manifests if m]
-        display(HTML(_compare_html(done, title=f"sweep {sweep_id}: {_count(len(done), 'shard')}")))
         problems = compare_mod.consistency(done)
         for problem in problems:
             print(f"reproducibility check: {problem}", file=sys.stderr)
@@ -284,7 +287,7 @@ class PodMagic(Magics):
             status = store.read_json(run_dir / store.STATUS) or {}
             display(HTML(render.table_html([store.run_summary(run_dir)])))
             return status
-        display(HTML(manifest_html_with_title(manifest)))
+        display(HTML(render.manifest_html(manifest, run_dir=run_dir, open_=True)))
 
     def _cmd_logs(self, rest: list[str]):
         p = _Parser(prog="%pod logs", add_help=False)
@@ -292,7 +295,9 @@ class PodMagic(Magics):
         p.add_argument("--tail", type=int, default=200)
         args = p.parse_args(rest)
         run_dir = self._find([args.run])
-        print(history.log_tail(run_dir, args.tail))
+        tail = store.RunDir(run_dir).log_tail(args.tail)
+        display(HTML(f"<div class='podmagic-logs {render.NOMATH}'>{render.links_html(run_dir)}"
+                     f"{render.log_pre(tail.text, '40em')}</div>"))
 
     def _cmd_stop(self, rest: list[str]):
         run_dir = self._find(rest)
@@ -337,17 +342,19 @@ class PodMagic(Magics):
             manifest = wait(run_dir)
         except (PodmagicError, TimeoutError) as exc:
             raise PodError(str(exc)) from None
-        display(HTML(manifest_html_with_title(manifest)))
+        _show_record(run_dir, manifest)
         return Run(run_dir)
 
     def _cmd_compare(self, rest: list[str]):
+        show_all = "--all" in rest
+        rest = [r for r in rest if r != "--all"]
         if not rest:
-            raise PodError("%pod compare: give runs (two or more) or a sweep id")
+            raise PodError("%pod compare: give runs (two or more) or a sweep id [--all]")
         try:
             manifests = history.manifests(self._root(), rest)
         except PodmagicError as exc:
             raise PodError(str(exc)) from None
-        display(HTML(_compare_html(manifests)))
+        display(HTML(render.compare_html(manifests, show_all=show_all)))
         from podmagic.run import compare as compare_mod
 
         for problem in compare_mod.consistency(manifests):
@@ -399,30 +406,6 @@ def last_controls():
     return CONTROLS[-1] if CONTROLS else None
 
 
-def _compare_html(manifests: list[dict], title: str = "compare") -> str:
-    import html as html_mod
-
-    from podmagic.run import compare as compare_mod
-
-    rows = compare_mod.side_by_side(manifests)
-    head = "".join(f"<th style='text-align:left'>{html_mod.escape(str(m.get('run_id')))}</th>" for m in manifests)
-    body = ""
-    for row in rows:
-        style = " style='background:#fff8c5'" if row["differs"] else ""
-        cells = "".join(f"<td style='font-family:monospace'>{html_mod.escape(str(_first_line(v)))}</td>"
-                        for v in row["values"])
-        body += f"<tr{style}><th style='text-align:left'>{row['field']}</th>{cells}</tr>"
-    return (f"<div class='podmagic-compare'><b>{html_mod.escape(title)}</b>"
-            f"<table><tr><th>field</th>{head}</tr>{body}</table></div>")
-
-
-def _first_line(value):
-    """A multi-line value (an error with a traceback) shows its first line in a table (`%pod show`: whole)."""
-    if isinstance(value, str) and "\n" in value.strip():
-        return value.strip().splitlines()[0] + " …"
-    return value
-
-
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
@@ -448,6 +431,18 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 def manifest_html_with_title(manifest: dict) -> str:
     return render.manifest_html(manifest, f"{manifest.get('job_name')} · {manifest.get('run_id')}")
+
+
+def _show_record(run_dir: Path, manifest: dict) -> None:
+    """A finished run's static record in this cell, and in the block that followed it live, if any."""
+    from podmagic.ui.widgets import BLOCKS
+
+    tail = store.RunDir(run_dir).log_tail()
+    record = render.run_html(manifest, log_text=tail.text, total_lines=len(tail.lines), run_dir=run_dir)
+    display(HTML(record))
+    block = BLOCKS.get(run_dir.name)
+    if block is not None:
+        block.end(record)
 
 
 def _with_name(cell: str, name: str) -> str:

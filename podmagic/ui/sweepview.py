@@ -1,8 +1,12 @@
-"""The sweep view: one row per shard, the live log of the selected shard, Stop.
+"""The sweep view: one row per shard (its variables first), the live log of the selected shard, Stop.
+
+Imports ipywidgets, `podmagic.run` (store, compare, sweep) and `podmagic.ui`.
 
 A single kernel thread refreshes it a few times a second from the shards' run
-directories (status, manifest, a bounded log tail), so its cost does not grow
-with the number of shards' output.
+directories (status, manifest, a bounded `\\r`-aware log tail), so its cost
+does not grow with the shards' output. When the sweep ends, its block becomes
+static HTML: the shard table, the comparison of the shards and the
+reproducibility check.
 """
 
 from __future__ import annotations
@@ -13,66 +17,109 @@ import time
 
 import ipywidgets as w
 
-from podmagic.run import history, store
+from podmagic.run import compare, store
 from podmagic.run.sweep import Sweep
-from podmagic.ui.render import COLORS
+from podmagic.ui import ansi, render
+from podmagic.ui.widgets import LOG_LAYOUT, Block, close_all
 
 REFRESH_SEC = 0.5
+COLUMNS = (("state", "status"), ("gpu_id", "GPU"), ("elapsed", "time"), ("cost", "cost"),
+           ("exit_code", "exit"), ("python_resolved", "python"), ("run_id", "run"))
 
 
 class SweepView:
     def __init__(self, sweep: Sweep):
         self.sweep = sweep
+        self.variables = list(dict.fromkeys(k for s in sweep.shards for k in s.variables))
+        self.head = w.HTML()
         self.table = w.HTML()
         self.selector = w.Dropdown(description="log of", options=[(self._label(i), i) for i in range(len(sweep.shards))])
-        self.log = w.HTML(layout=w.Layout(max_height="18em", overflow="auto"))
+        self.log = w.HTML(layout=w.Layout(**LOG_LAYOUT))
+        self.log.add_class("podmagic-log")
         self.stop_button = w.Button(description="Stop sweep", button_style="danger", icon="stop")
-        self.stop_button.on_click(lambda _b: sweep.stop())
-        self.summary = w.HTML()
-        self.widget = w.VBox([w.HTML(f"<b>sweep</b> <code>{html.escape(sweep.sweep_id)}</code>"), self.table,
-                              w.HBox([self.selector, self.stop_button]), self.log, self.summary])
+        self.stop_button.on_click(lambda _b: self._stop())
+        self.widget = w.VBox([self.head, self.table, w.HBox([self.selector, self.stop_button]), self.log])
+        self.widget.add_class("podmagic-sweep-view")
+        self.block: Block | None = None
+        self.final: str | None = None
         self._thread = threading.Thread(target=self._loop, daemon=True, name=f"view-{sweep.sweep_id}")
 
     def _label(self, i: int) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.sweep.shards[i].variables.items())
 
-    def start(self) -> "SweepView":
+    def _stop(self) -> None:
+        self.sweep.stop()
+        self.stop_button.disabled, self.stop_button.description = True, "Stopping…"
+
+    def show(self) -> "SweepView":
+        """Display the view as the cell's block and start refreshing it."""
         self.refresh()
+        self.block = Block(self.widget, self.sweep.sweep_id)
         self._thread.start()
         return self
+
+    start = show
 
     def _loop(self) -> None:
         while self.sweep._thread is None or self.sweep._thread.is_alive():
             self.refresh()
             time.sleep(REFRESH_SEC)
         self.refresh()
-        self.stop_button.disabled = True
+        self.end()
 
     def rows(self) -> list[dict]:
         out = []
         for shard in self.sweep.shards:
             row = store.run_summary(shard.run_dir) if shard.run_dir else {"run_id": "", "state": shard.state}
             row["state"] = shard.state if shard.state in ("pending", "cancelled") else row.get("state")
-            row["shard"] = ", ".join(f"{k}={v}" for k, v in shard.variables.items())
+            row.update({f"var:{k}": v for k, v in shard.variables.items()})
+            row["elapsed"] = render.seconds(row.get("wall_time_sec") if row.get("wall_time_sec") is not None
+                                            else row.get("elapsed_sec")) or None
+            row["cost"] = render.money(row.get("estimated_cost_usd")) or None
             out.append(row)
         return out
 
+    def columns(self) -> list[tuple[str, str]]:
+        return [(f"var:{k}", k) for k in self.variables] + list(COLUMNS)
+
+    def heading(self) -> str:
+        states = [s.state for s in self.sweep.shards]
+        counts = " · ".join(f"{n} {state}" for state in ("running", "pending", "succeeded", "failed", "interrupted",
+                                                          "cancelled", "lost") if (n := states.count(state)))
+        n = len(states)
+        return (f"<div class='podmagic-summary'><b>{html.escape(self.sweep.sweep_id)}</b> · {n} shard"
+                f"{'s' if n != 1 else ''} · {counts}</div>")
+
+    def table_html(self) -> str:
+        return render.table_html(self.rows(), self.columns(), cls="podmagic-sweep")
+
     def refresh(self) -> None:
-        cells = ("shard", "state", "gpu_id", "elapsed_sec", "wall_time_sec", "estimated_cost_usd", "exit_code",
-                 "python_resolved", "run_id")
-        head = "".join(f"<th style='text-align:left'>{c}</th>" for c in cells)
-        body = ""
-        for row in self.rows():
-            tds = []
-            for c in cells:
-                value = "" if row.get(c) is None else str(row.get(c))
-                style = f"color:{COLORS.get(value, '#000')}" if c == "state" else ""
-                tds.append(f"<td style='{style}'>{html.escape(value)}</td>")
-            body += "<tr>" + "".join(tds) + "</tr>"
-        self.table.value = f"<table class='podmagic-sweep'><tr>{head}</tr>{body}</table>"
+        self.head.value = self.heading()
+        self.table.value = self.table_html()
         shard = self.sweep.shards[self.selector.value or 0]
-        tail = history.log_tail(shard.run_dir, 40) if shard.run_dir else ""
-        self.log.value = f"<pre style='margin:0'>{html.escape(tail)}</pre>"
+        tail = store.RunDir(shard.run_dir).log_tail(60).text if shard.run_dir else ""
+        self.log.value = (f"<pre class='podmagic-log-text' style='margin:0;white-space:pre-wrap;{render.MONO}'>"
+                          f"{ansi.to_html(tail)}</pre>")
+
+    def final_html(self) -> str:
+        done = [m for m in self.sweep.manifests() if m]
+        parts = [self.heading(), self.table_html()]
+        if len(done) >= 2:
+            parts.append(render.compare_html(done, title=f"{len(done)} finished shards compared"))
+        problems = compare.consistency(done)
+        parts += [f"<div style='color:var(--jp-warn-color0,#9a6700)'>reproducibility check: {html.escape(p)}</div>"
+                  for p in problems]
+        return "<div class='podmagic-sweep-record'>" + "".join(parts) + "</div>"
+
+    def end(self) -> None:
+        """Make the block static (once; the sweep has ended)."""
+        if self.final is not None:
+            return
+        self.final = self.final_html()
+        if self.block:
+            self.block.end(self.final)
+        else:
+            close_all(self.widget)
 
     def wait(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)

@@ -1,13 +1,21 @@
-"""What the endpoints return: plain dicts built from `podmagic.run.store`."""
+"""What the endpoints return: plain dicts built from `podmagic.run.store`.
+
+Imports `podmagic.run` and `podmagic.ui` (render, ansi, logtail); the Pods panel
+shows the same summary line, folded manifest and ANSI-rendered log as the cell,
+as HTML made here (every value escaped).
+"""
 
 from __future__ import annotations
 
+import html
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from podmagic.run import store
+from podmagic.run.sweep import SWEEPS_DIR
+from podmagic.ui import ansi, render
 
 MAX_RUNS = 200
 
@@ -45,9 +53,32 @@ def run_row(run_dir: Path, now: float | None = None) -> dict[str, Any]:
     return row
 
 
+def sweep_index(project_root: Path) -> dict[str, dict[str, Any]]:
+    """run id → {sweep_id, shard} from the recorded sweeps (`.sweeps/*.json`)."""
+    folder = store.runs_root(project_root) / SWEEPS_DIR
+    index: dict[str, dict[str, Any]] = {}
+    try:
+        records = sorted(folder.glob("*.json"))
+    except OSError:
+        return index
+    for path in records:
+        record = store.read_json(path) or {}
+        for shard in record.get("shards") or []:
+            if isinstance(shard, dict) and shard.get("run_id"):
+                variables = shard.get("variables") or {}
+                index[str(shard["run_id"])] = {"sweep_id": record.get("sweep_id") or path.stem,
+                                               "shard": ", ".join(f"{k}={v}" for k, v in variables.items())}
+    return index
+
+
 def run_list(project_root: Path) -> dict[str, Any]:
-    """The project's runs, newest first, with the live totals the status bar shows."""
-    rows = [run_row(d) for _, d in zip(range(MAX_RUNS), store.iter_run_dirs(project_root))]
+    """The project's runs, newest first, with their sweep and the live totals the status bar shows."""
+    sweeps = sweep_index(project_root)
+    rows = []
+    for _, run_dir in zip(range(MAX_RUNS), store.iter_run_dirs(project_root)):
+        row = run_row(run_dir)
+        row.update(sweeps.get(run_dir.name, {}))
+        rows.append(row)
     live = [r for r in rows if r["live"]]
     per_hour = sum(_number(r.get("price_per_hour_usd")) or 0.0 for r in live)
     return {
@@ -58,16 +89,36 @@ def run_list(project_root: Path) -> dict[str, Any]:
     }
 
 
+def detail_html(row: dict[str, Any], manifest: dict[str, Any] | None, status: dict[str, Any] | None,
+                run_dir: Path) -> str:
+    """The panel's formatted detail: the cell's summary line, failover attempts and notes, folded manifest."""
+    data = manifest or {**(status or {}), **row}
+    summary = render.summary_html(data, elapsed=None if manifest else row.get("elapsed_sec"),
+                                  cost=None if manifest else row.get("cost_usd"))
+    attempts, notes = render.journal_extras(run_dir)
+    parts = [summary, "<div class='pm-charts'></div>", render.attempts_html(attempts), render.notes_html(notes, 8)]
+    if manifest:
+        if manifest.get("error"):
+            parts.append(f"<div class='pm-error'>{html.escape(str(manifest['error']))}</div>")
+        parts.append(f"<details class='pm-manifest-box'><summary>manifest ({len(render.rows(manifest))} fields)"
+                     f"</summary>{render.manifest_table_html(manifest)}</details>")
+    else:
+        live = {k: row.get(k) for k in ("state", "phase", "backend", "gpu_id", "price_per_hour_usd", "started_at_utc")
+                if row.get(k) is not None}
+        parts.append(f"<div class='pm-live-status'>{html.escape(' · '.join(f'{k} {render.fmt(v)}' for k, v in live.items()))}</div>")
+    return "".join(p for p in parts if p)
+
+
 def run_detail(run_dir: Path) -> dict[str, Any]:
-    """One run: its row, raw status and manifest (None until the run ends)."""
-    return {
-        "run": run_row(run_dir),
-        "status": store.RunDir(run_dir).status(),
-        "manifest": store.RunDir(run_dir).manifest(),
-    }
+    """One run: its row, raw status and manifest (None until the run ends), and the detail as HTML."""
+    row = run_row(run_dir)
+    status = store.RunDir(run_dir).status()
+    manifest = store.RunDir(run_dir).manifest()
+    return {"run": row, "status": status, "manifest": manifest, "html": detail_html(row, manifest, status, run_dir)}
 
 
 def log_tail(run_dir: Path, lines: int = 200) -> dict[str, Any]:
-    """The last `lines` lines of run.log; a `\\r` progress line shows its last state."""
+    """The last `lines` lines of run.log (a `\\r` progress line shows its last state): plain, and as HTML with colours."""
     found = store.RunDir(run_dir).log_tail(lines)
-    return {"run_id": run_dir.name, "size": found.size, "lines": list(found.lines), "truncated": found.truncated}
+    return {"run_id": run_dir.name, "size": found.size, "lines": [ansi.strip(line) for line in found.lines],
+            "html": ansi.to_html(found.text.rstrip("\n")), "truncated": found.truncated}
