@@ -5,8 +5,12 @@ holding one notebook. The browser checks that a `%%pod` cell is highlighted as
 YAML with unknown keys marked (also while typing), runs a `%%pod` cell on the
 local backend and sees its log stream into the output, sees the run in the
 Pods panel and the live count in the status bar, opens the manifest and log
-tail, and stops a live run from the panel. Screenshots of failures land in
-the test's temporary directory (the path is printed).
+tail, and stops a live run from the panel. The cell as a terminal: the live
+log stays at its newest line unless scrolled up (and comes back with its
+button), ANSI colours render, `\r` replaces the line, Python prints arrive
+live; each end state (a run, a relaunch, a sweep, compare) is static HTML;
+all of it in the light and the dark theme. Screenshots land in each test's
+temporary directory (the paths are printed): look at them.
 
 Needs: the package installed (`pip install -e .[test]`, which builds and
 ships the labextension), /usr/bin/chromium (`apt-get install -y chromium`).
@@ -18,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -63,8 +68,28 @@ artifacts:
 run: |
   echo not: a key
 """
-CELLS = ["%load_ext podmagic", SHORT_CELL, LONG_CELL, TYPO_CELL, "x = 1 + 1\nprint(x)"]
-LOAD, SHORT, LONG, TYPOS, PYTHON = range(len(CELLS))
+TERM_CELL = r"""%%pod
+name: e2e-term
+pod:
+  gpu_order: ["NVIDIA RTX A4000", "NVIDIA A40"]
+  datacenters: [EU-RO-1]
+budget: {cost_cap_usd: 2.5}
+run: |
+  for i in $(seq 1 80); do printf '\033[3%dmline %d\033[0m\n' $((i % 6 + 1)) $i; done
+  for i in $(seq 1 20); do printf '\rprogress %d%%' $((i * 5)); sleep 0.05; done; echo
+  python3 -c "import time
+  for i in range(6): print('py', i); time.sleep(0.4)"
+  for i in $(seq 1 8); do echo tail$i; sleep 0.5; done
+"""
+SWEEP_CELL = """%%pod --sweep seed=0,1 -o sw
+name: e2e-sweep
+run: |
+  printf '\\033[1;32mshard {seed}\\033[0m\\n'; sleep 1
+"""
+CELLS = ["%load_ext podmagic", SHORT_CELL, LONG_CELL, TYPO_CELL, "x = 1 + 1\nprint(x)", TERM_CELL, SWEEP_CELL,
+         "%pod compare {sw.sweep_id}"]
+LOAD, SHORT, LONG, TYPOS, PYTHON, TERM, SWEEP, COMPARE = range(len(CELLS))
+assert CELLS[TERM].count("name: e2e-term") == 1 and CELLS[SWEEP].count("name: e2e-sweep") == 1
 
 
 # ----------------------------------------------------------------- the project
@@ -271,6 +296,49 @@ def _open_pods_panel(page) -> None:
     page.locator("#podmagic-pods .pm-header").wait_for(state="visible")
 
 
+SNIPPETS = {5: "name: e2e-term", 6: "name: e2e-sweep", 7: "%pod compare"}
+
+
+def _cell_after_typing(page, index: int):
+    """A cell found by its text (the typing test inserted a cell, Shift+Enter adds one at the end)."""
+    return page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell").filter(
+        has=page.locator(".cm-content", has_text=SNIPPETS[index])).first
+
+
+def _run_at(page, index: int) -> None:
+    cell = _cell_after_typing(page, index)
+    cell.locator(".cm-content").click()
+    page.keyboard.press("Shift+Enter")
+
+
+def _button(scope, name: str):
+    """A widget button by its exact label (the icon adds no text)."""
+    return scope.locator("button").filter(has_text=re.compile(rf"^\s*{re.escape(name)}\s*$"))
+
+
+def _theme(page, dark: bool) -> None:
+    """Switch JupyterLab's theme with the command palette (no reload)."""
+    name = "JupyterLab Dark" if dark else "JupyterLab Light"
+    page.keyboard.press("Control+Shift+c")
+    palette = page.locator(".lm-CommandPalette-input")
+    palette.wait_for()
+    palette.fill(f"Use Theme: {name}")
+    page.locator(".lm-CommandPalette-item", has_text=f"Use Theme: {name}").first.click()
+    page.wait_for_function(f"document.body.dataset.jpThemeLight === '{str(not dark).lower()}'")
+    page.wait_for_timeout(300)
+
+
+def _luminance(rgb: str) -> float:
+    parts = [float(p) for p in rgb[rgb.index("(") + 1:rgb.index(")")].split(",")[:3]]
+    lin = [c / 255 / 12.92 if c / 255 <= 0.03928 else ((c / 255 + 0.055) / 1.055) ** 2.4 for c in parts]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def _contrast(fg: str, bg: str) -> float:
+    a, b = sorted((_luminance(fg), _luminance(bg)), reverse=True)
+    return (a + 0.05) / (b + 0.05)
+
+
 def _row(page, prefix: str, state: str | None = None):
     where = f"[data-state='{state}']" if state else ""
     return page.locator(f"#podmagic-pods .pm-run-row[data-run-id^='{prefix}-']{where}").first
@@ -354,10 +422,11 @@ def test_run_streams_and_shows_in_panel_and_status_bar(magic, page, lab, shots, 
 
         row.click()
         detail = page.locator("#podmagic-pods .pm-detail")
-        detail.locator(".pm-manifest").wait_for()
-        manifest = dict(zip(detail.locator(".pm-manifest dt").all_text_contents(),
-                            detail.locator(".pm-manifest dd").all_text_contents()))
-        assert manifest.get("exit_code") == "0" and manifest.get("backend") == "local", manifest
+        detail.locator(".pm-record .podmagic-summary").wait_for()
+        assert "succeeded" in detail.locator(".podmagic-summary").inner_text()
+        detail.locator(".pm-record summary").click()  # the folded manifest
+        assert detail.locator(".pm-record td[data-key='exit code']").inner_text() == "0"
+        assert detail.locator(".pm-record td[data-key='backend']").inner_text() == "local"
         log = detail.locator("pre.pm-log")
         for i in range(1, 6):
             assert f"line{i}" in log.inner_text()
@@ -375,7 +444,7 @@ def test_stop_a_live_run_from_the_panel(magic, page, lab, shots):
         detail = page.locator("#podmagic-pods .pm-detail")
         detail.get_by_text("(live status)").wait_for()
         detail.locator("pre.pm-log").get_by_text("tick4").wait_for(timeout=10_000)
-        assert detail.locator(".pm-manifest dd[data-key='state']").inner_text() == "running"
+        assert detail.locator(".pm-record .podmagic-state").get_attribute("data-state") == "running"
         row.locator("button.pm-stop").click()
         _wait_kernel_idle(page, timeout=60_000)
         _row(page, "e2e-long", "interrupted").wait_for(timeout=15_000)
@@ -406,10 +475,187 @@ def test_status_bar_sums_the_hourly_price_of_live_pods(page, lab, shots):
         row = _row(page, "priced-a")
         assert row.locator("[data-field='gpu']").inner_text() == "NVIDIA A100 80GB PCIe"
         row.locator("button.pm-stop").click()
-        row.locator("button.pm-stop[disabled]").wait_for(timeout=10_000)
+        row.locator("button.pm-stop[disabled]").wait_for(timeout=10_000)  # at once, before the POST answers
+        deadline = time.monotonic() + 10
+        while not (dirs[0] / "stop").is_file() and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert (dirs[0] / "stop").is_file() and not (dirs[1] / "stop").exists()
         for run_dir in dirs:
             for child in run_dir.iterdir():
                 child.unlink()
             run_dir.rmdir()
         page.locator(".pm-StatusItem[data-live-count='0']").wait_for(timeout=10_000)
+
+
+LOG_STATE = """el => ({top: el.scrollTop, height: el.scrollHeight, client: el.clientHeight,
+                 up: el.classList.contains('pm-scrolled-up'), text: el.innerText})"""
+
+
+SEEN_COLORS = """el => {
+  const parse = c => {
+    const n = (c.match(/[\\d.]+/g) || []).map(Number);
+    const k = c.startsWith('color(') ? 255 : 1;
+    return [n[0] * k, n[1] * k, n[2] * k, n.length > 3 ? n[3] : 1];
+  };
+  const layers = [];
+  for (let node = el; node; node = node.parentElement) {
+    const c = parse(getComputedStyle(node).backgroundColor);
+    if (c[3] > 0) { layers.push(c); if (c[3] >= 1) break; }
+  }
+  let rgb = [255, 255, 255];
+  for (const [r, g, b, a] of layers.reverse()) {
+    rgb = [r * a + rgb[0] * (1 - a), g * a + rgb[1] * (1 - a), b * a + rgb[2] * (1 - a)];
+  }
+  return [getComputedStyle(el).color, `rgb(${rgb.map(Math.round).join(', ')})`];
+}"""
+"""The text colour of an element and the background it is really seen on (translucent layers blended)."""
+
+
+def _snap(page, tmp_path, name: str) -> None:
+    path = tmp_path / f"{name}.png"
+    page.screenshot(path=str(path))
+    print(f"screenshot: {path}")
+
+
+def test_the_cell_is_a_terminal_and_ends_as_a_record(magic, page, lab, shots, tmp_path):
+    with shots("terminal"):
+        _open_pods_panel(page)
+        _run_at(page, TERM)
+        cell = _cell_after_typing(page, TERM)
+        log = cell.locator(".podmagic-log").first
+        log.get_by_text("line 80").wait_for(timeout=60_000)
+        state = log.evaluate(LOG_STATE)
+        assert state["height"] > state["client"] + 100, state  # it overflows ...
+        assert abs(state["top"]) <= 2, state  # ... and shows its newest line
+        assert "\x1b" not in state["text"] and "␛" not in state["text"] and "[32m" not in state["text"]
+        assert log.locator("span[style*='color']").count() >= 10  # ANSI colours rendered
+        header = cell.locator(".podmagic-run-view .podmagic-stepper")
+        assert "run ●" in header.inner_text()
+        log.get_by_text("py 1").wait_for(timeout=20_000)  # Python prints arrive while it runs (unbuffered)
+        assert "py 5" not in log.inner_text()
+        log.get_by_text("progress 100%").wait_for(timeout=20_000)
+        assert "progress 50%" not in log.inner_text()  # \r replaced the line
+        _snap(page, tmp_path, "terminal-live-light")
+
+        # Scrolled up, it stays put while lines arrive; the button brings it back to the end.
+        log.evaluate("el => { el.scrollTop = -(el.scrollHeight - el.clientHeight); }")
+        page.wait_for_function("el => el.classList.contains('pm-scrolled-up')", arg=log.element_handle())
+        before = log.evaluate(LOG_STATE)
+        log.get_by_text("tail3").wait_for(timeout=20_000)
+        after = log.evaluate(LOG_STATE)
+        from_top = lambda s: s["height"] - s["client"] + s["top"]  # noqa: E731
+        assert after["up"] and abs(from_top(after) - from_top(before)) <= 30, (before, after)
+        end = log.locator("button.pm-log-end")
+        assert end.is_visible()
+        _snap(page, tmp_path, "terminal-scrolled-up-light")
+        end.click()
+        page.wait_for_function("el => Math.abs(el.scrollTop) <= 2 && !el.classList.contains('pm-scrolled-up')",
+                               arg=log.element_handle())
+        log.get_by_text("tail5").wait_for(timeout=20_000)
+        assert abs(log.evaluate(LOG_STATE)["top"]) <= 2  # following again
+
+        _wait_kernel_idle(page, timeout=60_000)
+        record = cell.locator(".podmagic-run").first
+        record.wait_for(timeout=10_000)
+        assert cell.locator(".podmagic-run-view").count() == 0  # the live widget is gone
+        summary = record.locator(".podmagic-summary").inner_text()
+        assert "succeeded" in summary and "of $2.50" in summary and "log · folder" in summary, summary
+        assert "\x1b" not in record.text_content() and record.locator("span[style*='color']").count() >= 10
+        assert "progress 100%" in record.text_content() and "progress 50%" not in record.text_content()
+        controls = cell.locator(".podmagic-relaunch")
+        assert controls.count() == 1 and controls.locator("button").count() >= 3
+        assert cell.locator("button", has_text="Stop").count() == 0  # nothing to stop any more
+        _snap(page, tmp_path, "terminal-record-light")
+
+        # The run's log opens in JupyterLab from the record.
+        record.locator("a.podmagic-link", has_text="log").click()
+        page.locator(".lm-TabBar-tab", has_text="run.log").first.wait_for(timeout=15_000)
+        page.locator(".lm-TabBar-tab", has_text="pods.ipynb").first.click()
+
+        # Panel: formatted detail, ANSI rendered.
+        row = _row(page, "e2e-term", "succeeded")
+        row.wait_for(timeout=10_000)
+        row.locator("[data-field='name']").click()
+        detail = page.locator("#podmagic-pods .pm-detail[data-run-id^='e2e-term-']")
+        detail.locator(".pm-record .podmagic-summary").wait_for()
+        assert "of $2.50" in detail.locator(".podmagic-summary").inner_text()
+        assert detail.locator("pre.pm-log span[style*='color']").count() >= 10
+        assert "\x1b" not in detail.inner_text()
+        _snap(page, tmp_path, "panel-detail-light")
+        row.locator("[data-field='name']").click()  # close it again
+
+
+def test_relaunch_sweep_and_compare_records_in_both_themes(magic, page, lab, shots, tmp_path):
+    for dark in (False, True):
+        theme = "dark" if dark else "light"
+        with shots(f"records-{theme}"):
+            _theme(page, dark)
+            cell = _cell_after_typing(page, TERM)
+            controls = cell.locator(".podmagic-relaunch").first
+            fields = controls.locator("input[type='text']")
+            if not fields.first.is_visible():  # the button opens (and closes) the form
+                _button(controls, "Edit & relaunch").click()
+            values = [fields.nth(i).input_value() for i in range(fields.count())]
+            assert values[:2] == ["NVIDIA RTX A4000, NVIDIA A40", "EU-RO-1"] and values[-1] == ("2.75" if dark else "2.5"), values  # the last run's values
+            fields.nth(len(values) - 1).fill("3" if dark else "2.75")  # the cost cap
+            _button(controls, "Run edited").click()
+            relaunch = _button(controls, "Relaunching…")
+            relaunch.wait_for(timeout=10_000)
+            assert relaunch.is_disabled()
+            cell.locator(".podmagic-run-view").first.wait_for(timeout=20_000)  # its own live block
+            _snap(page, tmp_path, f"relaunch-live-{theme}")
+            result = cell.locator(".podmagic-relaunch-result").nth(1 if dark else 0)
+            result.wait_for(timeout=90_000)
+            assert "budget.cost_cap_usd" in result.inner_text()
+            again = _button(controls, "Relaunch")
+            again.wait_for()
+            assert not again.is_disabled()
+
+            _run_at(page, SWEEP)
+            sweep = _cell_after_typing(page, SWEEP)
+            record = sweep.locator(".podmagic-sweep-record")
+            record.wait_for(timeout=90_000)
+            heads = record.locator(".podmagic-sweep th").all_text_contents()
+            assert heads[:3] == ["seed", "status", "GPU"], heads
+            assert "sweep-sweep-" not in record.inner_text()
+            _wait_kernel_idle(page)
+            _run_at(page, COMPARE)
+            compare = _cell_after_typing(page, COMPARE).locator(".podmagic-compare").first
+            compare.wait_for(timeout=30_000)
+            diff_cell = compare.locator("tr[data-field='variables'] td").first
+            text_color, bg = diff_cell.evaluate(SEEN_COLORS)
+            assert _contrast(text_color, bg) >= 4.5, (theme, text_color, bg)
+            assert "seed=0" in compare.inner_text() and "{'seed'" not in compare.inner_text()
+            assert compare.locator("th").first.evaluate("el => getComputedStyle(el).position") == "sticky"
+            _snap(page, tmp_path, f"records-{theme}")
+
+            _open_pods_panel(page)
+            group = page.locator("#podmagic-pods .pm-sweep-group").first
+            group.wait_for(timeout=10_000)
+            assert "2 shards" in group.locator(".pm-sweep-head").inner_text()
+            assert set(group.locator(".pm-run-id").all_text_contents()) == {"seed=0", "seed=1"}
+            ids = page.locator("#podmagic-pods .pm-run-row[data-run-id^='e2e-term-'] .pm-run-id").all_text_contents()
+            assert len(ids) >= 2 and all(i.startswith("e2e-term-") for i in ids), ids  # names repeat: ids shown
+            info = page.locator("#podmagic-pods .pm-info").inner_text()
+            assert " runs" in info and "1 runs" not in info
+            _snap(page, tmp_path, f"panel-{theme}")
+    _theme(page, False)
+
+
+def test_panel_follows_a_new_run_within_a_second(page, lab):
+    _open_pods_panel(page)
+    run_id = "timed-20260101T000000Z-0000"
+    run_dir = lab.root / "artifacts" / "runpod" / run_id
+    run_dir.mkdir(parents=True)
+    started = time.monotonic()
+    (run_dir / "status.json").write_text(json.dumps({"state": "running", "phase": "run", "backend": "local",
+                                                     "owner_pid": os.getpid(), "owner_host": os.uname().nodename,
+                                                     "run_id": run_id, "job_name": "timed"}))
+    try:
+        _row(page, "timed").wait_for(timeout=5_000)
+        seen = time.monotonic() - started
+        print(f"panel showed a new run after {seen:.2f}s")
+        assert seen < 1.2, seen
+    finally:
+        (run_dir / "status.json").unlink()
+        run_dir.rmdir()

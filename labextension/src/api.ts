@@ -21,6 +21,8 @@ export interface IRunRow {
   exit_code?: number | null;
   live: boolean;
   stop_requested?: boolean;
+  sweep_id?: string;
+  shard?: string;
   [key: string]: unknown;
 }
 
@@ -37,6 +39,8 @@ export interface IRunDetail {
   run: IRunRow;
   status: Record<string, unknown> | null;
   manifest: Record<string, unknown> | null;
+  /** The summary line, attempts, notes and folded manifest as HTML (values escaped by the server). */
+  html: string;
 }
 
 /** The tail of run.log. */
@@ -44,6 +48,8 @@ export interface ILogTail {
   run_id: string;
   size: number;
   lines: string[];
+  /** The same lines with ANSI colours as escaped HTML. */
+  html: string;
   truncated: boolean;
 }
 

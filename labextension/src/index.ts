@@ -1,6 +1,7 @@
 /**
  * podmagic's JupyterLab extension: `%%pod` cells as YAML with unknown keys
- * marked, the Pods panel and the status bar item.
+ * marked, the Pods panel, the status bar item, and cell logs that follow
+ * their newest line like a terminal.
  */
 import {
   ILabShell,
@@ -17,6 +18,7 @@ import { LabIcon } from '@jupyterlab/ui-components';
 import type { Extension } from '@codemirror/state';
 
 import { fetchSchema } from './api';
+import { installLogFollow } from './logfollow';
 import { PodsPanel } from './panel';
 import { podCellExtension } from './podcell';
 import { RunsModel } from './model';
@@ -100,4 +102,14 @@ const podsPlugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default [editorPlugin, podsPlugin];
+/** Live logs in cell outputs stay at the newest line unless scrolled up. */
+const logPlugin: JupyterFrontEndPlugin<void> = {
+  id: 'podmagic:log-follow',
+  description: 'Keeps podmagic live logs at their newest line unless the user scrolled up.',
+  autoStart: true,
+  activate: () => {
+    installLogFollow(document);
+  }
+};
+
+export default [editorPlugin, podsPlugin, logPlugin];

@@ -1,12 +1,14 @@
 /**
- * The Pods panel (left sidebar): the project's runs, live while in flight;
- * a click shows the manifest table and the log tail; Stop on a live run.
+ * The Pods panel (left sidebar): the project's runs, live while in flight,
+ * a sweep's shards grouped under it; a click shows the run's summary line,
+ * folded manifest and log tail (ANSI colours rendered, made by the server
+ * extension with every value escaped); Stop on a live run.
  */
 import { showErrorMessage } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
 import { fetchLog, fetchRun, IRunRow, stopRun } from './api';
-import { el, formatElapsed, formatUsd, formatValue } from './format';
+import { el, formatElapsed, formatUsd, formatValue, plural } from './format';
 import { RunsModel } from './model';
 
 /** The fields of one run, in display order: [field, label, text]. */
@@ -29,6 +31,7 @@ export class PodsPanel extends Widget {
   private _info = el('div', 'pm-info');
   private _detail = el('div', 'pm-detail');
   private _cards = new Map<string, HTMLElement>();
+  private _groups = new Map<string, HTMLElement>();
   private _selected: string | null = null;
   private _loading = false;
   private _selectedState: string | null | undefined = undefined;
@@ -54,7 +57,11 @@ export class PodsPanel extends Widget {
   private _render(): void {
     const list = this._model.list;
     const error = this._model.error;
-    this._info.textContent = error ? `error: ${error}` : list ? `${list.project_root} · ${list.runs.length} runs` : 'loading…';
+    this._info.textContent = error
+      ? `error: ${error}`
+      : list
+        ? `${list.project_root} · ${plural(list.runs.length, 'run')}`
+        : 'loading…';
     this._renderRows(list?.runs ?? []);
     const selected = list?.runs.find(run => run.run_id === this._selected);
     if (this._selected && list && !selected) {
@@ -69,10 +76,42 @@ export class PodsPanel extends Widget {
    * re-render; the list is re-ordered only when the order of runs changed.
    */
   private _renderRows(runs: IRunRow[]): void {
-    const cards = runs.map(run => this._card(run));
+    const names = new Map<string, number>();
+    for (const run of runs) {
+      const name = run.job_name || run.run_id;
+      names.set(name, (names.get(name) ?? 0) + 1);
+    }
+    const nodes: HTMLElement[] = [];
+    const groups = new Map<string, HTMLElement[]>();
+    for (const run of runs) {
+      const card = this._card(run, (names.get(run.job_name || run.run_id) ?? 0) > 1);
+      const sweep = run.sweep_id;
+      if (!sweep) {
+        nodes.push(card);
+        continue;
+      }
+      if (!groups.has(sweep)) {
+        groups.set(sweep, []);
+        nodes.push(this._group(sweep)); // placed where its newest shard is
+      }
+      groups.get(sweep)!.push(card);
+    }
+    for (const [sweep, cards] of groups) {
+      const group = this._groups.get(sweep)!;
+      const live = cards.filter(card => card.classList.contains('pm-live')).length;
+      const head = group.querySelector('.pm-sweep-head') as HTMLElement;
+      const text = `${sweep} · ${plural(cards.length, 'shard')}${live ? ` · ${live} live` : ''}`;
+      if (head.textContent !== text) {
+        head.textContent = text;
+      }
+      const body = group.querySelector('.pm-sweep-body') as HTMLElement;
+      if (body.children.length !== cards.length || cards.some((card, i) => body.children[i] !== card)) {
+        body.replaceChildren(...cards);
+      }
+    }
     const current = Array.from(this._body.children);
-    if (current.length !== cards.length || cards.some((card, i) => current[i] !== card)) {
-      this._body.replaceChildren(...cards);
+    if (current.length !== nodes.length || nodes.some((node, i) => current[i] !== node)) {
+      this._body.replaceChildren(...nodes);
     }
     const ids = new Set(runs.map(run => run.run_id));
     for (const id of Array.from(this._cards.keys())) {
@@ -80,23 +119,47 @@ export class PodsPanel extends Widget {
         this._cards.delete(id);
       }
     }
+    for (const sweep of Array.from(this._groups.keys())) {
+      if (!groups.has(sweep)) {
+        this._groups.delete(sweep);
+      }
+    }
+  }
+
+  /** A sweep's group: a heading, then its shards' cards. */
+  private _group(sweep: string): HTMLElement {
+    let group = this._groups.get(sweep);
+    if (!group) {
+      group = el('div', 'pm-sweep-group');
+      group.dataset.sweepId = sweep;
+      group.append(el('div', 'pm-sweep-head'), el('div', 'pm-sweep-body'));
+      this._groups.set(sweep, group);
+    }
+    return group;
   }
 
   /** A two-line card: name, status and Stop; then backend, GPU, elapsed, cost, exit. */
-  private _card(run: IRunRow): HTMLElement {
+  private _card(run: IRunRow, nameRepeats: boolean): HTMLElement {
     let card = this._cards.get(run.run_id);
     if (!card) {
       card = el('div', 'pm-run-row');
       card.dataset.runId = run.run_id;
       card.title = run.run_id;
-      card.append(el('div', 'pm-run-head'), el('div', 'pm-run-meta'));
+      card.append(el('div', 'pm-run-head'), el('div', 'pm-run-id'), el('div', 'pm-run-meta'));
       for (const [field, label] of runFields(run)) {
         const span = el('span', `pm-field pm-field-${field}`);
         span.dataset.field = field;
         span.dataset.label = label;
-        card.children[field === 'name' || field === 'status' ? 0 : 1].append(span);
+        card.children[field === 'name' || field === 'status' ? 0 : 2].append(span);
       }
       this._cards.set(run.run_id, card);
+    }
+    // Which run is which: the shard's variables in a sweep, the run id where names repeat.
+    const id = card.children[1] as HTMLElement;
+    const which = run.shard || (nameRepeats ? run.run_id : '');
+    if (id.textContent !== which) {
+      id.textContent = which;
+      id.dataset.field = 'id';
     }
     card.dataset.state = String(run.state ?? '');
     card.classList.toggle('pm-live', run.live);
@@ -146,6 +209,8 @@ export class PodsPanel extends Widget {
     } else {
       this._selected = runId;
       this._selectedState = undefined;
+      delete this._detail.dataset.runId;
+      this._detail.replaceChildren(el('div', 'pm-info', `loading ${runId}…`));
     }
     this._render();
   }
@@ -171,8 +236,8 @@ export class PodsPanel extends Widget {
     try {
       const [detail, log] = await Promise.all([fetchRun(run.run_id), fetchLog(run.run_id)]);
       if (this._selected === run.run_id) {
-        const what = detail.manifest ? 'manifest' : run.live ? 'live status' : 'status';
-        this._fillDetail(run.run_id, `${run.run_id} (${what})`, detail.manifest ?? detail.status ?? {}, log.lines);
+        const what = detail.manifest ? 'record' : run.live ? 'live status' : 'status';
+        this._fillDetail(run.run_id, `${run.run_id} (${what})`, detail.html, log.html);
       }
     } catch (reason) {
       this._selectedState = undefined; // try again on the next poll
@@ -180,22 +245,38 @@ export class PodsPanel extends Widget {
     } finally {
       this._loading = false;
     }
+    if (this._selected && this._selected !== run.run_id) {
+      this._render(); // the user picked another run while this one loaded
+    }
   }
 
-  /** Update the detail in place; the log follows its end only if it was scrolled there. */
-  private _fillDetail(runId: string, title: string, data: Record<string, unknown>, lines: string[]): void {
+  /**
+   * Update the detail in place (the HTML comes from the server extension,
+   * which escapes every value); the log follows its end only if it was
+   * scrolled there, and an open manifest stays open.
+   */
+  private _fillDetail(runId: string, title: string, summary: string, logHtml: string): void {
     let pre = this._detail.querySelector('pre.pm-log') as HTMLPreElement | null;
     if (this._detail.dataset.runId !== runId || !pre) {
       pre = el('pre', 'pm-log');
-      this._detail.replaceChildren(el('h3', 'pm-title'), el('dl', 'pm-manifest'), el('h3', '', 'Log tail'), pre);
+      this._detail.replaceChildren(el('h3', 'pm-title'), el('div', 'pm-record'), el('h3', '', 'Log tail'), pre);
       this._detail.dataset.runId = runId;
     }
     const atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
     this._detail.querySelector('.pm-title')!.textContent = title;
-    this._detail.querySelector('.pm-manifest')!.replaceWith(manifestTable(data));
-    const text = lines.join('\n');
-    if (pre.textContent !== text) {
-      pre.textContent = text;
+    const record = this._detail.querySelector('.pm-record') as HTMLElement;
+    if (record.dataset.html !== summary) {
+      const open = record.querySelector('details')?.open ?? false;
+      record.innerHTML = summary;
+      record.dataset.html = summary;
+      const details = record.querySelector('details');
+      if (details && open) {
+        details.open = true;
+      }
+    }
+    if (pre.dataset.html !== logHtml) {
+      pre.innerHTML = logHtml;
+      pre.dataset.html = logHtml;
       if (atEnd) {
         pre.scrollTop = pre.scrollHeight;
       }
@@ -209,16 +290,4 @@ export class PodsPanel extends Widget {
     delete this._detail.dataset.runId;
     this._detail.replaceChildren();
   }
-}
-
-/** The manifest (or live status) as a key/value grid. */
-export function manifestTable(data: Record<string, unknown>): HTMLElement {
-  const list = el('dl', 'pm-manifest');
-  for (const [key, value] of Object.entries(data)) {
-    const dt = el('dt', '', key);
-    const dd = el('dd', '', formatValue(value));
-    dd.dataset.key = key;
-    list.append(dt, dd);
-  }
-  return list;
 }

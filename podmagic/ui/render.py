@@ -43,8 +43,8 @@ CELL = f"text-align:left;vertical-align:top;padding:2px 10px 2px 0;border-bottom
 DIFF_BG = "background-color:rgba(255,152,0,.16);background-color:color-mix(in srgb,var(--jp-warn-color1,#ff9800) 18%,transparent)"
 STICKY = "position:sticky;left:0;z-index:1;background-color:var(--jp-layout-color1,#fff)"
 _HASH = re.compile(r"^[0-9a-f]{32,128}$")
-CHARTS_SLOT = "<div class='podmagic-charts'></div>"
-"""Where `telemetry`'s charts go in the final block (replaced by `run_html(charts=...)`)."""
+NOMATH = "tex2jax_ignore mathjax_ignore"
+"""JupyterLab typesets `$...$` in HTML outputs as TeX; our dollars are money."""
 
 
 # ----------------------------------------------------------------- values as text
@@ -106,7 +106,7 @@ def _state(data: Mapping[str, Any]) -> str:
 def summary_parts(data: Mapping[str, Any], *, elapsed: float | None = None, cost: float | None = None) -> list[str]:
     """The summary's pieces (HTML): state, GPU · datacenter, time, cost of the cap, python, git."""
     parts = [state_html(_state(data))]
-    where = " · ".join(html.escape(str(v)) for v in (data.get("gpu_id"), data.get("datacenter_id")) if v)
+    where = " · ".join(html.escape(str(v)) for v in dict.fromkeys((data.get("gpu_id"), data.get("datacenter_id"))) if v)
     parts.append(where or html.escape(str(data.get("backend") or "")))
     wall = data.get("wall_time_sec") if elapsed is None else elapsed
     if seconds(wall):
@@ -143,7 +143,7 @@ def summary_html(data: Mapping[str, Any], *, run_dir: Path | None = None, base: 
     rid = html.escape(str(data.get("run_id") or ""))
     parts = summary_parts(data, elapsed=elapsed, cost=cost)
     links = links_html(run_dir, base)
-    return (f"<div class='podmagic-summary' style='line-height:1.6'><b>{name}</b> "
+    return (f"<div class='podmagic-summary {NOMATH}' style='line-height:1.6'><b>{name}</b> "
             f"<code style='{MONO};{MUTED}'>{rid}</code> · " + " · ".join(parts + ([links] if links else [])) + "</div>")
 
 
@@ -162,7 +162,7 @@ def manifest_html(manifest: Mapping[str, Any], title: str | None = None, *, run_
                   open_: bool = False) -> str:
     """The summary line, then the manifest folded (open on request)."""
     fields = len(rows(dict(manifest)))
-    return (f"<div class='podmagic-manifest'>{summary_html(manifest, run_dir=run_dir)}"
+    return (f"<div class='podmagic-manifest {NOMATH}'>{summary_html(manifest, run_dir=run_dir)}"
             f"<details{' open' if open_ else ''}><summary style='cursor:pointer;{MUTED}'>manifest ({fields} fields)"
             f"</summary>{manifest_table_html(manifest)}</details></div>")
 
@@ -175,7 +175,7 @@ def attempts_html(attempts: Mapping[tuple[str, str], tuple[str, str]]) -> str:
     body = "".join(f"<tr><td style='{CELL}'>{html.escape(g)}</td><td style='{CELL}'>{html.escape(d)}</td>"
                    f"<td style='{CELL}'>{html.escape(o.replace('_', ' '))}</td><td style='{CELL}'>{html.escape(r)}</td></tr>"
                    for (g, d), (o, r) in attempts.items())
-    return (f"<div class='podmagic-attempts'><div style='{MUTED}'>placement attempts</div>"
+    return (f"<div class='podmagic-attempts {NOMATH}'><div style='{MUTED}'>placement attempts</div>"
             f"<table style='border-collapse:collapse'><tr>{head}</tr>{body}</table></div>")
 
 
@@ -184,7 +184,13 @@ def notes_html(notes: Sequence[str], limit: int = 20) -> str:
         return ""
     more = f"<div style='{MUTED}'>… {len(notes) - limit} earlier</div>" if len(notes) > limit else ""
     items = "".join(f"<div>{html.escape(n)}</div>" for n in notes[-limit:])
-    return f"<div class='podmagic-notes' style='color:var(--jp-warn-color0,#9a6700)'>{more}{items}</div>"
+    return f"<div class='podmagic-notes {NOMATH}' style='color:var(--jp-warn-color0,#9a6700)'>{more}{items}</div>"
+
+
+def without_error(notes: Sequence[str], manifest: Mapping[str, Any] | None) -> list[str]:
+    """The notes less the run's own error, which the record shows once, in red."""
+    error = f"error: {manifest.get('error')}" if manifest and manifest.get("error") else None
+    return [n for n in notes if n != error]
 
 
 def journal_extras(run_dir: Path | None) -> tuple[dict[tuple[str, str], tuple[str, str]], list[str]]:
@@ -209,7 +215,7 @@ def log_pre(text: str, max_height: str = "20em") -> str:
 
 
 def log_html(text: str, title: str = "log (tail)", open_: bool = False) -> str:
-    return (f"<details class='podmagic-logbox'{' open' if open_ else ''}><summary style='cursor:pointer;{MUTED}'>"
+    return (f"<details class='podmagic-logbox {NOMATH}'{' open' if open_ else ''}><summary style='cursor:pointer;{MUTED}'>"
             f"{html.escape(title)}</summary>{log_pre(text)}</details>")
 
 
@@ -220,19 +226,20 @@ def run_html(manifest: Mapping[str, Any] | None, *, log_text: str = "", total_li
     if attempts is None and not notes:
         attempts, notes = journal_extras(run_dir)
     data = manifest or fallback or {}
+    notes = without_error(notes, manifest)
     failed = bool(manifest and manifest.get("failed"))
     title = f"log tail ({total_lines} lines)" if total_lines else "log"
     error = (f"<div style='color:var(--jp-error-color1,#cf222e)'>{html.escape(str(manifest.get('error')))}</div>"
              if manifest and manifest.get("error") else "")
     parts = [summary_html(data, run_dir=run_dir), error,
-             f"<div class='podmagic-charts'>{charts}</div>" if charts else "",
+             f"<div class='podmagic-charts'>{charts}</div>" if charts else "",  # telemetry's charts block
              attempts_html(attempts or {}), notes_html(list(notes))]
     if manifest:
         parts.append(f"<details><summary style='cursor:pointer;{MUTED}'>manifest ({len(rows(dict(manifest)))} fields)"
                      f"</summary>{manifest_table_html(manifest)}</details>")
     if log_text:
         parts.append(log_html(log_text, title, open_=failed))
-    return ("<div class='podmagic-run podmagic-manifest' style='margin:2px 0'>" + "".join(p for p in parts if p)
+    return (f"<div class='podmagic-run podmagic-manifest {NOMATH}' style='margin:2px 0'>" + "".join(p for p in parts if p)
             + "</div>")
 
 
@@ -265,7 +272,7 @@ def table_text(rows_: Iterable[dict[str, Any]], columns: Sequence[tuple[str, str
 
 def _scroller(table: str, cls: str, title: str = "") -> str:
     head = f"<div style='margin-bottom:2px'>{title}</div>" if title else ""
-    return (f"<div class='{cls}'>{head}<div style='overflow-x:auto;max-width:100%'>"
+    return (f"<div class='{cls} {NOMATH}'>{head}<div style='overflow-x:auto;max-width:100%'>"
             f"<table style='border-collapse:collapse'>{table}</table></div></div>")
 
 
@@ -311,7 +318,7 @@ def compare_html(manifests: Sequence[dict[str, Any]], title: str = "compare", sh
                     f"<b>{html.escape(title)}</b> <span style='{MUTED}'>· {len(differing)} of {len(rows_)} fields differ"
                     "</span>")
     if same and not show_all:
-        out += (f"<details class='podmagic-compare-same'><summary style='cursor:pointer;{MUTED}'>{len(same)} fields the "
+        out += (f"<details class='podmagic-compare-same {NOMATH}'><summary style='cursor:pointer;{MUTED}'>{len(same)} fields the "
                 f"same in every run</summary>" + _scroller(head + "".join(line(r, False) for r in same), "") + "</details>")
     return out
 
@@ -319,7 +326,7 @@ def compare_html(manifests: Sequence[dict[str, Any]], title: str = "compare", sh
 def diff_html(changes: Sequence[tuple[str, Any, Any]], title: str) -> str:
     """Before → after, one row per field that changed."""
     if not changes:
-        return f"<div class='podmagic-diff'><b>{html.escape(title)}</b>: no differences</div>"
+        return f"<div class='podmagic-diff {NOMATH}'><b>{html.escape(title)}</b>: no differences</div>"
     head = "".join(f"<th style='{CELL}'>{h}</th>" for h in ("field", "before", "after"))
     body = "".join(f"<tr data-field='{html.escape(str(k))}'><th style='{CELL};{STICKY};font-weight:normal'>"
                    f"{html.escape(LABELS.get(str(k), str(k)))}</th>"

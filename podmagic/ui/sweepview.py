@@ -87,7 +87,7 @@ class SweepView:
         counts = " · ".join(f"{n} {state}" for state in ("running", "pending", "succeeded", "failed", "interrupted",
                                                           "cancelled", "lost") if (n := states.count(state)))
         n = len(states)
-        return (f"<div class='podmagic-summary'><b>{html.escape(self.sweep.sweep_id)}</b> · {n} shard"
+        return (f"<div class='podmagic-summary {render.NOMATH}'><b>{html.escape(self.sweep.sweep_id)}</b> · {n} shard"
                 f"{'s' if n != 1 else ''} · {counts}</div>")
 
     def table_html(self) -> str:

@@ -96,7 +96,7 @@ def detail_html(row: dict[str, Any], manifest: dict[str, Any] | None, status: di
     summary = render.summary_html(data, elapsed=None if manifest else row.get("elapsed_sec"),
                                   cost=None if manifest else row.get("cost_usd"))
     attempts, notes = render.journal_extras(run_dir)
-    parts = [summary, "<div class='pm-charts'></div>", render.attempts_html(attempts), render.notes_html(notes, 8)]
+    parts = [summary, "<div class='pm-charts'></div>", render.attempts_html(attempts), render.notes_html(render.without_error(notes, manifest), 8)]
     if manifest:
         if manifest.get("error"):
             parts.append(f"<div class='pm-error'>{html.escape(str(manifest['error']))}</div>")
