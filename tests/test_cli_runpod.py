@@ -59,3 +59,21 @@ def test_fallback_cloud_type_only_after_a_stock_out_and_where_it_can_help():
     assert not runs._fallback_ok(args, P(cloud="COMMUNITY"))
     assert not runs._fallback_ok(args, P(backend="local"))
     assert not runs._fallback_ok(Namespace(fallback_cloud_type=None), P())
+
+
+def test_fallback_cloud_type_retries_once_after_a_stock_out(sim, tmp_path):  # noqa: F811
+    sim.set_stock("NVIDIA L40S", "EU-RO-1", 0)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "job.yaml").write_text("name: fb\npod: {image: runpod/pytorch:2.4.0-py3.11-cuda12.4.1-devel-ubuntu22.04, "
+                                   "datacenters: [EU-RO-1], gpu_order: [NVIDIA L40S]}\nstaging: []\nrun: echo hi\n"
+                                   f"ssh: {{key_path: {sim.client_key}}}\n")
+    env = {"RUNPOD_API_BASE_URL": sim.base_url, "RUNPOD_API_KEY": sim.api_key, "HOME": str(tmp_path)}
+    res = cli("run", "job.yaml", "--backend", "runpod", "--fallback-cloud-type", "COMMUNITY", cwd=work, env=env)
+    assert res.returncode == 1 and "stock-out on pod create; retrying with cloud_type=COMMUNITY" in res.stderr
+    runs = sorted((work / "artifacts" / "runpod").glob("fb-*"))
+    assert len(runs) == 2 and not sim.live_pods()
+    launches = [json.loads((r / "launch.json").read_text()) for r in runs]
+    assert sorted(str(launch["overrides"].get("cloud_type")) for launch in launches) == ["COMMUNITY", "None"]
+    same = cli("run", "job.yaml", "--backend", "runpod", "--fallback-cloud-type", "SECURE", cwd=work, env=env)
+    assert same.returncode == 1 and "matches the configured pod.cloud_type; skipped" in same.stderr

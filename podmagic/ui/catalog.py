@@ -217,6 +217,8 @@ def estimate(cat: Catalog, *, datacenters: Sequence[str], gpu_order: Sequence[st
              cost_cap_usd: float, assumed_rate: float, gpu_count: int = 1,
              max_gpu_price: float | None = None) -> Estimate:
     """Walk the failover order (datacenter-major) with live stock and prices: where it would land."""
+    if not datacenters or not gpu_order:
+        raise PodmagicError("an estimate needs pod.datacenters and pod.gpu_order (the RunPod placement)")
     skipped = []
     for dc in datacenters:
         for gpu_id in gpu_order:

@@ -197,7 +197,8 @@ def _start_and_run(args, prepared: api.Prepared, retried: bool = False) -> int:
 
 
 def _stock_out(manifest: dict) -> bool:
-    return not manifest.get("pod_id") and str(manifest.get("error") or "").startswith("no capacity")
+    first = str(manifest.get("error") or "").split("\n", 1)[0]
+    return not manifest.get("pod_id") and "no capacity for any GPU" in first
 
 
 def _fallback_ok(args, prepared: api.Prepared) -> bool:
