@@ -221,5 +221,14 @@ def kill_command(launch: Launch, grace_sec: float = 2.0) -> str:
     )
 
 
+def exit_wait_command(launch: Launch) -> str:
+    """Ends when the job's exit file exists (or the launcher is gone): one channel waits on it instead of the
+    client polling. Looks every 50 ms; cheap on the pod (no new connection, one `sleep` per look)."""
+    c = q(launch.control_prefix)
+    pid = q(launch.control_prefix + ".launcher_pid")
+    return (f"n=0; until [ -e {c} ]; do sleep 0.05; n=$((n + 1)); if [ $((n % 40)) = 0 ]; then "
+            f"p=$(cat {pid} 2>/dev/null); [ -n \"$p\" ] && ! kill -0 $p 2>/dev/null && break; fi; done; true")
+
+
 def touch_command(path: str) -> str:
     return f"touch {q(path)}"

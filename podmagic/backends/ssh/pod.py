@@ -55,6 +55,7 @@ class SSHPod:
         self.info = info
         self.paths = paths
         self.created_root = created_root
+        self._waiters: dict[str, object] = {}
 
     # -- attached commands ---------------------------------------------------
     def run(self, command: str, *, timeout: float, on_output: OnOutput | None = None,
@@ -148,9 +149,32 @@ class SSHPod:
             return None
 
     def wait_exit(self, launch: Launch, timeout: float) -> int | None:
-        """A bounded poll of the exit file (one round trip after `timeout`)."""
-        time.sleep(timeout)
-        return self.exit_code(launch)
+        """Wait on one channel whose command ends when the exit file appears (`remote.exit_wait_command`):
+        the end arrives as that channel's exit, with no round trip per poll. After a dropped link the
+        channel is opened again; if it cannot be, this is a bounded poll of the exit file."""
+        waiter = self._waiters.get(launch.exit_path)
+        if waiter is None or (waiter.closed and not waiter.exit_status_ready()):
+            try:
+                waiter = self.transport.channel(remote.exit_wait_command(self.mapped(launch)))
+                self._waiters[launch.exit_path] = waiter
+            except Exception:  # noqa: BLE001 - the poll below still notices the end
+                self._waiters.pop(launch.exit_path, None)
+                time.sleep(timeout)
+                return self.exit_code(launch)
+        if not waiter.status_event.wait(timeout):
+            return None
+        code = self.exit_code(launch)
+        if code is None:  # the channel ended without the file (a dropped link): a new one next time
+            self._close_waiter(launch.exit_path)
+        return code
+
+    def _close_waiter(self, exit_path: str) -> None:
+        waiter = self._waiters.pop(exit_path, None)
+        if waiter is not None:
+            try:
+                waiter.close()
+            except Exception:  # noqa: BLE001 - already gone with its link
+                pass
 
     def probe_key(self) -> None:
         return None  # the host can change under us unseen: always probe
@@ -169,6 +193,7 @@ class SSHPod:
 
     def kill(self, launch: Launch) -> None:
         self._must(remote.kill_command(self.mapped(launch)))
+        self._close_waiter(launch.exit_path)
 
     # -- files ---------------------------------------------------------------
     def write_file(self, path: str, data: bytes, mode: int = 0o600) -> None:
@@ -215,6 +240,8 @@ class SSHPod:
         Returns `TERMINATED` when the pod root was removed, else `RUNNING`
         (the host, and any files, are left as they are).
         """
+        for exit_path in list(self._waiters):
+            self._close_waiter(exit_path)
         try:
             if action == "delete" and self.created_root:
                 self._must(f"rm -rf -- {q(self.created_root)}")

@@ -1,0 +1,86 @@
+"""The SSH transfer engine's fast paths: a push archived by this machine's GNU tar, a single-file pull
+as plain bytes, and the pod's job end noticed through one waiting channel. Real sshd on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+import podmagic.backends.ssh.sync as sync
+from podmagic.backends.base import Launch
+from podmagic.backends.ssh.transport import SSHTransport
+
+from sshd_fixtures import pod_request, requires_sshd, ssh_events, ssh_pod_factory, sshd  # noqa: F401
+
+pytestmark = requires_sshd
+
+
+def _tree(root):
+    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mode & 0o777, int(p.stat().st_mtime))
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.skipif(not sync._gnu_tar(), reason="no GNU tar on this machine")
+def test_system_tar_push_mirrors_modes_and_mtimes_and_survives_a_drop(ssh_pod_factory, tmp_path, monkeypatch):
+    pod = ssh_pod_factory()
+    src = tmp_path / "src"
+    for i in range(300):
+        path = src / f"d{i % 7}" / f"f{i:03d}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(str(i) * (100 + i))
+    os.chmod(src / "d1" / "f001.txt", 0o755)
+    real, sent = SSHTransport.stream_in, []
+
+    def flaky_stream_in(self, command, produce):
+        def dropping(writer):
+            if not sent:
+                sent.append(1)
+                writer.write(b"\0" * 10)
+                self.drop()  # the link dies while the archive streams
+            produce(writer)
+        return real(self, command, dropping)
+
+    monkeypatch.setattr(SSHTransport, "stream_in", flaky_stream_in)
+    result = pod.push(src, "/workspace/repo", files=None, excludes=(), delete=True)
+    dest = tmp_path / "pod" / "workspace" / "repo"
+    assert _tree(dest) == _tree(src) and result.files == 300
+    assert pod.transport.reconnects == 1
+    again = pod.push(src, "/workspace/repo", files=None, excludes=(), delete=True)
+    assert again.bytes_transferred == 0  # whole-second mtimes: the quick check sees nothing changed
+
+
+def test_single_file_pull_is_bytes_with_mode_and_mtime(ssh_pod_factory, tmp_path):
+    pod = ssh_pod_factory()
+    far = tmp_path / "pod" / "workspace" / "out" / "model.bin"
+    far.parent.mkdir(parents=True)
+    data = os.urandom(3 << 20)
+    far.write_bytes(data)
+    os.chmod(far, 0o640)
+    os.utime(far, (1_700_000_000, 1_700_000_000))
+    local = tmp_path / "got"
+    local.mkdir()
+    (local / "model.bin").symlink_to(tmp_path / "elsewhere")  # replaced, never followed
+    moved = pod.pull("/workspace/out/model.bin", local)
+    got = local / "model.bin"
+    assert moved.bytes_transferred == len(data) and got.read_bytes() == data and not got.is_symlink()
+    assert got.stat().st_mode & 0o777 == 0o640 and int(got.stat().st_mtime) == 1_700_000_000
+    assert not (tmp_path / "elsewhere").exists() and not list(local.glob(".*part"))
+    assert pod.pull("/workspace/out/model.bin", local).bytes_transferred == 0
+
+
+def test_the_end_of_a_detached_job_arrives_on_a_waiting_channel(ssh_pod_factory, tmp_path):
+    pod = ssh_pod_factory()
+    tmp = "/workspace/.podmagic/w"
+    launch = Launch(script_path=f"{tmp}/run.sh", log_path=f"{tmp}/run.log", exit_path=f"{tmp}/run.exit",
+                    workdir="/workspace", body="sleep 1; exit 7\n")
+    pod.start(launch)
+    calls = 0
+    deadline = time.monotonic() + 30
+    code = None
+    while code is None:
+        assert time.monotonic() < deadline
+        code = pod.wait_exit(launch, 5.0)
+        calls += 1
+    assert code == 7 and calls == 1  # one blocking wait, woken by the job's end, not by its timeout
