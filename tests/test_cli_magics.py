@@ -29,6 +29,12 @@ def cells(sim):
         "budget: {max_runtime_minutes: 60}\nrun: echo hi\n",
         "%%pod --backend local --sweep s=1,2,3 --max-parallel 1 --fail-fast\nname: ff-{s}\nstaging: []\nrun: exit 1\n",
         "%pod gpuz",
+        "%%pod\nname: x\nrun:echo hi\n",
+        "%%pod\ntelemetry: {sample_interval_sec: 1}\nrun: x\n",
+        "%%pod\nsecrets:\n  - {name: t, destination: s/env, env: [HOME]}\nrun: x\n",
+        "%%pod --backend local -o bad\nname: bad\nstaging: []\nsetup:\n  - command: \"printf 'L%s\\\\n' 1 2 3 >&2; exit 3\"\n"
+        "run: x\n",
+        "%pod compare {r.run_id} {bad.run_id}",
     ]
 
 
@@ -54,5 +60,10 @@ def test_magics_verbs_and_mistakes(pod_env, project, tmp_path):
     assert "1 of 3 shards failed: ff-1-" in sweep
     assert "2 shards cancelled by --fail-fast, never started: s=2, s=3" in sweep
     assert out[13].startswith("UsageError: %pod: unknown command 'gpuz'; did you mean gpus?")
+    assert out[14] == ("UsageError: cell:3:1: error: invalid YAML: put a space after the colon: `run:echo` should "
+                       "be `run: echo` (without it YAML reads the line as one word)")
+    assert out[15].endswith("must be ≥ 5 (seconds), got 1") and "\n" not in out[15]
+    assert "`secrets[0].destination` must be an absolute pod path" in out[16]
+    assert "setup[0] failed with exit code 3: printf" in out[18] and " …</span>" in out[18]  # first line shown
     names = sorted(d.name.split("-")[0] for d in store.iter_run_dirs(project))
-    assert names == ["ff", "ok"]  # the mistakes, the estimate and the cancelled shards made no run directory
+    assert names == ["bad", "ff", "ok"]  # the mistakes, the estimate and the cancelled shards made no run directory

@@ -151,9 +151,11 @@ def _one(project: Path, ref: str) -> dict:
 
 def first_line(value) -> object:
     """A multi-line value (an error with a traceback) shows its first line in a table."""
-    if isinstance(value, str) and "\n" in value.strip():
-        return value.strip().splitlines()[0] + " …"
-    return value
+    if not isinstance(value, str):
+        return value
+    first = value.strip().splitlines()[0] if value.strip() else value
+    more = first != value.strip() or len(first) > 120
+    return first[:120] + " …" if more else first
 
 
 def cmd_compare(args) -> int:
