@@ -128,10 +128,13 @@ class Runner:
         """Run the plan; returns the manifest. Re-raises KeyboardInterrupt after teardown."""
         interrupt: BaseException | None = None
         try:
-            self._run_phases()
+            with _signals_interrupt():
+                self._run_phases()
         except KeyboardInterrupt as exc:
             interrupt = exc
-            self._fail("interrupted by the user (kernel interrupt / Ctrl-C)", interrupted=True)
+            why = f"interrupted by {exc} (a closing terminal or a kernel shutdown)" if str(exc) else \
+                "interrupted by the user (kernel interrupt / Ctrl-C)"
+            self._fail(why, interrupted=True)
         except Stopped:
             self._fail("stopped on request", interrupted=True)
         except StepFailed as exc:
@@ -482,13 +485,36 @@ class Runner:
 
 @contextmanager
 def _shielded_from_sigint():
-    """Hold a Ctrl-C until teardown is done (main thread only); yields what was held."""
+    """Hold a Ctrl-C (or SIGTERM/SIGHUP) until teardown is done (main thread only); yields what was held."""
     pending: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield pending
         return
-    previous = signal.signal(signal.SIGINT, lambda signum, _frame: pending.append(signum))
+    previous = {s: signal.signal(s, lambda signum, _frame: pending.append(signum)) for s in HELD_SIGNALS}
     try:
         yield pending
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def _signals_interrupt():
+    """SIGTERM and SIGHUP (a closing terminal, a kernel shutdown) take the Ctrl-C path: teardown,
+    manifest, `interrupted: true` (main thread only; elsewhere the caller's handlers stay)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, _frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

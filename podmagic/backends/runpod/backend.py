@@ -143,7 +143,9 @@ class RunPodBackend:
         info = ssh.info  # with uv_version / uv_source
         emit("pod_ssh_ready", pod_id=info.pod_id, host=info.host, price_per_hour_usd=info.price_per_hour_usd)
         self._drop_duplicates(api, request, info, emit)
-        return RunPodPod(ssh, info, api=api, request=request, emit=emit)
+        pod = RunPodPod(ssh, info, api=api, request=request, emit=emit)
+        pod.arm_guard()  # from here a client that dies in any phase leaves no pod billing
+        return pod
 
     @staticmethod
     def _drop_duplicates(api, request, info: PodInfo, emit) -> None:

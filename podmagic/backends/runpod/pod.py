@@ -18,6 +18,7 @@ terminate it with a warning; any other failed stop falls back to terminate.
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import replace
 from typing import Callable
 
@@ -29,6 +30,7 @@ from podmagic.backends.runpod.recycle import (
     state_path,
     write_state,
 )
+from podmagic.backends.runpod import guard
 from podmagic.backends.ssh.pod import SSHPod
 
 STOPPED_VOLUME_USD_PER_GB_MONTH = 0.20
@@ -64,6 +66,40 @@ class RunPodPod(SSHPod):
         super().__init__(ssh.transport, info, ssh.paths, created_root=None)
         self.api, self.request, self.emit = api, request, emit
         self.env_file = (ssh.paths.root or "") + "/etc/rp_environment"
+        self._heartbeat: guard.Heartbeat | None = None
+        self._guard_dir: str | None = None
+
+    def arm_guard(self, timeout: float | None = None) -> str | None:
+        """Start the pod-side guard and the heartbeat; the API status the pod's own key got (or None)."""
+        timeout = guard.timeout_sec() if timeout is None else timeout
+        command = self_terminate_command(self.info.pod_id, self.env_file)
+        if not timeout or command is None:
+            return None
+        interval = min(5.0, max(timeout / 4, 0.2))
+        script = guard.guard_script(self.info.pod_id, self.env_file, timeout, interval, command)
+        result = self.run(guard.arm_command(self.info.pod_id, self.env_file, script), timeout=60)
+        home, _, status = (result.output.strip().splitlines() or [""])[-1].partition("|")
+        if result.exit_code != 0 or not home:
+            self.emit("warning", message=f"the pod guard could not be armed: {result.output.strip()[-300:]}")
+            return None
+        self._guard_dir = f"{home}/.podmagic-guard"
+        beat = f"touch {shlex.quote(self._guard_dir + '/heartbeat')}"
+        self._heartbeat = guard.Heartbeat(lambda: self.transport.exec(beat, timeout=20), interval).start()
+        self.emit("pod_guard_armed", pod_id=self.info.pod_id, timeout_sec=timeout, api_status=status,
+                  can_terminate=status == "200")
+        if status != "200":
+            self.emit("warning", message=f"the pod guard's check of RunPod's API with the pod's own key answered "
+                                         f"{status}: if this client dies, the guard may not be able to end the pod")
+        return status
+
+    def _disarm(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+        if self._guard_dir is not None:
+            try:
+                self.transport.exec(f"touch {shlex.quote(self._guard_dir + '/disarmed')}", timeout=20)
+            except Exception:  # noqa: BLE001 - the lifecycle action below matters more
+                pass
 
     def start(self, launch: Launch) -> None:
         armed = launch.max_runtime_sec or (launch.heartbeat_path and launch.heartbeat_timeout_sec)
@@ -74,6 +110,7 @@ class RunPodPod(SSHPod):
     def release(self, action: str) -> str:
         if action not in ACTIONS:
             raise BackendError(f"unknown lifecycle action {action!r}; choose one of {', '.join(ACTIONS)}")
+        self._disarm()
         self.transport.close()
         pod_id = self.info.pod_id
         if action == "preserve":

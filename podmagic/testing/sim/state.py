@@ -121,6 +121,7 @@ def inspect(pod: PodRecord, now: float | None = None) -> dict:
     data = asdict(pod)
     data.pop("api_key")
     data["env"] = {k: v for k, v in pod.env if k != "PUBLIC_KEY"}
+    data["ports"], data["authorized_keys"] = list(pod.ports), list(pod.authorized_keys)
     data["status"] = pod.desired_status if pod.desired_status != "RUNNING" else _live_status(pod, time.time())
     data["accrued_usd"] = accrued_usd(pod)
     data["disk_usd_per_hour"] = round(pod.disk_usd_per_hour(), 6)
