@@ -240,3 +240,19 @@ def test_ssh_host_without_uv_on_path_the_pin_works(tmp_path, python_mirror, uv_p
     assert manifest["failed"] is False, manifest["error"]
     assert manifest["python_resolved"].startswith("3.12.1") and manifest["uv_source"] == "copied"
     assert "py 3.12.1" in (prepared.plan.run_dir / "run.log").read_text()
+
+
+def test_ls_stale_lists_running_pods_of_lost_runs(sim, tmp_path):
+    text = seed().replace("run: |", "setup:\n  - {command: sleep 60}\nrun: |")
+    proc, run_dir = client(sim, tmp_path, text, {"PODMAGIC_HEARTBEAT_TIMEOUT_SEC": "600"})
+    wait_phase(run_dir, "setup")
+    env = {**os.environ, "PYTHONPATH": str(REPO), **sim.client_env()}
+    cli = lambda *a: subprocess.run([sys.executable, "-m", "podmagic.ui.cli", *a], cwd=tmp_path / "proj",  # noqa: E731
+                                    env=env, capture_output=True, text=True, timeout=60)
+    assert json.loads(cli("ls-stale", "--json").stdout) == []        # its client is alive: not lost
+    proc.kill()
+    proc.wait(timeout=10)
+    (row,) = json.loads(cli("ls-stale", "--json").stdout)
+    assert row["status"] == "RUNNING" and row["run_id"] == run_dir.name and row["usd_per_hour"] == 2.99
+    assert "1 running pods of lost runs" in cli("ls-stale").stdout
+    assert cli("cleanup", run_dir.name, "--yes").returncode == 0 and sim.live_pods() == []

@@ -1,7 +1,8 @@
 """`ls-stale` and `cleanup` for front ends: what is left billing, and releasing it.
 
-The RunPod account's stopped pods (their disks bill while they sit there),
-matched to this project's run directories; `cleanup` terminates the pod of
+The RunPod account's stopped pods (their disks bill while they sit there) and
+its RUNNING pods whose run is lost (no manifest, and the client that ran it is
+gone), matched to this project's run directories; `cleanup` terminates the pod of
 one run or every stopped pod. The backend half is `backends.runpod.audit`.
 """
 
@@ -23,19 +24,31 @@ def _api():
 def stale(project_root: Path) -> list[dict]:
     from podmagic.backends.runpod.audit import stale_pods
 
-    return [{"pod_id": p.pod_id, "name": p.name, "gpu": p.gpu, "volume_gb": p.volume_gb,
+    return [{"pod_id": p.pod_id, "name": p.name, "status": p.desired_status, "gpu": p.gpu,
+             "volume_gb": p.volume_gb, "usd_per_hour": p.usd_per_hour,
              "usd_per_day": p.usd_per_day, "usd_per_month": round(p.usd_per_day * 30, 2),
              "last_status_change": p.last_status_change, "run_id": p.run_dir.name if p.run_dir else None}
-            for p in stale_pods(_api(), store.pods_by_id(project_root))]
+            for p in stale_pods(_api(), store.pods_by_id(project_root), is_lost=run_lost)]
+
+
+def run_lost(run_dir: Path) -> bool:
+    """A run with no manifest whose client is gone: nothing will end its pod."""
+    rundir = store.RunDir(run_dir)
+    if rundir.manifest() is not None:
+        return False
+    return not store.owner_alive(rundir.status() or {})
 
 
 def stale_text(rows: list[dict]) -> str:
     from podmagic.ui.render import table_text
 
     total = sum(r["usd_per_day"] for r in rows)
-    cols = (("pod_id", "pod"), ("name", "name"), ("gpu", "GPU"), ("volume_gb", "GB"), ("usd_per_day", "$/day"),
-            ("usd_per_month", "$/mo"), ("run_id", "run"))
-    return table_text(rows, cols) + f"\nTOTAL: {len(rows)} stopped pods, ${total:.2f}/day (~${total * 30:.2f}/mo)"
+    cols = (("pod_id", "pod"), ("name", "name"), ("status", "status"), ("gpu", "GPU"), ("volume_gb", "GB"),
+            ("usd_per_hour", "$/h"), ("usd_per_day", "$/day"), ("usd_per_month", "$/mo"), ("run_id", "run"))
+    stopped = sum(1 for r in rows if r.get("status", "EXITED") == "EXITED")
+    lost = len(rows) - stopped
+    return table_text(rows, cols) + (f"\nTOTAL: {stopped} stopped pods" + (f", {lost} running pods of lost runs" if lost
+                                     else "") + f", ${total:.2f}/day (~${total * 30:.2f}/mo)")
 
 
 def cleanup(project_root: Path, run: str | None, all_stopped: bool, mode: str = "delete") -> list[str]:
