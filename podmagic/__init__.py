@@ -18,7 +18,20 @@ def _project(project_root=None):
 
     if project_root is not None:
         return Path(project_root).expanduser().resolve()
-    return (git_toplevel(Path.cwd()) or Path.cwd()).resolve()
+    return (_session_root() or git_toplevel(Path.cwd()) or Path.cwd()).resolve()
+
+
+def _session_root():
+    """The project of this kernel's last `%%pod` run, when the magics are loaded (what `%pod runs` uses)."""
+    import sys
+
+    if "podmagic.ui.magics" not in sys.modules:  # never import IPython from here
+        return None
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    magics = shell.magics_manager.registry.get("PodMagic") if shell is not None else None
+    return getattr(magics, "last_project_root", None)
 
 
 def runs(project_root=None, **filters):

@@ -88,8 +88,10 @@ def test_usage_mistakes_name_the_fix(pod_env, project):
 def test_runpod_commands_without_a_key_are_one_line(pod_env, project, tmp_path):
     env = {"HOME": str(tmp_path / "home"), "RUNPOD_API_KEY": ""}
     (tmp_path / "home").mkdir()
+    (project / "ok.yaml").write_text("staging: []\nrun: echo fine\n")
+    run_id = Path(cli("run", "ok.yaml", "--print-run-dir", cwd=project).stdout.splitlines()[0][8:]).name
     for argv in (["ls-stale"], ["cleanup", "--all-stopped"], ["cleanup", "--all-stopped", "--yes"],
-                 ["gpu-prices"], ["gpu-list"]):
+                 ["cleanup", run_id, "--yes"], ["gpu-prices"], ["gpu-list"]):
         res = cli(*argv, cwd=project, env=env)
         assert res.returncode == 2, (argv, res.stderr)
         assert "no RunPod API key: export RUNPOD_API_KEY=" in one_line(res), argv

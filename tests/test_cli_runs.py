@@ -28,6 +28,11 @@ def test_run_flags_print_run_dir_vars_file_and_overrides(pod_env, project):
     res = cli("run", "job.yaml", "--vars-file", "bad.json", cwd=project)
     assert res.returncode == 2 and "the value of 'seed' must be a string" in res.stderr
     assert len(list(store.iter_run_dirs(project))) == 1
+    (project / "paths.yaml").write_text("local: {required_paths: [data/x.csv, train.py]}\nstaging: []\nrun: echo\n")
+    missing = cli("validate", "paths.yaml", "--check-local", cwd=project)
+    assert missing.returncode == 2 and "local.required_paths missing:" in missing.stderr
+    assert "data/x.csv" in missing.stderr and "train.py" not in missing.stderr
+    assert cli("validate", "paths.yaml", cwd=project).returncode == 0  # opt-in at validate
 
 
 def test_detach_attach_wait_and_logs_follow(pod_env, project):
@@ -83,9 +88,10 @@ def test_events_timeline_query_summary_and_ls_runs(pod_env, project):
     assert "manifests:        2" in tail and "failed:           1" in tail and "estimated_cost:   $" in tail
     table = cli("ls-runs", cwd=project).stdout.splitlines()
     assert table[0].split() == ["timestamp", "job", "pod_id", "gpu", "dc", "wall_s", "failed", "est_$"]
-    assert len(table) == 3 and table[1].split()[1] == "no" and " Y " in table[1]
-    rows = json.loads(cli("ls-runs", "--json", "--limit", "1", cwd=project).stdout)
-    assert len(rows) == 1 and rows[0]["run_id"] == no and rows[0]["failed"] == "Y"
+    assert len(table) == 3 and {line.split()[1]: line.split()[6] for line in table[1:]} == {"no": "Y", "ok": "N"}
+    rows = json.loads(cli("ls-runs", "--json", cwd=project).stdout)
+    assert {r["run_id"]: r["failed"] for r in rows} == {no: "Y", ok: "N"}
+    assert len(json.loads(cli("ls-runs", "--json", "--limit", "1", cwd=project).stdout)) == 1
 
 
 def test_help_on_every_subcommand_and_version(pod_env, project):
