@@ -204,7 +204,7 @@ def run_charts(gpu_rows: Iterable[Mapping[str, Any]], user_rows: Iterable[Mappin
     charts = [c for c in (gpu_chart(gpu_rows), *metric_charts(user_rows)) if c]
     if not charts:
         return ""
-    return ("<div class='podmagic-charts' style='display:flex;flex-wrap:wrap;gap:8px 16px;margin:4px 0'>"
+    return ("<div class='podmagic-chart-row' style='display:flex;flex-wrap:wrap;gap:8px 16px;margin:4px 0'>"
             + "".join(charts) + "</div>")
 
 
@@ -292,7 +292,7 @@ def compare_charts(run_dirs: Mapping[str, Path], metrics: Sequence[str] | None =
     charts = [c for c in charts if c]
     if not charts:
         return ""
-    return ("<div class='podmagic-charts' style='display:flex;flex-wrap:wrap;gap:8px 16px;margin:4px 0'>"
+    return ("<div class='podmagic-chart-row' style='display:flex;flex-wrap:wrap;gap:8px 16px;margin:4px 0'>"
             + "".join(charts) + "</div>")
 
 

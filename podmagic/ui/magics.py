@@ -354,7 +354,11 @@ class PodMagic(Magics):
             manifests = history.manifests(self._root(), rest)
         except PodmagicError as exc:
             raise PodError(str(exc)) from None
-        display(HTML(render.compare_html(manifests, show_all=show_all)))
+        from podmagic.ui import charts
+
+        runs = store.runs_root(self._root())
+        overlay = charts.compare_charts({m["run_id"]: runs / m["run_id"] for m in manifests if m.get("run_id")})
+        display(HTML(render.compare_html(manifests, show_all=show_all) + overlay))
         from podmagic.run import compare as compare_mod
 
         for problem in compare_mod.consistency(manifests):
@@ -438,7 +442,10 @@ def _show_record(run_dir: Path, manifest: dict) -> None:
     from podmagic.ui.widgets import BLOCKS
 
     tail = store.RunDir(run_dir).log_tail()
-    record = render.run_html(manifest, log_text=tail.text, total_lines=len(tail.lines), run_dir=run_dir)
+    from podmagic.ui.charts import run_dir_charts
+
+    record = render.run_html(manifest, log_text=tail.text, total_lines=len(tail.lines), run_dir=run_dir,
+                             charts=run_dir_charts(run_dir))
     display(HTML(record))
     block = BLOCKS.get(run_dir.name)
     if block is not None:

@@ -4,9 +4,11 @@ Imports ipywidgets, `podmagic.run` (store, compare, sweep) and `podmagic.ui`.
 
 A single kernel thread refreshes it a few times a second from the shards' run
 directories (status, manifest, a bounded `\\r`-aware log tail), so its cost
-does not grow with the shards' output. When the sweep ends, its block becomes
-static HTML: the shard table, the comparison of the shards and the
-reproducibility check.
+does not grow with the shards' output. A chart plots one metric of the job
+(chosen in a dropdown) for every shard, and the table shows each shard's last
+values; both are redrawn at most every `CHART_SEC`. When the sweep ends, its
+block becomes static HTML: the shard table, every metric overlaid across the
+shards (inline SVG), the comparison of the shards and the reproducibility check.
 """
 
 from __future__ import annotations
@@ -17,14 +19,15 @@ import time
 
 import ipywidgets as w
 
-from podmagic.run import compare, store
+from podmagic.run import compare, store, telemetry
 from podmagic.run.sweep import Sweep
-from podmagic.ui import ansi, render
+from podmagic.ui import ansi, charts, render
 from podmagic.ui.widgets import LOG_LAYOUT, Block, close_all
 
 REFRESH_SEC = 0.5
+CHART_SEC = 2.0
 COLUMNS = (("state", "status"), ("gpu_id", "GPU"), ("elapsed", "time"), ("cost", "cost"),
-           ("exit_code", "exit"), ("python_resolved", "python"), ("run_id", "run"))
+           ("exit_code", "exit"), ("python_resolved", "python"), ("metrics", "last metrics"), ("run_id", "run"))
 
 
 class SweepView:
@@ -38,7 +41,13 @@ class SweepView:
         self.log.add_class("podmagic-log")
         self.stop_button = w.Button(description="Stop sweep", button_style="danger", icon="stop")
         self.stop_button.on_click(lambda _b: self._stop())
-        self.widget = w.VBox([self.head, self.table, w.HBox([self.selector, self.stop_button]), self.log])
+        self.metric = w.Dropdown(description="chart", options=[])
+        self.metric.observe(lambda _change: self._draw_chart(force=True), names="value")
+        self.chart = w.HTML()
+        self._last: dict[int, str] = {}
+        self._chart_at: float | None = None
+        self.widget = w.VBox([self.head, self.table, self.metric, self.chart,
+                              w.HBox([self.selector, self.stop_button]), self.log])
         self.widget.add_class("podmagic-sweep-view")
         self.block: Block | None = None
         self.final: str | None = None
@@ -76,6 +85,7 @@ class SweepView:
             row["elapsed"] = render.seconds(row.get("wall_time_sec") if row.get("wall_time_sec") is not None
                                             else row.get("elapsed_sec")) or None
             row["cost"] = render.money(row.get("estimated_cost_usd")) or None
+            row["metrics"] = self._last.get(id(shard)) or None
             out.append(row)
         return out
 
@@ -93,7 +103,25 @@ class SweepView:
     def table_html(self) -> str:
         return render.table_html(self.rows(), self.columns(), cls="podmagic-sweep")
 
+    def _shard_dirs(self) -> dict:
+        return {self._label(i): s.run_dir for i, s in enumerate(self.sweep.shards)}
+
+    def _draw_chart(self, force: bool = False) -> None:
+        """The chosen metric of every shard, and each shard's last values (at most every CHART_SEC)."""
+        now = time.monotonic()
+        if not force and self._chart_at is not None and now - self._chart_at < CHART_SEC:
+            return
+        self._chart_at = now
+        for shard in self.sweep.shards:
+            if shard.run_dir:
+                self._last[id(shard)] = charts.last_values(telemetry.user_metrics(shard.run_dir))
+        svg, names = charts.sweep_chart(self._shard_dirs(), self.metric.value)
+        if list(self.metric.options) != names:
+            self.metric.options = names  # may fire the observer; the value it keeps is still a metric
+        self.chart.value = svg
+
     def refresh(self) -> None:
+        self._draw_chart()
         self.head.value = self.heading()
         self.table.value = self.table_html()
         shard = self.sweep.shards[self.selector.value or 0]
@@ -103,7 +131,9 @@ class SweepView:
 
     def final_html(self) -> str:
         done = [m for m in self.sweep.manifests() if m]
-        parts = [self.heading(), self.table_html()]
+        self._draw_chart(force=True)
+        parts = [self.heading(), self.table_html(), charts.compare_charts(
+            {k: d for k, d in self._shard_dirs().items() if d})]
         if len(done) >= 2:
             parts.append(render.compare_html(done, title=f"{len(done)} finished shards compared"))
         problems = compare.consistency(done)

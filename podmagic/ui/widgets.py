@@ -34,7 +34,7 @@ from IPython.display import HTML, display, update_display
 
 from podmagic.run.events import Event
 from podmagic.run.store import status_word
-from podmagic.ui import ansi, render
+from podmagic.ui import ansi, charts, render
 from podmagic.ui.logtail import LogTail
 
 FLUSH_SEC = 0.25
@@ -149,6 +149,7 @@ class RunView:
         self.header = w.HTML()
         self.charts = w.HTML()
         """The live charts slot (telemetry sets `charts.value`; `final_html` keeps it)."""
+        self._live_charts = charts.LiveCharts(run_dir)
         self.placement = w.HTML()
         self.log = w.HTML(layout=w.Layout(**LOG_LAYOUT))
         self.log.add_class("podmagic-log")
@@ -205,6 +206,9 @@ class RunView:
                           f"line-height:1.35;{render.MONO}'>{ansi.to_html(log)}</pre>")
         if placement != self.placement.value:
             self.placement.value = placement
+        block = self._live_charts.html()  # re-read and redrawn at most once a second
+        if block is not None:
+            self.charts.value = block
         if self.state != "running":
             self.stop_button.layout.display = "none"
 
@@ -221,6 +225,8 @@ class RunView:
         if manifest:
             self.state = status_word(manifest)
         self.flush(force=True)
+        if self.run_dir is not None:  # the whole series, complete after teardown
+            self.charts.value = charts.run_dir_charts(self.run_dir) or self.charts.value
 
     def final_html(self, manifest: dict | None) -> str:
         return render.run_html(manifest, log_text=self.tail.text(), total_lines=self.tail.total_lines,
