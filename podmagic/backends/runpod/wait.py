@@ -125,7 +125,7 @@ class PodWatch:
 
     def __call__(self, kind: str, **data) -> None:
         self.emit(kind, **data)
-        if kind == "ssh_reconnect":
+        if kind in ("ssh_reconnect", "ssh_retry"):
             self.check()
 
     def check(self) -> None:

@@ -95,8 +95,10 @@ def open_pod(target: SSHTarget, *, pod_id: str, root: str | None = None,
         target, known_hosts=known_hosts, options=options or TransportOptions(),
         on_host_trusted=lambda seen: say("ssh_host_key_trusted", host=seen.name, key_type=seen.key_type,
                                          fingerprint=seen.fingerprint, known_hosts=seen.path),
-        on_reconnect=lambda attempt, exc: say("ssh_reconnect", host=target.spec, attempt=attempt + 1,
-                                              error=f"{type(exc).__name__}: {exc}"[:300]),
+        on_reconnect=lambda n, exc: say("ssh_reconnect", host=target.spec, reconnect=n,
+                                        error=f"{type(exc).__name__}: {exc}"[:300]),
+        on_retry=lambda attempt, exc: say("ssh_retry", host=target.spec, attempt=attempt + 1,
+                                          error=f"{type(exc).__name__}: {exc}"[:300]),
     )
     transport.retrying(transport.connect, ready_timeout_sec)
     facts = None

@@ -74,12 +74,15 @@ class SSHTransport:
     def __init__(self, target: SSHTarget, *, known_hosts: str | Path | None = None,
                  options: TransportOptions = TransportOptions(),
                  on_host_trusted: Callable[[HostKeySeen], None] | None = None,
-                 on_reconnect: Callable[[int, BaseException], None] | None = None):
+                 on_reconnect: Callable[[int, BaseException], None] | None = None,
+                 on_retry: Callable[[int, BaseException], None] | None = None):
         self.target = target
         self.known_hosts = known_hosts_path(known_hosts)
         self.options = options
         self._on_trust = on_host_trusted
         self._on_reconnect = on_reconnect
+        self._on_retry = on_retry
+        self._down = False  # a link we had is gone and not yet re-made: its drop was announced
         self._lock = threading.RLock()
         self._transport = None
         self._sftp = None
@@ -90,10 +93,22 @@ class SSHTransport:
     def connect(self) -> "SSHTransport":
         with self._lock:
             if self._transport is None or not self._transport.is_active():
+                if self._transport is not None:  # found dead between operations
+                    self._announce(0, EOFError("the connection dropped while idle"))
                 self._close_quietly()
                 self._transport = self._open()
                 self.connections += 1
+                self._down = False
             return self
+
+    def _announce(self, attempt: int, exc: BaseException) -> None:
+        """One `on_reconnect` per lost link (however many tries re-making it takes); `on_retry` for each."""
+        if self.connections and not self._down:
+            self._down = True
+            if self._on_reconnect:
+                self._on_reconnect(self.connections, exc)
+        elif self._on_retry:
+            self._on_retry(attempt, exc)
 
     @property
     def reconnects(self) -> int:
@@ -148,14 +163,20 @@ class SSHTransport:
     def _authenticate(self, transport) -> None:
         import paramiko
 
+        refused = 0
         for pkey in self._keys():
-            if not transport.is_active():  # the server gave up (MaxAuthTries)
+            if not transport.is_active():
                 break
             try:
                 transport.auth_publickey(self.target.user, pkey)
                 return
             except paramiko.SSHException:
+                # paramiko words a link that died mid-auth "Authentication failed." too: only a
+                # refusal on a live link counts as the server's answer
+                refused += transport.is_active()
                 continue
+        if not transport.is_active() and not refused:
+            raise ConnectionError(f"the connection to {self.target.spec} dropped during authentication")
         raise BackendError(
             f"SSH authentication to {self.target.spec} failed (keys tried: "
             f"{', '.join(self.target.key_paths) or 'none'}{'; agent' if self.options.use_agent else ''}). "
@@ -199,8 +220,7 @@ class SSHTransport:
     def _after_drop(self, attempt: int, exc: BaseException) -> None:
         with self._lock:
             self._close_quietly()
-        if self._on_reconnect:
-            self._on_reconnect(attempt, exc)
+        self._announce(attempt, exc)
         time.sleep(BACKOFF[min(attempt, len(BACKOFF) - 1)])
 
     # -- channels --------------------------------------------------------
