@@ -75,6 +75,8 @@ class Runner:
         self._deadline = float("inf")
         self._checked_at = self._beat_at = 0.0
         self.manifest: dict | None = None
+        self._unrecorded: store.DiskFull | None = None
+        """The manifest could not be written (a full disk): raised after teardown, saying so."""
         self._held: list[int] = []
         """Interrupts that arrived during teardown, delivered once it is done."""
         self.telemetry = telemetry.Session(plan, self.emit, self.redactor.mask, self.heartbeat_timeout_sec)
@@ -137,7 +139,7 @@ class Runner:
             self._fail(why, interrupted=True)
         except Stopped:
             self._fail("stopped on request", interrupted=True)
-        except StepFailed as exc:
+        except (StepFailed, store.DiskFull) as exc:
             self._fail(str(exc))
         except Exception as exc:  # noqa: BLE001 - every failure ends in teardown and the manifest
             self._fail(f"{type(exc).__name__}: {exc}")
@@ -149,6 +151,8 @@ class Runner:
             interrupt = KeyboardInterrupt()
         if interrupt is not None:
             raise interrupt
+        if self._unrecorded is not None:
+            raise self._unrecorded
         return self.manifest
 
     def _fail(self, message: str, interrupted: bool = False) -> None:
@@ -418,17 +422,34 @@ class Runner:
             self.emit("lifecycle_applied", action=action, pod_final_state=final)
         self.outcome.ended_at = time.time()
         self.manifest = self.redactor.mask_data(manifest_mod.build(plan, self.outcome))
-        self.rundir.write_manifest(self.manifest)
+        try:
+            self.rundir.write_manifest(self.manifest)
+        except store.DiskFull as exc:
+            pod_state = f"; the pod was released ({self.outcome.pod_final_state})" if pod is not None else ""
+            self._unrecorded = store.DiskFull(exc.path, f" (the run: {self.outcome.error or 'succeeded'}){pod_state}"
+                                                        "; the manifest could not be written")
+            self.emit("error", message=str(self._unrecorded), phase=self.phase)
         self.emit("run_finished", failed=self.outcome.failed, exit_code=self.outcome.exit_code,
                   interrupted=self.outcome.interrupted, error=self.outcome.error)
-        self._write_status(force=True, state=store.status_word(self.manifest))
+        try:
+            self._write_status(force=True, state=store.status_word(self.manifest))
+        except store.DiskFull:
+            pass  # the manifest (or the error above) is the record that counts
 
     def _best_effort(self, what: str, action: Callable[[], object]):
         try:
             return action()
         except Exception as exc:  # noqa: BLE001 - teardown goes on whatever fails
             self.emit("warning", message=f"{what} failed: {type(exc).__name__}: {exc}")
+            self._full_disk(exc)
             return None
+
+    def _full_disk(self, exc: BaseException, path: Path | None = None) -> None:
+        """A write that found the disk full fails the run, naming the file (records are not optional)."""
+        if not isinstance(exc, store.DiskFull) and isinstance(exc, OSError) and exc.errno in store.FULL_ERRNOS:
+            exc = store.DiskFull(exc.filename or path or self.plan.run_dir)
+        if isinstance(exc, store.DiskFull):
+            self._fail(str(exc))
 
     def _pull_all(self) -> None:
         on_success_path = not self.outcome.failed
@@ -446,6 +467,7 @@ class Runner:
                     moved = self.pod.pull(pull.remote_path, pull.local_path, excludes=pull.excludes,
                                           delete=pull.delete).bytes_transferred
             except Exception as exc:  # noqa: BLE001
+                self._full_disk(exc, pull.local_path)
                 duration = round(time.monotonic() - started, 3)
                 kind = "remote_log_pull_failed" if pull.label == "log" else "artifact_pull_failed"
                 self.emit(kind, label=pull.label, duration_sec=duration, error=str(exc)[:500])

@@ -11,17 +11,19 @@ May import `plan.naming`, `run.events` and `podmagic.errors`; never `backends` o
 from __future__ import annotations
 
 import bisect
+import errno
 import json
 import os
 import re
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-from podmagic.errors import RunNotFound
+from podmagic.errors import PodmagicError, RunNotFound
 from podmagic.plan.naming import RUN_LOG, RUNS_SUBDIR, slug  # noqa: F401 - slug re-exported for the store's users
 from podmagic.run.events import utc_iso
 
@@ -38,20 +40,81 @@ def runs_root(project_root: Path) -> Path:
     return Path(project_root) / RUNS_SUBDIR
 
 
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+"""A full disk, a full quota, a file-size limit: the same for whoever writes."""
+
+
+class DiskFull(PodmagicError):
+    """A write under a run directory found no space: names the file and the folder whose disk is full."""
+
+    exit_code = 1
+
+    def __init__(self, path: Path | str, note: str = ""):
+        self.path = Path(path)
+        super().__init__(f"no space left on the disk holding {self.path.parent}: could not write {self.path.name}"
+                         f" there{note}; free space on that disk (or move the project to another) and run again")
+
+
+@contextmanager
+def writing(path: Path | str):
+    """Turn a full-disk OSError while writing `path` into `DiskFull(path)`."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in FULL_ERRNOS:
+            raise DiskFull(path) from exc
+        raise
+
+
+class _Guarded:
+    """A file being appended to whose full-disk errors are `DiskFull` naming it."""
+
+    def __init__(self, fh, path: Path):
+        self._fh, self._path = fh, path
+
+    def write(self, data):
+        with writing(self._path):
+            return self._fh.write(data)
+
+    def flush(self) -> None:
+        with writing(self._path):
+            self._fh.flush()
+
+    def close(self) -> None:
+        with writing(self._path):
+            self._fh.close()
+
+    def __getattr__(self, name: str):
+        return getattr(self._fh, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _append(path: Path, mode: str):
+    with writing(path):
+        fh = path.open(mode, **({} if "b" in mode else {"encoding": "utf-8"}))
+    return _Guarded(fh, path)
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     text = json.dumps(data, indent=2, sort_keys=False, default=str) + "\n"
     write_text_atomic(path, text)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with writing(path):
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -298,12 +361,14 @@ class RunDir:
     RUNNER_LOG = "runner.log"     # a detached runner's own stdout/stderr
     STOP = STOP                   # present when someone (panel, CLI) asked the run to stop
     MANIFEST = MANIFEST           # runpod_deploy_pull_manifest.json, on every exit path
+    RESERVE = ".manifest-space"   # room kept for the manifest: given back when the disk fills up
     METRICS = "metrics.jsonl"     # the telemetry sampler's rows (runpod-deploy's columns)
     USER_METRICS = "user_metrics.jsonl"  # the job's own metrics ($PODMAGIC_METRICS)
     TELEMETRY = ("nvidia_smi_start.txt", "nvidia_smi_end.txt", "pod_describe_start.json", "pod_describe_end.json",
                  "remote_env.json", "pip_freeze.txt", "dmesg_tail.txt", METRICS)  # runpod-deploy's names
     FILES = (SPEC, PLAN, LAUNCH, POD, STATUS, PHASES_LOG, LOG, EVENTS, RUNNER_LOG, STOP, MANIFEST, *TELEMETRY,
-             USER_METRICS)
+             USER_METRICS, RESERVE)
+    RESERVE_BYTES = 256 * 1024
 
     @property
     def run_id(self) -> str:
@@ -351,6 +416,8 @@ class RunDir:
         return True
 
     def write_inputs(self, spec_text: str, launch: dict[str, Any], plan_text: str) -> None:
+        with writing(self.path / self.RESERVE), (self.path / self.RESERVE).open("wb") as fh:
+            fh.write(b"\0" * self.RESERVE_BYTES)  # real blocks (not a sparse file): a full disk cannot take them
         write_text_atomic(self.path / self.SPEC, spec_text)
         write_json_atomic(self.path / self.LAUNCH, launch)
         write_text_atomic(self.path / self.PLAN, plan_text)
@@ -365,7 +432,15 @@ class RunDir:
         write_json_atomic(self.path / self.POD, merged)
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
-        write_json_atomic(self.path / self.MANIFEST, manifest)
+        """Written even on a full disk when it can be: the space kept at the start is given back for it."""
+        try:
+            write_json_atomic(self.path / self.MANIFEST, manifest)
+        except DiskFull:
+            if not (self.path / self.RESERVE).exists():
+                raise
+            (self.path / self.RESERVE).unlink()
+            write_json_atomic(self.path / self.MANIFEST, manifest)
+        (self.path / self.RESERVE).unlink(missing_ok=True)
 
     def write_telemetry(self, name: str, text: str) -> None:
         """A telemetry snapshot (one of TELEMETRY), written whole."""
@@ -373,20 +448,20 @@ class RunDir:
 
     def append_lines(self, name: str, lines: list[str]) -> None:
         """Append complete lines to a metrics file (METRICS or USER_METRICS)."""
-        with (self.path / name).open("a", encoding="utf-8") as fh:
+        with _append(self.path / name, "a") as fh:
             fh.write("".join(line + "\n" for line in lines))
 
     def replace_log(self, text: str) -> None:
         write_text_atomic(self.path / self.LOG, text)
 
     def open_log(self) -> IO[str]:
-        return (self.path / self.LOG).open("a", encoding="utf-8")
+        return _append(self.path / self.LOG, "a")
 
     def open_phases_log(self) -> IO[str]:
-        return (self.path / self.PHASES_LOG).open("a", encoding="utf-8")
+        return _append(self.path / self.PHASES_LOG, "a")
 
     def open_runner_log(self) -> IO[bytes]:
-        return (self.path / self.RUNNER_LOG).open("ab")
+        return _append(self.path / self.RUNNER_LOG, "ab")
 
     def request_stop(self, reason: str = "stop requested") -> None:
         write_text_atomic(self.path / self.STOP, reason + "\n")
