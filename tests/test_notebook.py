@@ -152,7 +152,8 @@ def test_every_end_state_is_static_html_in_the_saved_notebook(pod_env, project):
     assert '<span style="color:#1a9a4a">OK</span> green' in record  # ANSI rendered
     assert "step 3 of 3" in record and "step 1 of 3" not in record  # \r replaced the line
     assert "podmagic-summary" in record and "succeeded" in record and "run.log'" in record
-    assert WIDGET in run.outputs[1]["data"]  # the relaunch controls (live only)
+    assert WIDGET in run.outputs[1]["data"]  # the relaunch controls (live only) ...
+    assert run.outputs[1]["data"]["text/plain"].startswith("podmagic relaunch controls")  # ... and without it
 
     (result,) = [h for h in _html(relaunch) if "podmagic-relaunch-result" in h]
     assert "spec changes</b>: no differences" in result and "green" in result
@@ -171,3 +172,11 @@ def test_every_end_state_is_static_html_in_the_saved_notebook(pod_env, project):
     assert "podmagic-compare" in _html(compare)[0]
     assert "podmagic-logs" in _html(logs)[0] and "color:#2f7ae5" in _html(logs)[0]
     assert "podmagic-manifest" in _html(show)[0]
+
+    from nbconvert import HTMLExporter
+
+    exported, _ = HTMLExporter().from_notebook_node(saved)  # as nbconvert (and a static viewer) shows it
+    for marker in ("podmagic-run", "podmagic-relaunch-result", "podmagic-sweep-record", "podmagic-compare",
+                   "podmagic-logs", "step 3 of 3"):
+        assert marker in exported, marker
+    assert "\x1b" not in exported and "model not found" not in exported

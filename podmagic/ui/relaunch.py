@@ -83,6 +83,13 @@ def spec_changes(before: str, after: str) -> list[tuple[str, Any, Any]]:
 diff_html = render.diff_html
 
 
+class _Controls(w.VBox):
+    """The controls' box; what a saved notebook without the kernel (nbconvert, GitHub) shows in its place."""
+
+    def __repr__(self) -> str:
+        return "podmagic relaunch controls (live while the notebook's kernel runs)"
+
+
 class RelaunchControls:
     """Buttons under a finished run; each relaunch chains onto the last one."""
 
@@ -105,7 +112,7 @@ class RelaunchControls:
         self.relaunch_button.on_click(lambda _b: self.relaunch())
         self.edit_button.on_click(lambda _b: self._toggle_form())
         self.run_edited_button.on_click(lambda _b: self.relaunch(edited=True))
-        self.widget = w.VBox([w.HBox([self.relaunch_button, self.edit_button, self.status]), self.form])
+        self.widget = _Controls([w.HBox([self.relaunch_button, self.edit_button, self.status]), self.form])
         self.widget.add_class("podmagic-relaunch")
         self._prefill()
 
