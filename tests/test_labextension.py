@@ -569,7 +569,10 @@ def test_the_cell_is_a_terminal_and_ends_as_a_record(magic, page, lab, shots, tm
 
         # The run's log opens in JupyterLab from the record.
         record.locator("a.podmagic-link", has_text="log").click()
-        page.locator(".lm-TabBar-tab", has_text="run.log").first.wait_for(timeout=15_000)
+        log_tab = page.locator(".lm-TabBar-tab", has_text="run.log").first
+        log_tab.wait_for(timeout=15_000)
+        log_tab.locator(".lm-TabBar-tabCloseIcon").click()
+        log_tab.wait_for(state="detached")
         page.locator(".lm-TabBar-tab", has_text="pods.ipynb").first.click()
 
         # Panel: formatted detail, ANSI rendered.
@@ -582,6 +585,9 @@ def test_the_cell_is_a_terminal_and_ends_as_a_record(magic, page, lab, shots, tm
         assert detail.locator("pre.pm-log span[style*='color']").count() >= 10
         assert "\x1b" not in detail.inner_text()
         _snap(page, tmp_path, "panel-detail-light")
+        detail.locator("button.pm-open-log").click()  # the run's log opens in JupyterLab from the panel too
+        page.locator(".lm-TabBar-tab", has_text="run.log").first.wait_for(timeout=15_000)
+        page.locator(".lm-TabBar-tab", has_text="pods.ipynb").first.click()
         row.locator("[data-field='name']").click()  # close it again
 
 

@@ -41,6 +41,8 @@ export interface IRunDetail {
   manifest: Record<string, unknown> | null;
   /** The summary line, attempts, notes and folded manifest as HTML (values escaped by the server). */
   html: string;
+  /** The run directory (absolute, on the server). */
+  path?: string;
 }
 
 /** The tail of run.log. */

@@ -86,7 +86,7 @@ const podsPlugin: JupyterFrontEndPlugin<void> = {
   optional: [ILabShell, IStatusBar],
   activate: (app: JupyterFrontEnd, labShell: ILabShell | null, statusBar: IStatusBar | null) => {
     const model = new RunsModel();
-    const panel = new PodsPanel(model);
+    const panel = new PodsPanel(model, (command, args) => void app.commands.execute(command, args));
     panel.title.icon = podsIcon;
     app.shell.add(panel, 'left', { rank: 900 });
     void model.refresh();

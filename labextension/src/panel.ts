@@ -5,6 +5,7 @@
  * extension with every value escaped); Stop on a live run.
  */
 import { showErrorMessage } from '@jupyterlab/apputils';
+import { PageConfig } from '@jupyterlab/coreutils';
 import { Widget } from '@lumino/widgets';
 
 import { fetchLog, fetchRun, IRunRow, stopRun } from './api';
@@ -36,7 +37,10 @@ export class PodsPanel extends Widget {
   private _loading = false;
   private _selectedState: string | null | undefined = undefined;
 
-  constructor(private _model: RunsModel) {
+  constructor(
+    private _model: RunsModel,
+    private _run?: (command: string, args: Record<string, string>) => void
+  ) {
     super();
     this.id = 'podmagic-pods';
     this.addClass('pm-PodsPanel');
@@ -238,6 +242,7 @@ export class PodsPanel extends Widget {
       if (this._selected === run.run_id) {
         const what = detail.manifest ? 'record' : run.live ? 'live status' : 'status';
         this._fillDetail(run.run_id, `${run.run_id} (${what})`, detail.html, log.html);
+        this._fillLinks(detail.path);
       }
     } catch (reason) {
       this._selectedState = undefined; // try again on the next poll
@@ -280,6 +285,28 @@ export class PodsPanel extends Widget {
       if (atEnd) {
         pre.scrollTop = pre.scrollHeight;
       }
+    }
+  }
+
+  /** "Open log" and "Show folder" for a run directory under the server's root. */
+  private _fillLinks(path: string | undefined): void {
+    const root = PageConfig.getOption('serverRoot').replace(/\/+$/, '');
+    const rel = path && root && path.startsWith(root + '/') ? path.slice(root.length + 1) : null;
+    let links = this._detail.querySelector('.pm-links') as HTMLElement | null;
+    if (!rel || !this._run) {
+      links?.remove();
+      return;
+    }
+    if (!links || links.dataset.path !== rel) {
+      links?.remove();
+      links = el('div', 'pm-links');
+      links.dataset.path = rel;
+      const open = el('button', 'pm-open-log jp-Button', 'Open log');
+      open.addEventListener('click', () => this._run!('docmanager:open', { path: `${rel}/run.log` }));
+      const folder = el('button', 'pm-open-folder jp-Button', 'Show folder');
+      folder.addEventListener('click', () => this._run!('filebrowser:go-to-path', { path: rel }));
+      links.append(open, folder);
+      this._detail.querySelector('.pm-record')?.after(links);
     }
   }
 

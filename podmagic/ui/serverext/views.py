@@ -114,7 +114,8 @@ def run_detail(run_dir: Path) -> dict[str, Any]:
     row = run_row(run_dir)
     status = store.RunDir(run_dir).status()
     manifest = store.RunDir(run_dir).manifest()
-    return {"run": row, "status": status, "manifest": manifest, "html": detail_html(row, manifest, status, run_dir)}
+    return {"run": row, "status": status, "manifest": manifest, "html": detail_html(row, manifest, status, run_dir),
+            "path": str(run_dir)}
 
 
 def log_tail(run_dir: Path, lines: int = 200) -> dict[str, Any]:
