@@ -1,64 +1,137 @@
-"""Overhead of a podmagic run and of `import podmagic`, against references in the same run.
+"""A run's overhead, its log path and `import podmagic`, against references in the same run.
 
-    .venv/bin/python bench/bench_run.py [--repeat 5]
+    .venv/bin/python bench/bench_run.py [--repeat 5] [--json] [--only sleep,lines,big,import]
 
-(a) `podmagic run` (CLI, local backend) of a `sleep 1` body vs bare `sleep 1`, and the same
-    run through the Python API in-process (what a %%pod cell pays);
-(b) `import podmagic` vs `import yaml` (each in a fresh interpreter, minus an empty one).
-Prints medians and ratios.
+Local backend, alternating tries, best of `--repeat` with the range of ratios:
+  sleep   `sleep 1.1` through `podmagic run` (a new interpreter, what a shell pays) and in-process
+          (`api.execute`, what a %%pod cell pays) vs bare `sleep 1.1`;
+  lines   1M x 100-char lines through `podmagic run` (stdout to /dev/null) vs the same job piped to
+          /dev/null, with podmagic's peak RSS;
+  big     a 500 MB log through `podmagic run` vs the same job writing it to a file, with peak RSS;
+  import  `import podmagic` and `import podmagic.run.api` (fresh interpreter minus an empty one) vs
+          `import yaml`, with byte-code compiled once (as an installed package has it).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(REPO))
+
+from bench_common import Result, duel, emit, timed  # noqa: E402
+
+LINES_JOB = "python3 -c 'import sys; w = sys.stdout.write; line = \"x\" * 99 + \"\\n\"; [w(line) for _ in range(1000000)]'"
+BIG_JOB = "head -c 500000000 /dev/zero | tr '\\0' 'y' | fold -w 99"
 
 
-def timed(fn, repeat: int) -> float:
-    samples = []
+def run_child(argv: list[str], *, cwd: Path, env: dict, stdout=subprocess.DEVNULL) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one child process."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=stdout, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{argv} exited {proc.returncode}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def cli(work: Path, env: dict, spec: str) -> list[str]:
+    path = work / f"{abs(hash(spec))}.yaml"
+    path.write_text(spec)
+    return [sys.executable, "-m", "podmagic.ui.cli", "run", str(path)]
+
+
+def bench_sleep(work: Path, env: dict, repeat: int) -> list[Result]:
+    from podmagic.run import api
+
+    os.environ.update(PODMAGIC_LOCAL_ROOT=env["PODMAGIC_LOCAL_ROOT"])
+    out = []
+    for extra, what in (("", ""), ("telemetry: {enabled: false}\n", ", telemetry off")):
+        spec = f"name: bench\nstaging: []\nrun: sleep 1.1\n{extra}"
+        argv = cli(work, env, spec)
+        ours, bare = duel(lambda: run_child(argv, cwd=work, env=env), lambda: subprocess.run(["sleep", "1.1"]),
+                          repeat)
+        out.append(Result(f"`sleep 1.1` via `podmagic run` (CLI{what})", ours, bare,
+                          reference_label="bare `sleep 1.1`"))
+        inproc, bare = duel(lambda: api.execute(api.start(api.prepare(spec, cwd=work, is_file=True))),
+                            lambda: subprocess.run(["sleep", "1.1"]), repeat)
+        out.append(Result(f"`sleep 1.1` in-process (what a `%%pod` cell pays{what})", inproc, bare,
+                          reference_label="bare `sleep 1.1`"))
+    return out
+
+
+def bench_log(work: Path, env: dict, repeat: int, job: str, label: str, to_file: bool) -> list[Result]:
+    argv = cli(work, env, f"name: log\nstaging: []\nrun: |\n  {job}\n")
+    target = work / "raw.out"
+    ours, rss, raw = [], [], []
+
+    def theirs():
+        if to_file:
+            with target.open("wb") as fh:
+                subprocess.run(["bash", "-c", job], stdout=fh, check=True)
+        else:
+            subprocess.run(["bash", "-c", job], stdout=subprocess.DEVNULL, check=True)
+
     for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+        raw.append(timed(theirs))
+        wall, peak = run_child(argv, cwd=work, env=env)
+        ours.append(wall)
+        rss.append(peak)
+        target.unlink(missing_ok=True)
+        for log in (work / "artifacts").rglob("run.log"):
+            log.unlink()  # keep the disk free between tries
+    ref = "the job to a file" if to_file else "the job piped to /dev/null"
+    return [Result(label, ours, raw, reference_label=ref, note=f"peak RSS {min(rss):.0f}-{max(rss):.0f} MB")]
+
+
+def bench_import(repeat: int) -> list[Result]:
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "podmagic")], check=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+    def fresh(code: str) -> list[float]:
+        return [timed(lambda: subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, check=True))
+                for _ in range(repeat * 2)]
+
+    empty = min(fresh("pass"))
+    yml = [t - empty for t in fresh("import yaml")]
+    out = []
+    for module in ("podmagic", "podmagic.run.api"):
+        ours = [t - empty for t in fresh(f"import {module}")]
+        out.append(Result(f"`import {module}` (fresh interpreter, minus an empty one)", [t * 1000 for t in ours],
+                          [t * 1000 for t in yml], unit="ms", reference_label="`import yaml`"))
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--only", default="sleep,lines,big,import")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="podmagic-bench-"))
-    (work / "sleep.yaml").write_text("name: bench\nstaging: []\nrun: sleep 1\n")
-    env = {**os.environ, "PODMAGIC_LOCAL_ROOT": str(work / "pods"), "PODMAGIC_BACKEND": "local"}
-    sys.path.insert(0, str(REPO))
-    from podmagic.run import api
-
-    bare = timed(lambda: subprocess.run(["sleep", "1"], check=True), args.repeat)
-    cli = timed(lambda: subprocess.run([sys.executable, "-m", "podmagic.ui.cli", "run", "sleep.yaml"], cwd=work,
-                                       env=env, check=True, capture_output=True), args.repeat)
-    os.environ.update(PODMAGIC_LOCAL_ROOT=str(work / "pods"))
-    text = (work / "sleep.yaml").read_text()
-    inproc = timed(lambda: api.execute(api.start(api.prepare(text, cwd=work, is_file=True))), args.repeat)
-    print(f"run  : bare sleep 1 {bare:.3f}s | podmagic run (CLI) {cli:.3f}s ({cli / bare:.2f}x) | "
-          f"in-process (%%pod) {inproc:.3f}s ({inproc / bare:.2f}x)")
-
-    def fresh(code: str) -> float:
-        return timed(lambda: subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True), args.repeat * 2)
-
-    empty = fresh("pass")
-    pm = fresh("import podmagic") - empty
-    pm_api = fresh("import podmagic.run.api") - empty
-    yml = fresh("import yaml") - empty
-    print(f"import: yaml {yml * 1000:.1f}ms | podmagic {pm * 1000:.1f}ms ({pm / yml:.2f}x) | "
-          f"podmagic.run.api (spec+plan+reconcile) {pm_api * 1000:.1f}ms ({pm_api / yml:.2f}x)")
+    only = set(args.only.split(","))
+    work = Path(tempfile.mkdtemp(prefix="podmagic-bench-run-"))
+    env = {**os.environ, "PODMAGIC_LOCAL_ROOT": str(work / "pods"), "PODMAGIC_BACKEND": "local",
+           "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    results: list[Result] = []
+    if "sleep" in only:
+        results += bench_sleep(work, env, args.repeat)
+    if "lines" in only:
+        results += bench_log(work, env, args.repeat, LINES_JOB, "1M x 100-char lines via `podmagic run`", False)
+    if "big" in only:
+        results += bench_log(work, env, max(2, args.repeat // 2), BIG_JOB, "a 500 MB log via `podmagic run`", True)
+    if "import" in only:
+        results += bench_import(args.repeat)
+    emit(results, args.json)
 
 
 if __name__ == "__main__":

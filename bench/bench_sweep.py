@@ -28,10 +28,10 @@ def cpu() -> float:
     return sum(x.ru_utime + x.ru_stime for x in r)
 
 
-def one(work: Path, shards: int, parallel: int, seconds: float) -> tuple[float, float]:
+def one(work: Path, shards: int, parallel: int, seconds: float, extra: str = "") -> tuple[float, float]:
     from podmagic.run import sweep as sweep_mod
 
-    text = f"name: sw-{{i}}\nstaging: []\nrun: sleep {seconds:g}\n"
+    text = f"name: sw-{{i}}\nstaging: []\nrun: sleep {seconds:g}\n{extra}"
     combos = [{"i": str(i)} for i in range(shards)]
     c0, t0 = cpu(), time.perf_counter()
     sweep_id, prepared = sweep_mod.prepare(text, combos, cwd=work, is_file=True)
@@ -52,15 +52,16 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="podmagic-bench-sweep-"))
     os.environ["PODMAGIC_LOCAL_ROOT"] = str(work / "pods")
     results = []
-    for shards, parallel in ((16, 16), (64, 16)):
-        runs = [one(work, shards, parallel, 2.0) for _ in range(args.repeat)]
-        reference = 2.0 * -(-shards // parallel)
-        walls, cpus = [w for w, _ in runs], [c for _, c in runs]
-        results.append(Result(f"sweep {shards} x `sleep 2`, --max-parallel {parallel}: wall", walls,
-                              [reference], "s", reference_label=f"the job: {reference:g} s"))
-        if shards == 16:
-            results.append(Result(f"sweep {shards} x `sleep 2`, --max-parallel {parallel}: CPU", cpus,
-                                  None, "s", goal=1.0))
+    for extra, what in (("", ""), ("telemetry: {enabled: false}\n", ", telemetry off")):
+        for shards, parallel in ((16, 16), (64, 16)):
+            runs = [one(work, shards, parallel, 2.0, extra) for _ in range(args.repeat)]
+            reference = 2.0 * -(-shards // parallel)
+            walls, cpus = [w for w, _ in runs], [c for _, c in runs]
+            results.append(Result(f"sweep {shards} x `sleep 2`, --max-parallel {parallel}{what}: wall", walls,
+                                  [reference], "s", reference_label=f"the job: {reference:g} s"))
+            if shards == 16:
+                results.append(Result(f"sweep {shards} x `sleep 2`, --max-parallel {parallel}{what}: CPU", cpus,
+                                      None, "s", goal=1.0))
     emit(results, args.json)
 
 
