@@ -167,3 +167,29 @@ def test_stopping_a_sweep_stops_running_shards_and_cancels_pending_ones(pod_env,
     manifests = sw.wait(60)
     assert [s.state for s in sw.shards] == ["interrupted", "cancelled", "cancelled"]
     assert manifests[0]["interrupted"] and manifests[1:] == [None, None]
+
+
+def test_probe_and_pod_environment_are_captured_once_while_nothing_changes(pod_env, project, monkeypatch):
+    from podmagic.backends.local import LocalPod
+    from podmagic.run import store
+
+    commands = []
+    real_run = LocalPod.run
+
+    def counting_run(self, command, **kw):
+        commands.append(command)
+        return real_run(self, command, **kw)
+
+    monkeypatch.setattr(LocalPod, "run", counting_run)
+    first, plan1, _ = run_spec("staging: []\nrun: echo one\n", project)
+    probes = sum("uv python find" in c for c in commands)
+    freezes = sum("pip freeze" in c for c in commands)
+    second, plan2, _ = run_spec("staging: []\nrun: echo two\n", project)
+    assert (probes, freezes) == (1, 1)
+    assert sum("uv python find" in c for c in commands) == 1 and sum("pip freeze" in c for c in commands) == 1
+    assert second["python_resolved"] == first["python_resolved"] and first["python_resolved"]
+    for name in ("remote_env.json", "pip_freeze.txt"):
+        assert (plan1.run_dir / name).read_text() == (plan2.run_dir / name).read_text()
+    third, _, _ = run_spec("staging: []\npreflight: [{command: 'true'}]\nrun: echo three\n", project)
+    assert sum("pip freeze" in c for c in commands) == 2  # a different preflight: captured again
+    assert (store.runs_root(project) / ".probe-cache.json").is_file()

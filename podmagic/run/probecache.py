@@ -8,7 +8,9 @@ side (setup and preflight commands, the pin, the probe command and workdir, the 
 there and not inside a pod of its own (`pod.stable_path`), the answer is reused: a sweep's shards
 probe once, a repeated CLI run not at all. Pods that cannot tell (ssh, runpod) always probe.
 
-Kept in `<runs root>/.probe-cache.json`, entries a day at most. Imports: `run.store`.
+The same store keeps the telemetry start capture's pod environment (uname, python3, uv, the
+freeze), which depends on the same things (`remember`). Kept in `<runs root>/.probe-cache.json`,
+entries a day at most. Imports: `run.store`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import json
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from podmagic.run import store
 
@@ -46,19 +48,25 @@ def pin_files(sources: list[Path]) -> list[str]:
 def cached(project_root: Path, key: str, valid: Callable[[str], bool],
            compute: Callable[[], tuple[str, str] | None]) -> tuple[str, str] | None:
     """(version, path) for `key`: the cached answer when `valid(path)`, else `compute()` (stored once)."""
+    answer = remember(project_root, "probe:" + key, lambda: compute(), lambda v: bool(v) and valid(v[1]))
+    return tuple(answer) if answer else None
+
+
+def remember(project_root: Path, key: str, compute: Callable[[], Any], valid: Callable[[Any], bool] = bool) -> Any:
+    """The stored value for `key` when `valid(value)`, else `compute()`, stored when valid. Callers in one
+    process with the same key wait for the first one's answer (a sweep's shards start together)."""
     with _guard:
         lock = _locks.setdefault(key, threading.Lock())
-    with lock:  # shards of one sweep start together: one probes, the others wait for its answer
+    with lock:
         path = store.runs_root(project_root) / FILE
-        entries = store.read_json(path) or {}
-        hit = entries.get(key)
-        if hit and time.time() - hit.get("at", 0) < MAX_AGE_SEC and valid(hit["path"]):
-            return hit["version"], hit["path"]
-        answer = compute()
-        if answer and valid(answer[1]):
+        hit = (store.read_json(path) or {}).get(key)
+        if hit and time.time() - hit.get("at", 0) < MAX_AGE_SEC and valid(hit["value"]):
+            return hit["value"]
+        value = compute()
+        if valid(value):
             entries = {k: v for k, v in (store.read_json(path) or {}).items()
-                       if time.time() - v.get("at", 0) < MAX_AGE_SEC}
-            entries[key] = {"version": answer[0], "path": answer[1], "at": time.time()}
+                       if isinstance(v, dict) and time.time() - v.get("at", 0) < MAX_AGE_SEC}
+            entries[key] = {"value": value, "at": time.time()}
             path.parent.mkdir(parents=True, exist_ok=True)
             store.write_json_atomic(path, entries)
-        return answer
+        return value

@@ -36,12 +36,12 @@ import json
 import re
 import shlex
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from podmagic.backends import podside
-from podmagic.run import store
+from podmagic.run import probecache, store
 
 q = shlex.quote
 METRICS = store.RunDir.METRICS
@@ -55,6 +55,8 @@ EXTRA_COLUMNS = ("gpu_mem_util_pct",)
 GPU_QUERY = "index,name,memory.total,driver_version"
 SAMPLE_QUERY = "utilization.gpu,memory.used,memory.total,temperature.gpu,ecc.errors.uncorrected.volatile.total"
 SECTION = "@@podmagic-telemetry:"
+ENV_SECTIONS = ("uname", "python3", "uv", "freeze")
+"""The start capture's pod-environment sections (reused while unchanged, see `Session._start_sections`)."""
 POLL_SEC = 2.0
 DMESG_LINES = 200
 CAPTURE_TIMEOUT_SEC = 120
@@ -375,14 +377,16 @@ class Session:
         if self.t.capture_pod_describe:
             self._describe(pod, "pod_describe_start.json")
         launch, plan = self.plan.launch, self.plan
-        command = start_command(
-            self.t, exit_path=launch.exit_path, workdir=launch.workdir, mount=plan.request.volume_mount,
-            max_samples=int(plan.timeout_sec // max(self.t.sample_interval_sec, 1)) + 2,
-            heartbeat_path=launch.heartbeat_path, heartbeat_timeout_sec=self.heartbeat_timeout_sec)
-        output = self._run(pod, command)
-        if output is None:
+
+        def capture(t) -> str | None:
+            return self._run(pod, start_command(
+                t, exit_path=launch.exit_path, workdir=launch.workdir, mount=plan.request.volume_mount,
+                max_samples=int(plan.timeout_sec // max(t.sample_interval_sec, 1)) + 2,
+                heartbeat_path=launch.heartbeat_path, heartbeat_timeout_sec=self.heartbeat_timeout_sec))
+
+        secs = self._start_sections(pod, capture)
+        if secs is None:
             return
-        secs = sections(output)
         if "nvidia_smi" in secs:
             self._write("nvidia_smi_start.txt", secs["nvidia_smi"] + "\n")
         self.result.fields.update(gpu_fields(secs.get("nvidia_smi"), secs.get("gpu_query")))
@@ -475,6 +479,33 @@ class Session:
         data = described if isinstance(described, dict) else (asdict(info) if info is not None else None)
         if data is not None:
             self._write(name, json.dumps(data, indent=2, default=str) + "\n")
+
+    def _start_sections(self, pod, capture: Callable[[Any], str | None]) -> dict[str, str] | None:
+        """The start capture's sections. The pod environment part (`ENV_SECTIONS`: a `pip freeze` alone
+        costs ~0.3 s of CPU) is reused while what it depends on is unchanged, as the interpreter probe
+        is (`run.probecache`, issue 15); the GPU part and the sampler are captured every run."""
+        key = pod.probe_key() if self.t.capture_remote_env else None
+        if key is None:
+            output = capture(self.t)
+            return None if output is None else sections(output)
+        plan = self.plan
+        key = probecache.key_of(["telemetry-env", key, [c.command for c in (*plan.setup, *plan.preflight)],
+                                 plan.python_version, plan.launch.workdir,
+                                 probecache.pin_files([Path(p.source) for p in plan.staging])])
+        fresh: dict[str, str] = {}
+
+        def full() -> dict[str, str] | None:
+            output = capture(self.t)
+            if output is None:
+                return None
+            fresh.update(sections(output))
+            return {k: v for k, v in fresh.items() if k in ENV_SECTIONS}
+
+        env = probecache.remember(plan.project_root, "telemetry:" + key, full)
+        if fresh:
+            return fresh
+        output = capture(replace(self.t, capture_remote_env=False))
+        return None if output is None else {**sections(output), **(env or {})}
 
     def _run(self, pod, command: str) -> str | None:
         try:

@@ -150,6 +150,7 @@ class LocalPod:
         env["PATH"] = env["PATH"].replace(self.env["HOME"], "~")
         env["sandbox"] = self.mode
         stores = [self.env.get("UV_PYTHON_INSTALL_DIR", ""), *env["PATH"].split(":")]
+        stores += _site_packages(env["PATH"])  # a package installed there changes a freeze
         return [env, [(p, _mtime_ns(p)) for p in stores if p and not p.startswith("~")]]
 
     def stable_path(self, path: str) -> bool:
@@ -362,6 +363,16 @@ def _read_chunks(proc: subprocess.Popen, deadline: float):
         text = decoder.decode(data)
         if text:
             yield text
+
+
+def _site_packages(path: str) -> list[str]:
+    """The site-packages folders of the first python3 on PATH (found without running it)."""
+    found = shutil.which("python3", path=path)
+    if not found:
+        return []
+    prefix = Path(os.path.realpath(found)).parent.parent
+    venv = Path(found).parent.parent
+    return sorted({str(p) for base in (prefix, venv) for p in base.glob("lib/python3*/site-packages")})
 
 
 def _mtime_ns(path: str) -> int | None:
