@@ -1,4 +1,11 @@
-"""Shared fixtures: a local Python download mirror, a sandbox root, a git project."""
+"""Shared fixtures: a local Python download mirror, a sandbox root, a git project.
+
+Every test runs with podmagic's and the XDG caches pointed into temporary directories
+(`_private_caches`), so the suite writes nothing under the real ~/.cache or ~/.config; the
+session ends with a check that nothing new appeared under ~/.cache/podmagic or
+~/.config/podmagic (an error under CI=true, a warning otherwise, since on a shared machine
+another session may write there meanwhile).
+"""
 
 from __future__ import annotations
 
@@ -10,17 +17,69 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-MIRROR_VERSIONS = ("3.12.1", "3.13.0")
+MIRROR = REPO / "scripts" / "python-mirror"
+REAL_HOME = Path.home()
+WATCHED = (REAL_HOME / ".cache" / "podmagic", REAL_HOME / ".config" / "podmagic")
+
+
+def _found_versions() -> tuple[str, ...]:
+    """The interpreters `scripts/python-mirror` finds on this machine (the newest two), oldest first."""
+    out = subprocess.run([sys.executable, str(MIRROR), "--newest", "2", "--list"], capture_output=True,
+                         text=True)
+    return tuple(out.stdout.split()) if out.returncode == 0 else ()
+
+
+MIRROR_VERSIONS = _found_versions()
+PIN = MIRROR_VERSIONS[0] if MIRROR_VERSIONS else "3.12.1"
+"""An exact pin the mirror serves: what the pinned-run tests pin."""
+
+
+def _snapshot() -> set[str]:
+    return {str(p) for root in WATCHED if root.is_dir() for p in root.rglob("*")}
+
+
+def pytest_sessionstart(session):
+    session.config._podmagic_home_before = _snapshot()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    new = sorted(_snapshot() - getattr(session.config, "_podmagic_home_before", set()))
+    if not new:
+        return
+    message = f"the suite wrote {len(new)} path(s) outside its tmp dirs: " + ", ".join(new[:5])
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter:
+        reporter.write_line(("ERROR: " if os.environ.get("CI") == "true" else "WARNING: ") + message)
+    if os.environ.get("CI") == "true" and session.exitstatus == 0:
+        session.exitstatus = 1
+
+
+@pytest.fixture(scope="session")
+def private_home(tmp_path_factory) -> Path:
+    """One session's stand-in for the XDG cache/config/data/state folders."""
+    return tmp_path_factory.mktemp("home")
+
+
+@pytest.fixture(autouse=True)
+def _private_caches(monkeypatch, tmp_path, private_home):
+    """Point every HOME-ish location podmagic (or a tool it starts) writes at tmp dirs."""
+    for var in ("XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME"):
+        monkeypatch.setenv(var, str(private_home / var.lower()))
+    monkeypatch.setenv("IPYTHONDIR", str(private_home / "ipython"))
+    monkeypatch.setenv("PODMAGIC_LOCAL_ROOT", str(tmp_path / "podmagic-local"))
+    monkeypatch.setattr("podmagic.backends.ssh.hostkeys.DEFAULT_KNOWN_HOSTS",
+                        str(private_home / "xdg_config_home" / "podmagic" / "known_hosts"))
 
 
 @pytest.fixture(scope="session")
 def python_mirror(tmp_path_factory) -> str:
     """UV_PYTHON_DOWNLOADS_JSON_URL for a mirror of interpreters already on this machine."""
-    index = tmp_path_factory.mktemp("mirror") / "downloads.json"  # this session's own listing
-    out = subprocess.run([sys.executable, str(REPO / "scripts" / "python-mirror"), "--index", str(index),
+    if not MIRROR_VERSIONS:
+        pytest.skip("scripts/python-mirror finds no installed interpreter (pyenv) to mirror")
+    folder = tmp_path_factory.mktemp("mirror")  # archives too: nothing lands in ~/.cache
+    out = subprocess.run([sys.executable, str(MIRROR), "--dir", str(folder), "--index", str(folder / "downloads.json"),
                           *MIRROR_VERSIONS], capture_output=True, text=True, check=True).stdout
-    url = out.strip().split("=", 1)[1]
-    return url
+    return out.strip().split("=", 1)[1]
 
 
 @pytest.fixture(scope="session")

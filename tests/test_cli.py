@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import PIN
 from podmagic.run import store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -19,12 +20,12 @@ def cli(*args, cwd: Path, env=None):
 
 
 def test_validate_plan_run_runs_show_logs(pod_env, project):
-    (project / "job.yaml").write_text("name: cli-{seed}\nvariables: {seed: \"0\"}\npod: {python_version: \"3.12.1\"}\n"
+    (project / "job.yaml").write_text("name: cli-{seed}\nvariables: {seed: \"0\"}\npod: {python_version: \"" + PIN + "\"}\n"
                                       "run: |\n  echo seed={seed}\n")
     ok = cli("validate", "job.yaml", cwd=project)
     assert ok.returncode == 0 and "ok: job.yaml schema_version=2 job=cli-0" in ok.stdout
     plan = cli("plan", "job.yaml", "--var", "seed=3", cwd=project)
-    assert "uv python install 3.12.1 && cd /workspace/repo && uv python pin 3.12.1" in plan.stdout
+    assert f"uv python install {PIN} && cd /workspace/repo && uv python pin {PIN}" in plan.stdout
     assert not store.runs_root(project).exists()  # validate and plan write nothing
     run = cli("run", "job.yaml", "--var", "seed=3", cwd=project)
     assert run.returncode == 0, run.stderr
@@ -32,7 +33,7 @@ def test_validate_plan_run_runs_show_logs(pod_env, project):
     rows = json.loads(cli("runs", "--json", cwd=project).stdout)
     assert rows[0]["job_name"] == "cli-3" and rows[0]["state"] == "succeeded"
     show = json.loads(cli("show", rows[0]["run_id"], "--json", cwd=project).stdout)
-    assert show["python_resolved"] == "3.12.1"
+    assert show["python_resolved"] == PIN
     assert cli("logs", rows[0]["run_id"], cwd=project).stdout == "seed=3\n"
     assert "local_git_sha" in cli("capture-env", cwd=project).stdout
 

@@ -13,6 +13,7 @@ import pytest
 from podmagic.run import api, store
 from podmagic.run.events import read_events
 
+from conftest import PIN
 from helpers import Recorder, run_spec
 
 RUNPOD_DEPLOY_KEYS = {
@@ -26,7 +27,7 @@ ADDED_KEYS = {"python_version", "python_resolved", "exit_code", "interrupted", "
 
 PINNED = """name: pinned
 pod:
-  python_version: "3.12.1"
+  python_version: "PIN"
 preflight:
   - command: cat .python-version > /workspace/pin_seen_by_preflight
 run: |
@@ -37,21 +38,21 @@ artifacts:
   - {label: metrics, remote_path: /workspace/repo/out/, local_path: "{run_dir}/out/"}
   - {label: seen, remote_path: /workspace/pin_seen_by_preflight, local_path: "{run_dir}/"}
 lifecycle: {on_success: delete, on_failure: stop}
-"""
+""".replace("PIN", PIN)
 
 
 def test_pinned_run_records_the_tripod_and_pulls_artifacts(pod_env, project):
     manifest, plan, rec = run_spec(PINNED, project)
     assert manifest["failed"] is False and manifest["exit_code"] == 0
     assert RUNPOD_DEPLOY_KEYS | ADDED_KEYS <= set(manifest)
-    assert manifest["python_version"] == "3.12.1" and manifest["python_resolved"] == "3.12.1"
+    assert manifest["python_version"] == PIN and manifest["python_resolved"] == PIN
     meta = manifest["deploy_metadata"]
     assert meta["local_git_sha"] and len(meta["local_git_sha"]) == 40 and meta["local_git_dirty"] is False
     assert meta["payload_lockfile"] == "uv.lock" and len(meta["payload_lockfile_sha256"]) == 64
-    assert (plan.run_dir / "pin_seen_by_preflight").read_text().strip() == "3.12.1"
+    assert (plan.run_dir / "pin_seen_by_preflight").read_text().strip() == PIN
     assert json.loads((plan.run_dir / "out" / "metrics.json").read_text()) == {"loss": 0.5}
     log = (plan.run_dir / "run.log").read_text()
-    assert "body sees 3.12.1 in repo" in log and "interpreter 3.12.1" in log
+    assert f"body sees {PIN} in repo" in log and f"interpreter {PIN}" in log
     assert [a["status"] for a in manifest["artifacts"]] == ["success", "success"]
     assert manifest["artifacts"][0]["bytes_transferred"] > 0
     assert manifest["pod_final_state"] == "TERMINATED" and not (pod_env / "pods" / manifest["pod_id"]).exists()
@@ -69,14 +70,14 @@ def test_second_install_of_the_same_version_is_a_no_op(pod_env, project):
     manifest, plan, _ = run_spec(PINNED, project)
     assert manifest["failed"] is False
     phases_log = (plan.run_dir / "phases.log").read_text()
-    assert "Pinned `.python-version` to `3.12.1`" in phases_log
+    assert f"Pinned `.python-version` to `{PIN}`" in phases_log
     assert "Download" not in phases_log  # the interpreter came from the warm install dir
-    ms = re.search(r"Installed Python 3.12.1 in (\d+)ms", phases_log)
+    ms = re.search(rf"Installed Python {re.escape(PIN)} in (\d+)ms", phases_log)
     assert ms is None or int(ms.group(1)) < 200  # a fresh pod home only gets its executable link
 
 
 def test_pin_failure_stops_before_user_preflight_with_a_clear_reason(pod_env, project):
-    text = PINNED.replace("3.12.1", "3.14.99")
+    text = PINNED.replace(f'"{PIN}"', '"3.14.99"')
     manifest, plan, _ = run_spec(text, project)
     assert manifest["failed"] is True and manifest["exit_code"] is None
     assert "python pin 3.14.99 failed before any user command ran" in manifest["error"]
