@@ -1,7 +1,7 @@
 """Shared fixtures: a local Python download mirror, a sandbox root, a git project.
 
 Every test runs with podmagic's and the XDG caches pointed into temporary directories
-(`_private_caches`), so the suite writes nothing under the real ~/.cache or ~/.config; the
+(`private_home`), so the suite writes nothing under the real ~/.cache or ~/.config; the
 session ends with a check that nothing new appeared under ~/.cache/podmagic or
 ~/.config/podmagic (an error under CI=true, a warning otherwise, since on a shared machine
 another session may write there meanwhile).
@@ -10,6 +10,7 @@ another session may write there meanwhile).
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,18 @@ PIN = MIRROR_VERSIONS[0] if MIRROR_VERSIONS else "3.12.1"
 """An exact pin the mirror serves: what the pinned-run tests pin."""
 
 
+E2E_MODULE = re.compile(r"^pytestmark = .*pytest\.mark\.e2e|^    pytest\.mark\.e2e,$", re.M)
+
+
+def pytest_ignore_collect(collection_path, config):
+    """With `-m "not e2e"`, a module marked e2e as a whole is not even imported (nbformat's
+    jsonschema and the runpod SDK alone take seconds)."""
+    if config.getoption("markexpr", "") == "not e2e" and collection_path.suffix == ".py" \
+            and collection_path.name.startswith("test_"):
+        return bool(E2E_MODULE.search(collection_path.read_text(encoding="utf-8"))) or None
+    return None
+
+
 def _snapshot() -> set[str]:
     return {str(p) for root in WATCHED if root.is_dir() for p in root.rglob("*")}
 
@@ -54,21 +67,21 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = 1
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def private_home(tmp_path_factory) -> Path:
-    """One session's stand-in for the XDG cache/config/data/state folders."""
-    return tmp_path_factory.mktemp("home")
+    """Point every HOME-ish location podmagic (or a tool it starts) writes at this session's tmp dir.
 
-
-@pytest.fixture(autouse=True)
-def _private_caches(monkeypatch, tmp_path, private_home):
-    """Point every HOME-ish location podmagic (or a tool it starts) writes at tmp dirs."""
-    for var in ("XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME"):
-        monkeypatch.setenv(var, str(private_home / var.lower()))
-    monkeypatch.setenv("IPYTHONDIR", str(private_home / "ipython"))
-    monkeypatch.setenv("PODMAGIC_LOCAL_ROOT", str(tmp_path / "podmagic-local"))
-    monkeypatch.setattr("podmagic.backends.ssh.hostkeys.DEFAULT_KNOWN_HOSTS",
-                        str(private_home / "xdg_config_home" / "podmagic" / "known_hosts"))
+    Session-scoped, so module-scoped fixtures (a `jupyter lab`, an sshd) start with it too.
+    """
+    home = tmp_path_factory.mktemp("home")
+    with pytest.MonkeyPatch.context() as mp:
+        for var in ("XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME"):
+            mp.setenv(var, str(home / var.lower()))
+        mp.setenv("IPYTHONDIR", str(home / "ipython"))
+        mp.setenv("PODMAGIC_LOCAL_ROOT", str(home / "podmagic-local"))
+        mp.setattr("podmagic.backends.ssh.hostkeys.DEFAULT_KNOWN_HOSTS",
+                   str(home / "xdg_config_home" / "podmagic" / "known_hosts"))
+        yield home
 
 
 @pytest.fixture(scope="session")

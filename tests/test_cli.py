@@ -8,10 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import PIN
 from podmagic.run import store
 
 REPO = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.e2e  # real runs through the command line, as subprocesses: not in the fast lane
 
 
 def cli(*args, cwd: Path, env=None):

@@ -40,6 +40,8 @@ from podmagic.spec.jobspec import SpecError, decode
 from helpers import Recorder
 from sshd_fixtures import requires_sshd
 
+pytestmark = pytest.mark.e2e  # real backends end to end: not in the fast lane (-m "not e2e")
+
 REPO = Path(__file__).resolve().parent.parent
 
 # ============================================================== 1. bad input

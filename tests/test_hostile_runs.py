@@ -34,6 +34,8 @@ from podmagic.run.events import read_events
 from sshd_fixtures import requires_sshd
 from test_hostile import RUNPOD_POD, module_sshd, sim  # noqa: F401 - shared fixtures
 
+pytestmark = pytest.mark.e2e  # real backends end to end: not in the fast lane (-m "not e2e")
+
 BACKENDS = ["local", pytest.param("ssh", marks=requires_sshd)]
 STARTED: list[Path] = []
 

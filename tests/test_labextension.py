@@ -43,6 +43,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 GIT = ["git", "-c", "user.name=podmagic-test", "-c", "user.email=test@podmagic.invalid"]
 
 pytestmark = [
+    pytest.mark.e2e,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing (apt-get install -y chromium)"),
     pytest.mark.timeout(240),
 ]

@@ -13,6 +13,8 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from podmagic.run import store
 
+pytestmark = pytest.mark.e2e  # real backends end to end: not in the fast lane (-m "not e2e")
+
 REPO = Path(__file__).resolve().parent.parent
 
 

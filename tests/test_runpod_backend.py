@@ -14,6 +14,8 @@ from podmagic.backends.runpod.wait import PodGone, SSHNotReady
 
 from runpod_helpers import finish_sim, sim  # noqa: F401 - the fixture
 
+pytestmark = pytest.mark.e2e  # real backends end to end: not in the fast lane (-m "not e2e")
+
 H100, A100, L40S = "NVIDIA H100 80GB HBM3", "NVIDIA A100 80GB PCIe", "NVIDIA L40S"
 EU, US = "EU-RO-1", "US-MD-1"
 IMAGE = "runpod/pytorch:2.4.0-py3.11-cuda12.4.1-devel-ubuntu22.04"

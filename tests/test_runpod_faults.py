@@ -24,6 +24,8 @@ import time
 from podmagic.testing.sim.runpod import RunPodSimulator, Timing
 from podmagic.backends.runpod.backend import RunPodBackend
 
+pytestmark = pytest.mark.e2e  # real backends end to end: not in the fast lane (-m "not e2e")
+
 RUNS = int(os.environ.get("PODMAGIC_FAULT_RUNS", "30"))
 SEED = int(os.environ.get("PODMAGIC_FAULT_SEED", str(int(time.time()))))
 LINES = 40

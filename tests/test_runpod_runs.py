@@ -22,6 +22,8 @@ from podmagic.backends.runpod.backend import RunPodBackend
 
 from runpod_helpers import finish_sim, image_env_for, start_sim
 
+pytestmark = pytest.mark.e2e  # real backends end to end: not in the fast lane (-m "not e2e")
+
 TRAIN = """import os, sys, time
 print("hello from", sys.version.split()[0], flush=True)
 os.makedirs("out", exist_ok=True)

@@ -23,6 +23,8 @@ from podmagic.testing.sim.state import load_pods
 
 from runpod_helpers import finish_sim, start_sim
 
+pytestmark = pytest.mark.e2e  # real backends end to end: not in the fast lane (-m "not e2e")
+
 GPU, DC = "NVIDIA L40S", "EU-RO-1"
 OLD, NEW, PHANTOM = ("runpod/pytorch:2.4.0-py3.11-cuda12.4.1-devel-ubuntu22.04",
                      "runpod/pytorch:1.0.2-cu1281-torch280-ubuntu2404",

@@ -18,7 +18,7 @@ from podmagic.backends.ssh.hosts import parse_host_spec, resolve_target
 
 from sshd_fixtures import pod_request, requires_sshd, ssh_events, ssh_pod_factory, sshd  # noqa: F401
 
-pytestmark = requires_sshd
+pytestmark = [requires_sshd, pytest.mark.e2e]
 
 
 # -- helpers ------------------------------------------------------------------

@@ -6,12 +6,15 @@ import json
 import shutil
 
 import nbformat
+import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from podmagic.run import store
 from podmagic.run.compare import consistency
 
 from test_notebook import REPO, execute, outputs_text
+
+pytestmark = pytest.mark.e2e  # real backends end to end: not in the fast lane (-m "not e2e")
 
 
 def nb(*cells: str):
