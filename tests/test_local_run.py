@@ -16,6 +16,8 @@ from podmagic.run.events import read_events
 from conftest import PIN
 from helpers import Recorder, run_spec
 
+pytestmark = pytest.mark.e2e  # real runs on the local backend: not in the fast lane (-m "not e2e")
+
 RUNPOD_DEPLOY_KEYS = {
     "schema_version", "pulled_at_utc", "failed", "job_name", "run_id", "config_path", "storage_mode",
     "datacenter_id", "gpu_id", "pod_id", "image", "gpu_price_per_hour_usd", "gpu_price_source", "wall_time_sec",

@@ -77,9 +77,8 @@ def project(tmp_path, monkeypatch) -> Path:
 
 def run(project: Path, backend: MemoryBackend, *, spec: str = SPEC, cancel: threading.Event | None = None,
         **plan_changes) -> Result:
-    prepared = api.start(api.prepare(spec, cwd=project, backend="memory"))
-    if plan_changes:
-        prepared = replace(prepared, plan=replace(prepared.plan, **plan_changes))
+    prepared = api.start(api.prepare(spec, cwd=project, backend="local"))  # a plan for a pod like local's
+    prepared = replace(prepared, plan=replace(prepared.plan, backend="memory", **plan_changes))
     rec = Recorder()
     try:
         manifest, interrupted = api.execute(prepared, listeners=[rec], backend=backend, cancel=cancel), False
@@ -260,7 +259,7 @@ def test_stop_in_each_phase_ends_the_run_with_one_teardown(project, phase):
 
 
 def test_stop_file_from_another_process_ends_the_job(project):
-    backend = pod(faults={"heartbeat": lambda _pod: store.request_stop(backend.requests[0].run_dir)},
+    backend = pod(faults={"heartbeat": lambda _pod: store.RunDir(backend.requests[0].run_dir).request_stop()},
                   job=Job(log=("x\n",), exit_code=None))
     r = run(project, backend)
     assert r.manifest["error"] == "stopped on request" and r.manifest["exit_code"] is None
@@ -340,15 +339,16 @@ def test_a_broken_listener_does_not_break_the_run(project):
     def broken(event):
         raise RuntimeError("view crashed")
 
-    prepared = api.start(api.prepare(SPEC, cwd=project, backend="memory"))
+    prepared = api.start(api.prepare(SPEC, cwd=project, backend="local"))
     manifest = api.execute(prepared, listeners=[broken], backend=pod())
     assert manifest["failed"] is False
 
 
-def test_no_file_of_the_run_leaves_the_run_directory(project):
+def test_every_file_the_run_writes_is_one_the_store_names(project):
     before = set(os.listdir(project))
     r = run(project, pod())
     assert set(os.listdir(project)) == before | {"artifacts"}
-    assert sorted(p.name for p in r.plan.run_dir.iterdir() if not p.name.startswith(".")) == sorted(
-        {"spec.yaml", "launch.json", "plan.txt", "pod.json", "status.json", "phases.log", "run.log", "events.jsonl",
-         "out", store.MANIFEST})
+    written = {p.name for p in r.plan.run_dir.iterdir() if not p.name.startswith(".")}
+    assert written - {"out"} <= set(store.RunDir.FILES), written - set(store.RunDir.FILES)
+    assert {"spec.yaml", "launch.json", "plan.txt", "pod.json", "status.json", "run.log", "events.jsonl",
+            store.MANIFEST} <= written

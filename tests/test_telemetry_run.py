@@ -13,6 +13,8 @@ from podmagic.testing import fake_nvidia_smi
 from conftest import git
 from helpers import run_spec
 
+pytestmark = pytest.mark.e2e  # real runs end to end: not in the fast lane (-m "not e2e")
+
 WITH_GPU = """name: tele
 telemetry: {sample_interval_sec: 5}
 preflight:

@@ -14,6 +14,8 @@ runpod = pytest.importorskip("runpod")
 
 from test_runpod_runs import SPEC, execute, image_env, sim  # noqa: E402,F401 - the simulator fixtures
 
+pytestmark = pytest.mark.e2e  # real runs end to end: not in the fast lane (-m "not e2e")
+
 
 def test_runpod_pod_with_fake_gpu_records_telemetry(sim, tmp_path):
     install = fake_nvidia_smi.install_command().replace("{", "{{").replace("}", "}}")

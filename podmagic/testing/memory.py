@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable, Mapping, Sequence, Union
 
-from podmagic.backends.base import CommandResult, Launch, OnOutput, PodInfo, PodRequest, Transfer
+from podmagic.backends.base import POD_HANDLE, CommandResult, Emit, Launch, OnOutput, PodInfo, PodRequest, Transfer
 
 Fault = Union[BaseException, Callable[["MemoryPod"], None]]
 FINAL_STATES = {"delete": "TERMINATED", "stop": "EXITED", "preserve": "RUNNING"}
@@ -226,7 +226,7 @@ class MemoryBackend:
         self.pods: list[MemoryPod] = []
         self.requests: list[PodRequest] = []
 
-    def provision(self, request: PodRequest, emit: Callable[..., None]) -> MemoryPod:
+    def provision(self, request: PodRequest, emit: Emit) -> MemoryPod:
         self.requests.append(request)
         if isinstance(self.provision_fault, BaseException):
             raise self.provision_fault
@@ -234,6 +234,7 @@ class MemoryBackend:
             self.provision_fault(None)
         info = PodInfo(pod_id=f"memory-{request.run_id}", backend=self.name, gpu_id="memory",
                        datacenter_id="memory", price_per_hour_usd=0.0, price_source="memory", host="memory")
+        emit(POD_HANDLE, pod_id=info.pod_id, backend=self.name, state="RUNNING")
         emit("gpu_selected", gpu_id=info.gpu_id, datacenter_id=info.datacenter_id)
         pod = MemoryPod(info, **self.pod_options)
         self.pods.append(pod)
