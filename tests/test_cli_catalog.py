@@ -15,6 +15,8 @@ from podmagic.testing.sim.runpod import RunPodSimulator
 from podmagic.ui import catalog
 from test_cli_mistakes import cli
 
+pytestmark = pytest.mark.e2e  # real runs, CLI subprocesses or kernels: not in the fast lane (-m "not e2e")
+
 OPENAPI = Path(__file__).resolve().parent.parent.parent / "shared" / "reference" / "runpod-rest-v2" / "openapi.json"
 OPENAPI = OPENAPI if OPENAPI.exists() else Path("/work/shared/reference/runpod-rest-v2/openapi.json")
 

@@ -19,6 +19,8 @@ from podmagic.run import api
 from podmagic.spec.jobspec import SpecError
 from test_cli_mistakes import cli
 
+pytestmark = pytest.mark.e2e  # real runs, CLI subprocesses or kernels: not in the fast lane (-m "not e2e")
+
 CORPUS = Path(__file__).resolve().parent / "conformance"
 ACCEPT = sorted((CORPUS / "accept").glob("*.yaml"))
 REJECT = sorted((CORPUS / "reject").glob("*.yaml"))

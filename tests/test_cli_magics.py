@@ -4,11 +4,15 @@
 
 from __future__ import annotations
 
+import pytest
+
 from nbformat.v4 import new_code_cell, new_notebook
 
 from podmagic.run import store
 from podmagic.testing.sim.runpod import RunPodSimulator
 from test_notebook import execute, outputs_text
+
+pytestmark = pytest.mark.e2e  # real runs, CLI subprocesses or kernels: not in the fast lane (-m "not e2e")
 
 
 def cells(sim):

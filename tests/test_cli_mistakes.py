@@ -14,6 +14,8 @@ import pytest
 
 from podmagic.run import store
 
+pytestmark = pytest.mark.e2e  # real runs, CLI subprocesses or kernels: not in the fast lane (-m "not e2e")
+
 
 def cli(*args, cwd: Path, env=None, timeout=120):
     return subprocess.run([sys.executable, "-m", "podmagic.ui.cli", *args], cwd=cwd, capture_output=True,

@@ -14,6 +14,8 @@ pytest.importorskip("runpod")
 
 from test_runpod_runs import execute, image_env, sim, spec  # noqa: E402,F401 - fixtures reused
 
+pytestmark = pytest.mark.e2e  # real runs, CLI subprocesses or kernels: not in the fast lane (-m "not e2e")
+
 
 def test_state_file_points_at_a_kept_pod_and_cleanup_releases_it(sim, tmp_path):  # noqa: F811
     pointer = tmp_path / "state" / "current.json"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import subprocess
 import sys
@@ -10,6 +12,8 @@ from pathlib import Path
 
 from podmagic.run import store
 from test_cli_mistakes import cli
+
+pytestmark = pytest.mark.e2e  # real runs, CLI subprocesses or kernels: not in the fast lane (-m "not e2e")
 
 
 def test_run_flags_print_run_dir_vars_file_and_overrides(pod_env, project):

@@ -22,6 +22,8 @@ from helpers import Recorder
 from sshd_fixtures import requires_sshd
 from test_hostile import CANARY_NAME, PAYLOADS, _cli, _esc, _payload, hostile_env, module_sshd  # noqa: F401
 
+pytestmark = pytest.mark.e2e  # real runs, CLI subprocesses or kernels: not in the fast lane (-m "not e2e")
+
 SHELL_PAYLOADS = PAYLOADS + [
     ("ansi-c-break", "x' ; touch {C} ; echo $'"),
     ("heredoc-end", "x\nEOF\ntouch {C}\ncat <<EOF"),

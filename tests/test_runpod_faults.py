@@ -20,6 +20,7 @@ import random
 import threading
 import time
 
+import pytest
 
 from podmagic.testing.sim.runpod import RunPodSimulator, Timing
 from podmagic.backends.runpod.backend import RunPodBackend

@@ -4,6 +4,8 @@ its job. Figures (how fast) are measured by bench/, never asserted here."""
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import threading
 import time
@@ -15,6 +17,8 @@ from podmagic.run.follow import READ_LIMIT, Follower, LogCopy
 from podmagic.run.redact import Redactor
 
 from helpers import Recorder, run_spec
+
+pytestmark = pytest.mark.e2e  # real runs, CLI subprocesses or kernels: not in the fast lane (-m "not e2e")
 
 
 def test_log_copy_matches_markers_and_masks_across_chunk_boundaries(tmp_path):

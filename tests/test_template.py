@@ -1,4 +1,4 @@
-"""`spec.template` on its own: names, escapes, errors, and the shell rule."""
+"""`spec.template` on its own: names, escapes, errors, and values in shell text (`render_shell`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from podmagic.errors import PodmagicError
-from podmagic.spec.template import ShellValueError, TemplateError, names, render
+from podmagic.spec.template import ENV_PREFIX, ShellValueError, TemplateError, names, render, render_shell
 
 V = {"seed": "3", "out": "/a b/o", "evil": "x'; rm -rf / #", "dq": 'say "hi" $HOME `id` \\'}
 
@@ -41,26 +41,30 @@ def test_outside_shell_text_values_are_pasted_as_they_are():
     assert render("{evil}", V) == V["evil"]
 
 
-@pytest.mark.parametrize("template", ["echo '{evil}'", 'echo "{evil}"', "echo '{dq}'", 'echo "{dq}"',
-                                      "echo 'a {evil} b'", 'echo "pre-{dq}-post"'])
-def test_quoted_values_arrive_literally_in_bash(template):
-    script = render(template, V, shell=True)
-    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout
+def bash(shell) -> str:
+    return subprocess.run(["bash", "-c", shell.with_exports()], capture_output=True, text=True, check=True).stdout
+
+
+def test_plain_words_are_pasted_and_split_as_written():
+    shell = render_shell("printf '<%s>' {flags}", {"flags": "--fp16 --bs 8"})
+    assert shell.text == "printf '<%s>' --fp16 --bs 8" and shell.env == ()
+    assert bash(shell) == "<--fp16><--bs><8>"
+
+
+@pytest.mark.parametrize("template", ["printf %s {evil}", "printf %s \"{evil}\"", "printf %s '{evil}'",
+                                      "printf %s {dq}", "printf %s 'a {dq} b'", "printf %s \"pre-{dq}-post\""])
+def test_other_values_reach_bash_as_data_in_every_quoting(template):
+    shell = render_shell(template, V)
     name = "evil" if "{evil}" in template else "dq"
-    literal = template.replace(f"{{{name}}}", V[name])[6:-1]
-    assert out == literal + "\n"
+    assert V[name] not in shell.text and dict(shell.env) == {f"{ENV_PREFIX}{name}": V[name]}
+    arg = template.split(" ", 2)[2].replace(f"{{{name}}}", V[name])
+    expected = arg[1:-1] if arg[:1] in "'\"" and arg[-1:] == arg[:1] else arg
+    assert bash(shell) == expected
 
 
-def test_unquoted_shell_characters_are_refused_plain_words_pass():
-    assert render("python t.py {flags}", {"flags": "--fp16 --bs 8"}, shell=True) == "python t.py --fp16 --bs 8"
+def test_a_value_where_bash_cannot_take_data_is_refused_with_its_name():
     with pytest.raises(ShellValueError) as info:
-        render("echo {evil}", V, shell=True)
-    assert info.value.name == "evil" and "';'" in str(info.value) and "'{evil}'" in str(info.value)
-
-
-def test_quote_state_follows_escapes_comments_and_brace_escapes():
-    assert render("echo \\' {seed}", V, shell=True) == "echo \\' 3"  # an escaped quote opens nothing
-    assert render("# it's a comment\necho '{evil}'", V, shell=True).endswith("'x'\\''; rm -rf / #'")
-    with pytest.raises(ShellValueError):  # the apostrophe inside a comment does not open a quote
-        render("# it's\necho {evil}", V, shell=True)
-    assert render("echo a#b '{seed}'", V, shell=True) == "echo a#b '3'"  # # inside a word is no comment
+        render_shell("echo $(( {evil} + 1 ))", V)
+    assert info.value.name == "evil" and info.value.offset == len("echo $(( ")
+    assert "not plain words" in str(info.value)
+    assert render_shell("echo $(( {seed} + 1 ))", V).text == "echo $(( 3 + 1 ))"  # plain words are fine there

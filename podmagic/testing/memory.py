@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import signal
+import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable, Mapping, Sequence, Union
@@ -120,6 +121,21 @@ class MemoryPod:
             return int(self.files[launch.exit_path].decode().strip())
         except KeyError:
             return None
+
+    def wait_exit(self, launch: Launch, timeout: float) -> int | None:
+        """One step of the job; while it runs, a short real wait (at most `timeout`)."""
+        code = self.exit_code(launch)
+        if code is None:
+            time.sleep(min(timeout, 0.01))
+        return code
+
+    def probe_key(self) -> object | None:
+        self._call("probe_key")
+        return None  # nothing to tell: the runner always probes
+
+    def stable_path(self, path: str) -> bool:
+        self._call("stable_path", path)
+        return path in self.files
 
     def ended_by(self, launch: Launch) -> str | None:
         self._call("ended_by")
