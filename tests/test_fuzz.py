@@ -29,6 +29,8 @@ import yaml
 from podmagic.errors import PodmagicError
 from podmagic.run import api
 
+pytestmark = pytest.mark.e2e  # seeded fuzzing, tens of seconds: not in the fast lane (-m "not e2e")
+
 CORPUS = sorted((Path(__file__).parent / "corpus").glob("*.yaml"))
 CASES = int(os.environ.get("PODMAGIC_FUZZ_CASES", "20000"))
 SEED = int(os.environ.get("PODMAGIC_FUZZ_SEED", "12"))

@@ -23,6 +23,8 @@ from podmagic.testing.sshd import SSHServer
 
 from runpod_helpers import finish_sim, image_env_for, start_sim
 
+pytestmark = pytest.mark.e2e  # real runs against the simulator: not in the fast lane (-m "not e2e")
+
 REPO = Path(__file__).resolve().parent.parent
 PYPROJECT = '[project]\nname = "p"\nversion = "0"\nrequires-python = ">=3.10"\n'
 SEED = """name: seed

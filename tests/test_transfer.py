@@ -14,7 +14,7 @@ from podmagic.backends.ssh.transport import SSHTransport
 
 from sshd_fixtures import pod_request, requires_sshd, ssh_events, ssh_pod_factory, sshd  # noqa: F401
 
-pytestmark = requires_sshd
+pytestmark = [requires_sshd, pytest.mark.e2e]
 
 
 def _tree(root):
