@@ -47,6 +47,17 @@ def pytest_ignore_collect(collection_path, config):
     return None
 
 
+REAL_THINGS = frozenset({"pod_env", "python_mirror", "sshd", "module_sshd", "sim", "lab"})
+"""A test using any of these fixtures runs real things (local runs, sshd, the simulator, a lab): e2e."""
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that use real things are e2e even when their file forgot the mark (keeps the fast lane fast)."""
+    for item in items:
+        if REAL_THINGS & set(getattr(item, "fixturenames", ())) and not item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.e2e)
+
+
 def _snapshot() -> set[str]:
     return {str(p) for root in WATCHED if root.is_dir() for p in root.rglob("*")}
 

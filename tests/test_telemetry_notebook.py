@@ -4,6 +4,8 @@ inline SVG in the static output, and the manifest says what the run ran on."""
 
 from __future__ import annotations
 
+import pytest
+
 import textwrap
 
 import nbformat
@@ -13,6 +15,8 @@ from podmagic.run import store
 from podmagic.testing import fake_nvidia_smi
 
 from test_notebook import execute, outputs_text
+
+pytestmark = pytest.mark.e2e  # notebooks in a real kernel: not in the fast lane (-m "not e2e")
 
 
 def test_saved_notebook_keeps_gpu_and_metric_charts(pod_env, project, tmp_path):
