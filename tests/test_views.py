@@ -102,10 +102,11 @@ def test_compare_shows_differing_rows_as_text_and_folds_the_rest():
 def test_relaunch_form_is_prefilled_and_untouched_fields_change_nothing():
     from podmagic.ui.relaunch import current_values, edited_text
 
-    text = 'name: t\npod:\n  gpu_order: ["A", "B"]\n  python_version: "3.12.1"\nbudget: {cost_cap_usd: 2.0}\nrun: echo\n'
-    values = current_values(text, [("seed", "3")])
-    assert values == {"gpu_order": "A, B", "datacenters": "", "python_version": "3.12.1", "variables": "seed=3",
-                      "cost_cap": "2.0"}
+    text = ('name: t\npod:\n  gpu_order: ["A", "B"]\n  python_version: "3.12.1"\nbudget: {cost_cap_usd: 2.0}\n'
+            'variables: {lr: "0.1", seed: "0"}\nrun: echo\n')
+    values = current_values(text, [("seed", "3")])  # the cell's variables, --var on top
+    assert values == {"gpu_order": "A, B", "datacenters": "", "python_version": "3.12.1",
+                      "variables": "lr=0.1, seed=3", "cost_cap": "2.0"}
     assert edited_text(text) == text
     assert "3.13" in edited_text(text, python_version="3.13")
 
@@ -115,3 +116,16 @@ def test_runs_launch_unbuffered_python(project):
 
     prepared = api.prepare("run: python -c 'print(1)'\n", cwd=project, backend="local")
     assert prepared.plan.launch.env["PYTHONUNBUFFERED"] == "1"
+
+
+def test_a_record_rebuilt_from_disk_keeps_the_attempts_and_notes(tmp_path):
+    from podmagic.run.events import Event, Journal
+
+    journal = Journal(tmp_path / "events.jsonl")
+    journal(Event("placement_attempt", {"gpu_id": "H100", "datacenter_id": "EU", "outcome": "no_capacity",
+                                        "reason": "no longer any instances"}))
+    journal(Event("warning", {"message": "tree is dirty"}))
+    journal(Event("error", {"message": "boom"}))
+    out = render.run_html({**MANIFEST, "failed": True, "error": "boom"}, run_dir=tmp_path, attempts={}, notes=[])
+    assert "no longer any instances" in out and "warning: tree is dirty" in out
+    assert "error: boom" not in out  # the error is shown once in red, not again as a note

@@ -43,7 +43,8 @@ def current_values(text: str, variables: list[tuple[str, str]] | None = None) ->
         "gpu_order": listed(pod.get("gpu_order")),
         "datacenters": listed(pod.get("datacenters")),
         "python_version": "" if pod.get("python_version") is None else str(pod.get("python_version")),
-        "variables": ", ".join(f"{k}={v}" for k, v in (variables or [])),
+        "variables": ", ".join(f"{k}={v}" for k, v in {**(data.get("variables") if isinstance(data.get("variables"), dict)
+                                                          else {}), **dict(variables or [])}.items()),
         "cost_cap": "" if budget.get("cost_cap_usd") is None else str(budget.get("cost_cap_usd")),
     }
 

@@ -223,7 +223,7 @@ def run_html(manifest: Mapping[str, Any] | None, *, log_text: str = "", total_li
              run_dir: Path | None = None, attempts=None, notes: Sequence[str] = (), charts: str = "",
              fallback: Mapping[str, Any] | None = None) -> str:
     """The record a run leaves in the notebook: summary, charts, attempts, notes, folded manifest, log tail."""
-    if attempts is None and not notes:
+    if not attempts and not notes:  # a view fed from the run directory (detach, attach) saw no such events
         attempts, notes = journal_extras(run_dir)
     data = manifest or fallback or {}
     notes = without_error(notes, manifest)
