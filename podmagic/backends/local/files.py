@@ -64,7 +64,7 @@ class PodFiles:
                 continue
             if name == "..":
                 if current == self.sandbox:
-                    raise OutsidePod(f"pod path {pod_path!r} leads above the pod's root")
+                    raise OutsidePod(f"pod path {pod_path!r} leads outside the pod (above its root)")
                 current = current.parent
                 continue
             nxt = current / name
