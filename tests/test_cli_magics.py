@@ -56,7 +56,7 @@ def test_magics_verbs_and_mistakes(pod_env, project, tmp_path):
     assert "UsageError: run ok-" in out[5] and "already ended (succeeded); nothing to stop" in out[5]
     assert out[6].startswith("[+0:00] ") and "run_finished" in out[6]
     assert out[7] == "rows 1"  # the project is the repository around the notebook, as for %pod runs
-    assert out[8].startswith("UsageError: no RunPod API key") and "\n" not in out[8]
+    assert "TOTAL: 0 stopped pods" in out[8] and "RunPod not listed: no API key" in out[8]  # local pods listed
     assert "NVIDIA L40S" in out[10] and "NVIDIA H100" not in out[10]
     assert "selected:      NVIDIA L40S @ EU-RO-1" in out[11] and "time budget:   60 min" in out[11]
     assert "spend at that: $0.86" in out[11]

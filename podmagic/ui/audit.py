@@ -2,8 +2,11 @@
 
 The RunPod account's stopped pods (their disks bill while they sit there) and
 its RUNNING pods whose run is lost (no manifest, and the client that ran it is
-gone), matched to this project's run directories; `cleanup` terminates the pod of
-one run or every stopped pod. The backend half is `backends.runpod.audit`.
+gone), matched to this project's run directories, and this project's local
+pods whose run finished or is lost (sandboxes kept by `stop`/`preserve`, with
+their size on disk; listed without a RunPod key too). `cleanup` terminates the
+pod of one run or every stopped pod (a local pod: its sandbox is removed). The
+backend halves are `backends.runpod.audit` and `backends.local.audit`.
 """
 
 from __future__ import annotations
@@ -21,11 +24,38 @@ def _api():
     return RunPodBackend().api(lambda *a, **k: None)
 
 
-def stale(project_root: Path) -> list[dict]:
+def has_runpod_key() -> bool:
+    from podmagic.backends.runpod.api import resolve_api_key
+
+    try:
+        resolve_api_key()
+    except PodmagicError:
+        return False
+    return True
+
+
+NO_KEY_NOTE = ("RunPod not listed: no API key (export RUNPOD_API_KEY=... or run `runpod config`); "
+               "local pods only")
+
+
+def note() -> str | None:
+    """What `ls-stale` could not look at (RunPod, without a key)."""
+    return None if has_runpod_key() else NO_KEY_NOTE
+
+
+def stale(project_root: Path, *, runpod: bool | None = None) -> list[dict]:
+    """Stopped pods: this project's local sandboxes whose run finished, and (with a key) RunPod's."""
+    rows = local_stale(project_root)
+    if runpod if runpod is not None else has_runpod_key():
+        rows += runpod_stale(project_root)
+    return rows
+
+
+def runpod_stale(project_root: Path) -> list[dict]:
     from podmagic.backends.runpod.audit import stale_pods
 
-    return [{"pod_id": p.pod_id, "name": p.name, "status": p.desired_status, "gpu": p.gpu,
-             "volume_gb": p.volume_gb, "usd_per_hour": p.usd_per_hour,
+    return [{"backend": "runpod", "pod_id": p.pod_id, "name": p.name, "status": p.desired_status, "gpu": p.gpu,
+             "volume_gb": p.volume_gb, "size_bytes": None, "usd_per_hour": p.usd_per_hour,
              "usd_per_day": p.usd_per_day, "usd_per_month": round(p.usd_per_day * 30, 2),
              "last_status_change": p.last_status_change, "run_id": p.run_dir.name if p.run_dir else None}
             for p in stale_pods(_api(), store.pods_by_id(project_root), is_lost=run_lost)]
@@ -39,28 +69,76 @@ def run_lost(run_dir: Path) -> bool:
     return not store.owner_alive(rundir.status() or {})
 
 
+def local_stale(project_root: Path) -> list[dict]:
+    """Local sandboxes of this project's runs that finished or are lost (a running one is not stale)."""
+    from podmagic.backends.local.audit import pods
+
+    owners = store.pods_by_id(project_root)
+    runs_root = store.runs_root(project_root).resolve()
+    rows = []
+    for pod in pods():
+        run_dir = owners.get(pod.pod_id) or pod.run_dir
+        ours = pod.pod_id in owners or (run_dir is not None and runs_root in Path(run_dir).resolve().parents)
+        if not ours or (Path(run_dir).is_dir() and not (Path(run_dir) / store.MANIFEST).exists()
+                        and not run_lost(Path(run_dir))):
+            continue
+        rows.append({"backend": "local", "pod_id": pod.pod_id, "name": pod.sandbox or "", "status": "EXITED",
+                     "gpu": "local", "volume_gb": round(pod.size_bytes / 1e9, 3), "size_bytes": pod.size_bytes,
+                     "usd_per_hour": 0.0, "usd_per_day": 0.0, "usd_per_month": 0.0, "last_status_change": pod.modified_utc,
+                     "run_id": Path(run_dir).name if run_dir else pod.run_id, "path": str(pod.path)})
+    return rows
+
+
 def stale_text(rows: list[dict]) -> str:
     from podmagic.ui.render import table_text
 
     total = sum(r["usd_per_day"] for r in rows)
-    cols = (("pod_id", "pod"), ("name", "name"), ("status", "status"), ("gpu", "GPU"), ("volume_gb", "GB"),
-            ("usd_per_hour", "$/h"), ("usd_per_day", "$/day"), ("usd_per_month", "$/mo"), ("run_id", "run"))
+    local = [r for r in rows if r.get("backend") == "local"]
+    shown = [{**r, "size": _size(r)} for r in rows]
+    cols = (("backend", "backend"), ("pod_id", "pod"), ("name", "name"), ("status", "status"), ("gpu", "GPU"),
+            ("size", "disk"), ("usd_per_hour", "$/h"), ("usd_per_day", "$/day"), ("usd_per_month", "$/mo"),
+            ("run_id", "run"))
     stopped = sum(1 for r in rows if r.get("status", "EXITED") == "EXITED")
     lost = len(rows) - stopped
-    return table_text(rows, cols) + (f"\nTOTAL: {stopped} stopped pods" + (f", {lost} running pods of lost runs" if lost
-                                     else "") + f", ${total:.2f}/day (~${total * 30:.2f}/mo)")
+    disk = f"; {len(local)} local, {_bytes(sum(r['size_bytes'] for r in local))} on disk" if local else ""
+    return table_text(shown, cols) + (f"\nTOTAL: {stopped} stopped pods" + (f", {lost} running pods of lost runs"
+                                      if lost else "") + f", ${total:.2f}/day (~${total * 30:.2f}/mo)" + disk)
+
+
+def _size(row: dict) -> str:
+    return _bytes(row["size_bytes"]) if row.get("size_bytes") is not None else f"{row.get('volume_gb')} GB"
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
 
 
 def cleanup(project_root: Path, run: str | None, all_stopped: bool, mode: str = "delete") -> list[str]:
-    """Terminate (or, mode stop, stop) the pod of one run, or terminate every stopped pod; the pod ids done."""
-    from podmagic.backends.runpod.audit import cleanup_stopped
+    """Terminate (or, mode stop, stop) the pod of one run, or terminate every stopped pod; the pod ids done.
+
+    A local pod is its sandbox: terminating removes it; stopping it is a no-op (it runs nothing)."""
+    from podmagic.backends.local.audit import remove
 
     if all_stopped:
-        return cleanup_stopped(_api())
+        done = [remove(r["pod_id"]) for r in local_stale(project_root)]
+        if has_runpod_key() or not done:  # without a key and with nothing local, say why
+            from podmagic.backends.runpod.audit import cleanup_stopped
+
+            done += cleanup_stopped(_api())
+        return done
     rundir = store.RunDir(store.find_run(project_root, run))
-    pod_id = (rundir.pod() or {}).get("pod_id")
+    record = rundir.pod() or {}
+    pod_id = record.get("pod_id")
     if not pod_id:
         raise PodmagicError(f"run {rundir.run_id} has no pod recorded (no {rundir.POD})")
+    if record.get("backend") == "local":
+        if not (rundir.path / store.MANIFEST).exists():
+            raise PodmagicError(f"run {rundir.run_id} has not finished: stop it first (podmagic stop {rundir.run_id})")
+        return [] if mode == "stop" else [remove(pod_id)]
     if mode == "stop":
         _api().stop(pod_id)
     else:

@@ -368,7 +368,7 @@ class PodMagic(Magics):
         from podmagic.ui import audit
 
         rows = audit.stale(self._root())
-        print(audit.stale_text(rows))
+        print(audit.stale_text(rows) + (f"\n{audit.note()}" if audit.note() else ""))
         return rows
 
     def _cmd_cleanup(self, rest: list[str]):

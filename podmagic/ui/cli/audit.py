@@ -12,8 +12,9 @@ from podmagic.ui.cli.common import add_root, confirm, root
 
 
 def register(sub) -> None:
-    ls = sub.add_parser("ls-stale", help="stopped RunPod pods still billing for disk",
-                        description="POD NAME GB $/day $/mo per stopped pod, and the TOTAL. Needs a RunPod key.")
+    ls = sub.add_parser("ls-stale", help="stopped RunPod pods still billing for disk, and local pods kept on disk",
+                        description="BACKEND POD NAME GPU DISK $/day $/mo RUN per stopped pod, and the TOTAL: "
+                        "RunPod's (with a key) and this project's local sandboxes whose run finished.")
     ls.add_argument("--json", action="store_true")
     add_root(ls)
     ls.set_defaults(func=cmd_ls_stale)
@@ -32,6 +33,8 @@ def register(sub) -> None:
 
 def cmd_ls_stale(args) -> int:
     rows = audit.stale(root(args))
+    if audit.note():
+        print(audit.note(), file=sys.stderr)
     print(json.dumps(rows, indent=2) if args.json else audit.stale_text(rows))
     return 0
 
@@ -45,7 +48,7 @@ def cmd_cleanup(args) -> int:
         what = f"{args.mode} pod {pod_id} (from {args.state_file})"
     elif args.all_stopped:
         rows = audit.stale(root(args))
-        print(audit.stale_text(rows), file=sys.stderr)
+        print(audit.stale_text(rows) + (f"\n{audit.note()}" if audit.note() else ""), file=sys.stderr)
         if not rows:
             return 0
         what = f"terminate {len(rows)} stopped pod{'s' if len(rows) != 1 else ''} above"
