@@ -59,6 +59,8 @@ def test_cleanup_all_stopped_removes_this_projects_finished_pods_only(pod_env, p
     live = api.start(api.prepare("name: live\nstaging: []\nrun: x\n", cwd=project))  # started, not finished
     (pod_env / "pods" / f"local-{live.plan.run_id}").mkdir()
     store.RunDir(live.plan.run_dir).record_pod({"pod_id": f"local-{live.plan.run_id}", "backend": "local"})
+    store.write_json_atomic(live.plan.run_dir / store.STATUS, {"state": "running", "owner_pid": os.getpid(),
+                                                               "owner_host": os.uname().nodename})
     assert {r["pod_id"] for r in audit.stale(project, runpod=False)} == {a["pod_id"], b["pod_id"]}
     refused = cli(project, home, "cleanup", "--all-stopped")
     assert refused.returncode == 1 and a["pod_id"] in refused.stderr and (pod_env / "pods" / a["pod_id"]).is_dir()
@@ -69,6 +71,13 @@ def test_cleanup_all_stopped_removes_this_projects_finished_pods_only(pod_env, p
     assert left == sorted([other.name, f"local-{live.plan.run_id}"])
 
 
+def test_a_lost_local_run_is_stale(pod_env, project):
+    lost = api.start(api.prepare("name: lost\nstaging: []\nrun: x\n", cwd=project))  # no runner owns it
+    (pod_env / "pods" / f"local-{lost.plan.run_id}").mkdir(parents=True)
+    store.RunDir(lost.plan.run_dir).record_pod({"pod_id": f"local-{lost.plan.run_id}", "backend": "local"})
+    assert [r["pod_id"] for r in audit.stale(project, runpod=False)] == [f"local-{lost.plan.run_id}"]
+
+
 def test_cleanup_refuses_a_local_run_that_has_not_finished(pod_env, project):
     import pytest
 
@@ -76,5 +85,7 @@ def test_cleanup_refuses_a_local_run_that_has_not_finished(pod_env, project):
 
     live = api.start(api.prepare("name: live\nstaging: []\nrun: x\n", cwd=project))
     store.RunDir(live.plan.run_dir).record_pod({"pod_id": f"local-{live.plan.run_id}", "backend": "local"})
+    store.write_json_atomic(live.plan.run_dir / store.STATUS, {"state": "running", "owner_pid": os.getpid(),
+                                                               "owner_host": os.uname().nodename})
     with pytest.raises(PodmagicError, match="has not finished"):
         audit.cleanup(project, live.plan.run_id, False)

@@ -136,7 +136,7 @@ def cleanup(project_root: Path, run: str | None, all_stopped: bool, mode: str = 
     if not pod_id:
         raise PodmagicError(f"run {rundir.run_id} has no pod recorded (no {rundir.POD})")
     if record.get("backend") == "local":
-        if not (rundir.path / store.MANIFEST).exists():
+        if not (rundir.path / store.MANIFEST).exists() and not run_lost(rundir.path):
             raise PodmagicError(f"run {rundir.run_id} has not finished: stop it first (podmagic stop {rundir.run_id})")
         return [] if mode == "stop" else [remove(pod_id)]
     if mode == "stop":
