@@ -261,14 +261,10 @@ def cmd_validate(args) -> int:
 
 
 def _check_image(image: str | None) -> None:
-    try:
-        from podmagic.backends.runpod import registry  # the registry check of the RunPod issue (18)
-    except ImportError:
-        print("warning: --check-image: this podmagic has no registry client yet; skipped", file=sys.stderr)
-        return
-    verdict = registry.check_image(image)
-    if verdict:
-        print(verdict, file=sys.stderr)
+    """runpod-deploy's --check-image-registry: a loud warning for a phantom tag, never a refusal."""
+    from podmagic.backends.runpod.registry import check_image
+
+    print(check_image(image), file=sys.stderr)
 
 
 def cmd_plan(args) -> int:
