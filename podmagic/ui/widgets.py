@@ -206,6 +206,9 @@ class RunView:
                           f"line-height:1.35;{render.MONO}'>{ansi.to_html(log)}</pre>")
         if placement != self.placement.value:
             self.placement.value = placement
+        shown = "flex" if log else "none"  # no empty box before the first line
+        if self.log.layout.display != shown:
+            self.log.layout.display = shown
         block = self._live_charts.html()  # re-read and redrawn at most once a second
         if block is not None:
             self.charts.value = block
