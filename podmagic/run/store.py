@@ -226,25 +226,29 @@ def status_word(manifest: dict[str, Any]) -> str:
     return "failed" if manifest.get("failed") else "succeeded"
 
 
-_FINISHED: dict[str, tuple[tuple[int, int], dict[str, Any]]] = {}
-"""Summaries of finished runs by run directory, valid while their manifest and status files are unchanged."""
+_FINISHED: dict[str, tuple[tuple[int, int] | None, dict[str, Any]]] = {}
+"""Summaries of finished runs by run directory: valid while their manifest and status files are unchanged,
+and for good (no more stats) once both were older than SETTLED_NS when read (teardown writes them last)."""
+SETTLED_NS = 10 * 10**9
 
 
 def run_summary(run_dir: Path) -> dict[str, Any]:
     """One row for listings: the manifest when present, else the live status.
 
-    A finished run's row is remembered (keyed by its two files' mtimes): a reader that lists the same
-    runs again (the panel's poll) reads no JSON for runs that did not change.
+    A finished run's row is remembered (keyed by its two files' mtimes, then for good once they have
+    settled): a reader that lists the same runs again (the panel's poll) reads and stats nothing for
+    runs that finished.
     """
     key = str(run_dir)
+    hit = _FINISHED.get(key)
+    if hit is not None and hit[0] is None:  # settled: a finished run's files no longer change
+        return dict(hit[1])
     try:
         signature = (os.stat(run_dir / MANIFEST).st_mtime_ns, _mtime_ns(run_dir / STATUS))
     except (FileNotFoundError, NotADirectoryError):
         signature = None
-    if signature is not None:
-        hit = _FINISHED.get(key)
-        if hit is not None and hit[0] == signature:
-            return dict(hit[1])
+    if signature is not None and hit is not None and hit[0] == signature:
+        return dict(hit[1])
     manifest = read_json(run_dir / MANIFEST)
     status = read_json(run_dir / STATUS) or {}
     row = {"run_id": run_dir.name, **status}
@@ -262,7 +266,8 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
             ended_at_utc=manifest.get("ended_at_utc"),
         )
         if signature is not None:
-            _FINISHED[key] = (signature, dict(row))
+            settled = time.time_ns() - max(signature) > SETTLED_NS
+            _FINISHED[key] = (None if settled else signature, dict(row))
     elif row.get("state") in LIVE_STATES and not owner_alive(status):
         row["state"] = "lost"
     return row
