@@ -17,6 +17,7 @@ Imports: `run.api`, `run.detached`, `run.store`, `spec.jobspec`, `errors`.
 from __future__ import annotations
 
 import itertools
+import sysconfig
 import threading
 import time
 from dataclasses import dataclass, field
@@ -145,6 +146,7 @@ class Sweep:
     def run_here(self) -> None:
         """Schedule and run every shard in this process (the host); returns when all have ended."""
         pending, threads = list(self.shards), []
+        sysconfig.get_config_vars()  # its lazy set-up is not thread-safe: uv.find_uv_bin saw EXE None
         while pending or any(t.is_alive() for t in threads):
             self._ended.wait(POLL_SEC)  # a shard that ends wakes the scheduler at once
             self._ended.clear()
