@@ -267,10 +267,6 @@ def test_stop_file_from_another_process_ends_the_job(project):
     assert_one_teardown(r, release="stop", job_started=True, killed=True)
 
 
-@pytest.mark.xfail(strict=True, reason="runner bug: an interrupt inside pod.start (after the job was launched, "
-                   "before `run_started` is set) skips the kill and the log pull, so the job lives on (local, ssh "
-                   "release('stop') does not end it); run_started should be set before start() or teardown should "
-                   "kill whenever start was called")
 def test_interrupt_inside_start_still_kills_the_launched_job(project):
     r = run(project, pod(after={"start": interrupt}, job=Job(log=("x\n",), exit_code=None)))
     assert r.interrupted and r.manifest["interrupted"]

@@ -321,9 +321,9 @@ class Runner:
         launch = replace(self.plan.launch, heartbeat_timeout_sec=self.heartbeat_timeout_sec)
         self._log = LogCopy(self.rundir.open_log, self.redactor.stream(),
                             (self.plan.success_marker or "", *self.plan.failure_markers))
-        self.pod.start(launch)
         self._log.open()
-        self.run_started = True
+        self.run_started = True  # before start(): an interrupt inside it may come after the job launched
+        self.pod.start(launch)
         self.emit("run_started", log_path=launch.log_path)
         code = self._follow(launch)
         self.job_done = True
