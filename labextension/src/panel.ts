@@ -9,6 +9,7 @@ import { PageConfig } from '@jupyterlab/coreutils';
 import { Widget } from '@lumino/widgets';
 
 import { fetchLog, fetchRun, IRunRow, stopRun } from './api';
+import { fetchMetrics, renderSparklines } from './charts';
 import { el, formatElapsed, formatUsd, formatValue, plural } from './format';
 import { RunsModel } from './model';
 
@@ -238,11 +239,19 @@ export class PodsPanel extends Widget {
     this._loading = true;
     this._selectedState = run.state;
     try {
-      const [detail, log] = await Promise.all([fetchRun(run.run_id), fetchLog(run.run_id)]);
+      const [detail, log, series] = await Promise.all([
+        fetchRun(run.run_id),
+        fetchLog(run.run_id),
+        fetchMetrics(run.run_id).catch(() => null) // sparklines are extra: never fail the detail
+      ]);
       if (this._selected === run.run_id) {
         const what = detail.manifest ? 'record' : run.live ? 'live status' : 'status';
         this._fillDetail(run.run_id, `${run.run_id} (${what})`, detail.html, log.html);
         this._fillLinks(detail.path);
+        const slot = this._detail.querySelector('.pm-charts');
+        if (slot && series) {
+          slot.replaceChildren(renderSparklines(series));
+        }
       }
     } catch (reason) {
       this._selectedState = undefined; // try again on the next poll
