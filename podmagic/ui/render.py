@@ -41,7 +41,7 @@ MONO = "font-family:var(--jp-code-font-family,monospace)"
 CELL = f"text-align:left;vertical-align:top;padding:2px 10px 2px 0;border-bottom:1px solid {BORDER}"
 # Differing rows: a translucent tint of the theme's warn colour, so the theme's own text colour stays readable.
 DIFF_BG = "background-color:rgba(255,152,0,.16);background-color:color-mix(in srgb,var(--jp-warn-color1,#ff9800) 18%,transparent)"
-STICKY = "position:sticky;left:0;z-index:1;background-color:var(--jp-layout-color1,#fff)"
+STICKY = "position:sticky;left:0;z-index:1;background-color:var(--jp-layout-color0,#fff)"
 _HASH = re.compile(r"^[0-9a-f]{32,128}$")
 NOMATH = "tex2jax_ignore mathjax_ignore"
 """JupyterLab typesets `$...$` in HTML outputs as TeX; our dollars are money."""
