@@ -77,9 +77,10 @@ class LogCopy:
         self.open()._fh.write(text)
         self._fh.flush()
         if self._markers and len(self.found) < len(self._markers):
-            scan = self._carry + text
-            self.found.update(m for m in self._markers if m not in self.found and m in scan)
-            self._carry = scan[-self._keep:] if self._keep else ""
+            edge = self._carry + text[:self._keep]  # a marker split across two chunks
+            self.found.update(m for m in self._markers if m not in self.found and (m in text or m in edge))
+            self._carry = (self._carry + text)[-self._keep:] if len(text) < self._keep else \
+                (text[-self._keep:] if self._keep else "")
         return text
 
 

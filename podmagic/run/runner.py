@@ -390,10 +390,10 @@ class Runner:
 
     def _step_markers(self, text: str) -> None:
         """runpod-deploy's `__RUNPOD_STEP_START/DONE__name__` lines → events, once each."""
-        scan = self._step_carry + text
-        self._step_carry = scan[-200:]
-        if "__RUNPOD_STEP_" not in scan:  # a plain substring search is far cheaper than the regex
-            return
+        carry, self._step_carry = self._step_carry, (self._step_carry + text)[-200:] if len(text) < 200 else text[-200:]
+        if "__RUNPOD_STEP_" not in text and "__RUNPOD_STEP_" not in carry + text[:200]:
+            return  # plain substring searches, no copy of a large chunk: far cheaper than the regex
+        scan = carry + text
         for kind, name in STEP_MARKER.findall(scan):
             if (kind, name) not in self._steps_seen:
                 self._steps_seen.add((kind, name))
