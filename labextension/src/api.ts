@@ -23,6 +23,9 @@ export interface IRunRow {
   stop_requested?: boolean;
   sweep_id?: string;
   shard?: string;
+  reproduces?: string;
+  reproduction_verdict?: string;
+  reproduced_by?: string[];
   [key: string]: unknown;
 }
 

@@ -27,6 +27,18 @@ function runFields(run: IRunRow): Array<[string, string, string]> {
   ];
 }
 
+/** `podmagic reproduce` both ways: what this run reproduces (and the verdict), and what reproduces it. */
+function reproductionLink(run: IRunRow): string {
+  const parts: string[] = [];
+  if (run.reproduces) {
+    parts.push(`reproduces ${run.reproduces}` + (run.reproduction_verdict ? ` (${run.reproduction_verdict})` : ''));
+  }
+  if (run.reproduced_by && run.reproduced_by.length) {
+    parts.push(`reproduced by ${run.reproduced_by.join(', ')}`);
+  }
+  return parts.join(' · ');
+}
+
 /** The left-sidebar widget. */
 export class PodsPanel extends Widget {
   private _body = el('div', 'pm-runs');
@@ -161,7 +173,7 @@ export class PodsPanel extends Widget {
     }
     // Which run is which: the shard's variables in a sweep, the run id where names repeat.
     const id = card.children[1] as HTMLElement;
-    const which = run.shard || (nameRepeats ? run.run_id : '');
+    const which = [run.shard || (nameRepeats ? run.run_id : ''), reproductionLink(run)].filter(Boolean).join(' · ');
     if (id.textContent !== which) {
       id.textContent = which;
       id.dataset.field = 'id';

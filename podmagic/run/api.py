@@ -256,7 +256,22 @@ def start(prepared: Prepared) -> Prepared:
     journal = Journal(rundir.events_path)
     for note in prepared.notes:
         journal(Event("reconcile_" + note.severity, {"message": note.message}))
+    _record_recipe(prepared, rundir, journal)
     return prepared
+
+
+def _record_recipe(prepared: Prepared, rundir: store.RunDir, journal: Journal) -> None:
+    """What `reproduce` needs (the uncommitted diff, lockfile and staged-file hashes); never fails a run."""
+    from podmagic.run import recipe
+
+    try:
+        rec = recipe.record(prepared.plan, rundir, prepared.redactor.mask,
+                            git_on=prepared.plan.telemetry.capture_local_git)
+    except Exception as exc:  # noqa: BLE001 - a run must not fail because its record for later could not be made
+        journal(Event("warning", {"message": f"reproduce record not written: {type(exc).__name__}: {exc}"}))
+        return
+    if rec["patch"].get("note"):
+        journal(Event("warning", {"message": f"{store.RunDir.PATCH}: {rec['patch']['note']}"}))
 
 
 def execute(prepared: Prepared, *, listeners: Iterable[Listener] = (), cancel: threading.Event | None = None,

@@ -49,7 +49,7 @@ def list_runs(project_root: Path, *, name: str | None = None, failed: bool = Fal
         out.append(row)
         if limit and len(out) >= limit:
             break
-    return out
+    return store.link_reproductions(out)
 
 
 def log_tail(run_dir: Path, lines: int = 200) -> str:

@@ -265,12 +265,25 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
             started_at_utc=manifest.get("started_at_utc"),
             ended_at_utc=manifest.get("ended_at_utc"),
         )
+        row.update({k: manifest[k] for k in ("reproduces", "reproduction_verdict") if manifest.get(k)})
         if signature is not None:
             settled = time.time_ns() - max(signature) > SETTLED_NS
             _FINISHED[key] = (None if settled else signature, dict(row))
     elif row.get("state") in LIVE_STATES and not owner_alive(status):
         row["state"] = "lost"
+    if not manifest and (run_dir / RunDir.REPORT).exists():  # a reproduction still running
+        row["reproduces"] = (read_json(run_dir / RunDir.REPORT) or {}).get("reproduces")
     return row
+
+
+def link_reproductions(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Give each listed run that others reproduce a `reproduced_by` list (the reverse of `reproduces`)."""
+    by_id = {r.get("run_id"): r for r in rows}
+    for r in rows:
+        target = by_id.get(r.get("reproduces"))
+        if target is not None:
+            target.setdefault("reproduced_by", []).append(r["run_id"])
+    return rows
 
 
 def _mtime_ns(path: Path) -> int:
@@ -369,10 +382,13 @@ class RunDir:
     RESERVE = ".manifest-space"   # room kept for the manifest: given back when the disk fills up
     METRICS = "metrics.jsonl"     # the telemetry sampler's rows (runpod-deploy's columns)
     USER_METRICS = "user_metrics.jsonl"  # the job's own metrics ($PODMAGIC_METRICS)
+    PATCH = "local_git_diff.patch"  # the uncommitted state at start (run.recipe), for `reproduce`
+    RECIPE = "reproduce.json"     # SHA, patch status, lockfile and staged-file hashes (run.recipe)
+    REPORT = "reproduce_report.json"  # a reproduction's report (run.reproduce)
     TELEMETRY = ("nvidia_smi_start.txt", "nvidia_smi_end.txt", "pod_describe_start.json", "pod_describe_end.json",
                  "remote_env.json", "pip_freeze.txt", "dmesg_tail.txt", METRICS)  # runpod-deploy's names
     FILES = (SPEC, PLAN, LAUNCH, POD, STATUS, PHASES_LOG, LOG, EVENTS, RUNNER_LOG, STOP, MANIFEST, *TELEMETRY,
-             USER_METRICS, RESERVE)
+             USER_METRICS, RESERVE, PATCH, RECIPE, REPORT)
     RESERVE_BYTES = 256 * 1024
 
     @property
@@ -467,6 +483,23 @@ class RunDir:
 
     def open_runner_log(self) -> IO[bytes]:
         return _append(self.path / self.RUNNER_LOG, "ab")
+
+    def recipe(self) -> dict[str, Any] | None:
+        return read_json(self.path / self.RECIPE)
+
+    def report(self) -> dict[str, Any] | None:
+        return read_json(self.path / self.REPORT)
+
+    def write_recipe(self, patch: bytes | None, recipe: dict[str, Any]) -> None:
+        if patch:
+            fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{self.PATCH}.", suffix=".tmp")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(patch)
+            os.replace(tmp, self.path / self.PATCH)
+        write_json_atomic(self.path / self.RECIPE, recipe)
+
+    def write_report(self, report: dict[str, Any]) -> None:
+        write_json_atomic(self.path / self.REPORT, report)
 
     def request_stop(self, reason: str = "stop requested") -> None:
         write_text_atomic(self.path / self.STOP, reason + "\n")

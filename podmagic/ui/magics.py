@@ -6,8 +6,8 @@
 ends (interrupt = cancel), showing the live run view; at the end the view becomes static HTML
 (the manifest table and a log excerpt) with relaunch controls under it.
 `%%pod --estimate` prints where the cell would land and at what price (nothing created).
-`%pod runs|show|logs|events|stop|attach|wait|compare|ls-stale|cleanup|capture-env` work on the run
-store; `%pod gpus` shows RunPod's GPUs × datacenters with stock and $/h. Errors are one line, without a traceback.
+`%pod runs|show|logs|events|stop|attach|wait|compare|ls-stale|cleanup|capture-env|reproduce` work on
+the run store; `%pod gpus` shows RunPod's GPUs × datacenters with stock and $/h. Errors are one line, without a traceback.
 """
 
 from __future__ import annotations
@@ -345,6 +345,39 @@ class PodMagic(Magics):
         _show_record(run_dir, manifest)
         return Run(run_dir)
 
+    def _cmd_reproduce(self, rest: list[str]):
+        """`%pod reproduce RUN [--backend B] [--host H] [--rtol R] [--atol A] [--secret-var k=v]`."""
+        from podmagic.run import reproduce as repro
+        from podmagic.ui import reproduce_view
+        from podmagic.ui.widgets import RunView
+
+        p = _Parser(prog="%pod reproduce", add_help=False)
+        p.add_argument("run")
+        p.add_argument("--backend", choices=BACKENDS)
+        p.add_argument("--host")
+        p.add_argument("--rtol", type=float, default=0.0)
+        p.add_argument("--atol", type=float, default=0.0)
+        p.add_argument("--secret-var", action="append", default=[])
+        args = p.parse_args(rest)
+        live: dict = {}
+
+        def started(prepared):
+            plan = prepared.plan
+            live["view"] = RunView(plan.run_id, plan.job_name, plan.backend, run_dir=plan.run_dir)
+            live["handle"] = display(live["view"].widget, display_id=True)
+
+        report = repro.reproduce(self._root(), args.run, backend=args.backend, host=args.host,
+                                 secret_values=dict(api.parse_assignments(args.secret_var, "--secret-var")),
+                                 tolerance=repro.Tolerance(args.rtol, args.atol), on_started=started,
+                                 listeners=[lambda event: live and live["view"].on_event(event)])
+        if live:
+            live["view"].finish(store.RunDir(Path(report["run_dir"])).manifest())
+            live["handle"].update(HTML(reproduce_view.html_report(report)))
+            live["view"].widget.close()
+        else:
+            display(HTML(reproduce_view.html_report(report)))
+        return None
+
     def _cmd_compare(self, rest: list[str]):
         show_all = "--all" in rest
         rest = [r for r in rest if r != "--all"]
@@ -399,7 +432,7 @@ class PodMagic(Magics):
 
 
 LINE_COMMANDS = ("runs", "show", "logs", "events", "stop", "attach", "wait", "compare", "gpus", "ls-stale",
-                 "cleanup", "capture-env")
+                 "cleanup", "capture-env", "reproduce")
 CONTROLS: list = []
 FOLLOWERS: list = []
 SWEEPS: list = []

@@ -252,16 +252,29 @@ def manifest_text(manifest: dict[str, Any]) -> str:
 # ----------------------------------------------------------------- tables
 
 
+LINK_COLUMNS = (("reproduces", "reproduces"), ("reproduction_verdict", "verdict"), ("reproduced_by", "reproduced by"))
+"""`podmagic reproduce`'s link both ways; shown only when a listed run has one."""
+
+
+def run_columns(rows_: Sequence[dict[str, Any]]) -> tuple[tuple[str, str], ...]:
+    linked = any(r.get("reproduces") or r.get("reproduced_by") for r in rows_)
+    return RUN_COLUMNS + LINK_COLUMNS if linked else RUN_COLUMNS
+
+
 def _cell(row: dict[str, Any], key: str) -> str:
     value = row.get(key)
     if value is None:
         return ""
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
     if isinstance(value, float):
         return f"{value:.4g}"
     return fmt(value)
 
 
-def table_text(rows_: Iterable[dict[str, Any]], columns: Sequence[tuple[str, str]] = RUN_COLUMNS) -> str:
+def table_text(rows_: Iterable[dict[str, Any]], columns: Sequence[tuple[str, str]] | None = None) -> str:
+    rows_ = list(rows_)
+    columns = columns or run_columns(rows_)
     data = [[_cell(r, k) for k, _ in columns] for r in rows_]
     heads = [label for _, label in columns]
     widths = [max([len(h)] + [len(row[i]) for row in data]) for i, h in enumerate(heads)]
@@ -276,9 +289,11 @@ def _scroller(table: str, cls: str, title: str = "") -> str:
             f"<table style='border-collapse:collapse'>{table}</table></div></div>")
 
 
-def table_html(rows_: Iterable[dict[str, Any]], columns: Sequence[tuple[str, str]] = RUN_COLUMNS,
+def table_html(rows_: Iterable[dict[str, Any]], columns: Sequence[tuple[str, str]] | None = None,
                cls: str = "podmagic-runs", title: str = "") -> str:
     """Rows as a left-aligned table, the first column kept visible while scrolling sideways."""
+    rows_ = list(rows_)
+    columns = columns or run_columns(rows_)
     head = "".join(f"<th style='{CELL};white-space:nowrap{';' + STICKY if i == 0 else ''}'>{html.escape(label)}</th>"
                    for i, (_, label) in enumerate(columns))
     body = []

@@ -6,6 +6,7 @@
     podmagic runs | ls-runs | show RUN | events RUN | events-query | manifest-summary | compare A B
     podmagic gpu-list | gpu-inventory FILE | gpu-prices | estimate FILE
     podmagic ls-stale | cleanup RUN|--all-stopped|--state-file P | capture-env
+    podmagic reproduce RUN [--backend B] [--host H] [--rtol R] [--atol A] [--json]
 
 `podmagic COMMAND --help` explains each. Every command that takes a config file takes it as
 FILE or as runpod-deploy's `--config FILE`.
@@ -30,7 +31,7 @@ import sys
 from podmagic import __version__
 from podmagic.errors import PodmagicError
 from podmagic.spec.jobspec import SpecError
-from podmagic.ui.cli import audit, catalog, forensics, runs
+from podmagic.ui.cli import audit, catalog, forensics, reproduce, runs
 
 
 class _Parser(argparse.ArgumentParser):
@@ -69,7 +70,7 @@ def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="podmagic", description="Run %%pod specs (runpod-deploy YAML) from the shell.")
     p.add_argument("--version", action="version", version=f"podmagic {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-    for module in (runs, forensics, catalog, audit):
+    for module in (runs, forensics, catalog, audit, reproduce):
         module.register(sub)
     return p
 

@@ -79,6 +79,7 @@ def run_list(project_root: Path) -> dict[str, Any]:
         row = run_row(run_dir)
         row.update(sweeps.get(run_dir.name, {}))
         rows.append(row)
+    store.link_reproductions(rows)
     live = [r for r in rows if r["live"]]
     per_hour = sum(_number(r.get("price_per_hour_usd")) or 0.0 for r in live)
     return {
