@@ -5,6 +5,7 @@ canary files outside the sandbox that must stay present and untouched."""
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -287,3 +288,41 @@ def test_forcing_a_mode_that_is_not_there_is_an_error(monkeypatch, pod_env):
     monkeypatch.setenv("PODMAGIC_LOCAL_SANDBOX", "chroot")
     with pytest.raises(BackendError, match="namespace` or `mapped"):
         sandbox.mode()
+
+
+# ---------------------------------------------------------------- an SSH host with --root
+
+from sshd_fixtures import requires_sshd, sshd  # noqa: E402,F401 - fixture
+
+
+def test_ssh_with_a_root_refuses_pod_paths_outside_it(project):
+    for text, field in (("staging:\n  - {label: a, source: ./, destination: /srv/x}\nrun: x\n", "staging[0]"),
+                        ("run: x\nartifacts:\n  - {label: a, remote_path: /workspace/../x, local_path: g}\n",
+                         "artifacts[0]")):
+        with pytest.raises(SpecError, match=r"^cell:\d+:\d+: error: `" + re.escape(field)):
+            api.prepare(text, cwd=project, backend="ssh", backend_options={"root": "/tmp/r", "host": "h"})
+    api.prepare("staging:\n  - {label: a, source: ./, destination: /srv/x}\nrun: x\n", cwd=project,
+                backend="ssh", backend_options={"host": "h"})  # no root: the host's paths are the pod's
+
+
+@requires_sshd
+def test_ssh_pulls_pod_symlinks_as_symlinks(sshd, pod_env, project, canary, tmp_path):
+    from podmagic.backends.ssh.backend import SSHBackend
+
+    (project / "data").mkdir()
+    (project / "data" / "a.txt").write_text("a\n")
+    (project / "data-link").symlink_to("data")
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "links")
+    body = (f"mkdir -p /workspace/out && ln -s {canary}/precious.txt /workspace/out/abs && "
+            "ln -s ../../.. /workspace/out/up && echo r > /workspace/out/real && readlink /workspace/repo/data-link")
+    prepared = api.start(api.prepare(f"run: '{body}'\nartifacts:\n  - {{label: o, remote_path: /workspace/out/, "
+                                     "local_path: \"{run_dir}/o/\", delete: true}\n", cwd=project, backend="ssh"))
+    backend = SSHBackend(sshd.host_spec, root=str(tmp_path / "pod"), known_hosts=tmp_path / "kh",
+                         key_path=str(sshd.client_key))
+    manifest = api.execute(prepared, backend=backend)
+    assert manifest["failed"] is False, manifest["error"]
+    got = prepared.plan.run_dir / "o"
+    assert os.readlink(got / "abs") == f"{canary}/precious.txt" and os.readlink(got / "up") == "../../.."
+    assert (got / "real").read_text() == "r\n" and "data" in (prepared.plan.run_dir / "run.log").read_text()
+    untouched(canary)

@@ -8,6 +8,8 @@ Both directions work like `rsync -a` without its per-file round trips:
    (`tar -x` on the pod for a push, `tar -c` on the pod for a pull);
 4. with `delete`, far-side files that were not sent and are not excluded
    are removed (rsync's `--delete`: excluded files are protected).
+Symlinks travel as symlinks both ways (rsync `-a`): never followed, and a pulled
+one is made with its target verbatim, never written through.
 Paths given here are already mapped (real paths on the host).
 """
 
@@ -349,6 +351,9 @@ def _check_member(member: tarfile.TarInfo) -> None:
 
 def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, local: Path) -> None:
     target = local / member.name
+    if member.issym():
+        _symlink(member, local, target)
+        return
     if target.is_symlink() or (target.exists() and not target.is_dir()):
         target.unlink()
     if not hasattr(tarfile, "data_filter"):  # pragma: no cover - Python < 3.10.12
@@ -360,11 +365,31 @@ def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, local: Path) -> None
         raise BackendError(f"refusing archive member from the pod: {exc}") from exc
 
 
+def _symlink(member: tarfile.TarInfo, local: Path, target: Path) -> None:
+    """A symlink from the pod stays a symlink, its target verbatim (rsync -a); it is never followed,
+    and nothing is written through a local link that leads out of `local`."""
+    parent = os.path.realpath(target.parent)
+    base = os.path.realpath(local)
+    if parent != base and not parent.startswith(base + os.sep):
+        raise BackendError(f"refusing archive member from the pod: {member.name!r} would land outside {local}")
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        target.unlink()
+    elif target.is_dir():
+        import shutil
+
+        shutil.rmtree(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(member.linkname, target)
+    os.utime(target, (member.mtime, member.mtime), follow_symlinks=False)
+
+
 def _delete_local(local: Path, kept: set[str], excludes: tuple[str, ...]) -> None:
     for dirpath, dirnames, filenames in os.walk(local, topdown=False):
         rel_dir = os.path.relpath(dirpath, local).replace(os.sep, "/")
         prefix = "" if rel_dir == "." else rel_dir + "/"
-        for name in filenames:
+        links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]  # an entry, not a folder
+        dirnames[:] = [d for d in dirnames if d not in links]
+        for name in filenames + links:
             rel = prefix + name
             if rel not in kept and not staging.excluded_path(rel, False, excludes):
                 os.unlink(os.path.join(dirpath, name))
