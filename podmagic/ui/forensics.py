@@ -8,7 +8,6 @@ Pure functions over run directories, manifests and `events.jsonl` records (read 
 from __future__ import annotations
 
 import json
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -40,7 +39,7 @@ def _offset(seconds: float) -> str:
 
 def _fields(event: dict[str, Any], skip: Iterable[str] = ("ts_utc", "event")) -> str:
     skip = set(skip)
-    return " ".join(f"{k}={_short(v)}" for k, v in event.items() if k not in skip and v is not None)
+    return " ".join(f"{k}={_short(v)}" for k, v in event.items() if k not in skip and v is not None and v != "")
 
 
 def _short(value: Any) -> str:
@@ -116,7 +115,9 @@ def query_text(events: Iterable[dict[str, Any]]) -> str:
 
 
 def _money(value: Any) -> str:
-    return f"${value:.2f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return "-"
+    return f"${value:.4f}" if 0 < value < 0.01 else f"${value:.2f}"
 
 
 def summary(manifest: dict[str, Any], path: Path | None = None) -> str:
@@ -201,6 +202,3 @@ def ls_rows(project_root: Path, limit: int | None = None) -> list[dict[str, Any]
             break
     return rows
 
-
-def age(seconds_ago: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - seconds_ago))

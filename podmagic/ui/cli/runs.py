@@ -370,8 +370,12 @@ def cmd_stop(args) -> int:
     run_dir = store.find_run(root(args), args.run)
     state = store.run_summary(run_dir).get("state")
     if state not in store.LIVE_STATES:
-        hint = (f"; `podmagic cleanup {run_dir.name}` terminates a pod it kept" if state != "lost" else
-                f"; its runner is gone: `podmagic cleanup {run_dir.name}` terminates a pod left behind")
+        manifest = store.RunDir(run_dir).manifest() or {}
+        kept = manifest.get("backend") == "runpod" and manifest.get("pod_final_state") in ("EXITED", "RUNNING")
+        hint = (f"; its runner is gone: `podmagic cleanup {run_dir.name}` terminates a pod left behind"
+                if state == "lost" else
+                f"; its pod was kept ({manifest['pod_final_state']}): `podmagic cleanup {run_dir.name}` "
+                "terminates it" if kept else "")
         raise PodmagicError(f"run {run_dir.name} already ended ({state or 'no status'}); nothing to stop{hint}")
     store.RunDir(run_dir).request_stop()
     print(f"asked {run_dir.name} to stop")
