@@ -671,7 +671,11 @@ def test_no_secret_leaked_anywhere():
 
 def counts() -> dict[str, int]:
     """The numbers the README states (`runs_lost` and `secrets_leaked` are asserted 0 by the last tests)."""
+    import test_fuzz as fuzz
+    import test_hostile_disk as disk
+    import test_hostile_links as links
     import test_hostile_runs as runs
+    import test_hostile_shell as shell
 
     return {
         "bad_input_cases": len(BAD_INPUTS),
@@ -688,7 +692,11 @@ def counts() -> dict[str, int]:
         "concurrent_runs": runs.CONCURRENT_RUNS * 2,
         "interrupt_cases": len(runs.CASES),
         "runs_started": (len(PAYLOADS) * 2 + CLI_VAR_INJECTIONS + len(SECRET_CASES) + 1 + 3
-                         + runs.CONCURRENT_RUNS * 2 + len(runs.CASES) + len(runs.POD_ROOTS) * 2),
+                         + runs.CONCURRENT_RUNS * 2 + len(runs.CASES) + len(runs.POD_ROOTS) * 2
+                         + shell.counts()["shell_runs"] + 1 + 3),  # + the links run + the full-disk runs
+        **shell.counts(), **links.counts(), **disk.counts(),
+        "fuzz_cases": fuzz.CASES,
+        "fuzz_crash_signatures": len(fuzz.CRASHES),
         # every run checks its own manifest; test_no_run_was_lost re-checks the runs module's ledger
         "runs_lost": len([d for d in runs.STARTED if store.read_json(d / store.MANIFEST) is None]),
     }
