@@ -5,8 +5,8 @@ Each case takes a corpus spec (whole, or `run` plus a few of its sections: small
 `null`, another type, an odd string, a template, an empty or nested collection; a key is
 dropped, misspelt or added) and sometimes to its text (a character dropped or inserted, a line
 doubled, dropped or cut), and calls `api.prepare` (what `%%pod` and `podmagic run` call) on the
-local or runpod backend. Every case must end in a plan or a `PodmagicError` whose message is one
-`cell:LINE:COL: error:` line. Anything else is a crash, kept by signature (exception type and
+local or runpod backend, with odd `--var` values for the templates it uses. Every case must end in a plan or a `PodmagicError` whose message is one
+`cell:LINE:COL: error:` line (or `--var: error:` for a bad `--var` value). Anything else is a crash, kept by signature (exception type and
 the podmagic line that raised it); the README's crash count is `len(CRASHES)`.
 
 `PODMAGIC_FUZZ_CASES` and `PODMAGIC_FUZZ_SEED` change the count and the seed.
@@ -37,7 +37,8 @@ SEED = int(os.environ.get("PODMAGIC_FUZZ_SEED", "12"))
 CRASHES: dict[str, tuple[str, str]] = {}
 """signature → (the case's text, the traceback's last lines)."""
 STATS: dict[str, float] = {}
-POSITIONED = re.compile(r"^cell:\d+:\d+: error: [^\n]+\Z")
+POSITIONED = re.compile(r"^(cell:\d+:\d+|--[a-z-]+): error: [^\n]+\Z")
+"""A position in the cell, or the command-line flag the bad value came from."""
 
 ODD_STRINGS = ("", " ", "{", "}", "{x}", "{{", "}}", "${HOME}", "{run_id}", "{v}", "~", "/", "..", "-", "--",
                "0", "-1", "3.13", "0777", "9" * 40, "a" * 300, "null", "~/x", "../..", "a\nb", "\t", "é", "\u202e",
@@ -75,7 +76,7 @@ def _odd(rng: random.Random):
         return copy.deepcopy(rng.choice(ODD_VALUES))
     if roll < 0.9:
         return rng.choice(ODD_STRINGS)
-    return rng.choice(ODD_STRINGS) + rng.choice(ODD_STRINGS) + "{" + rng.choice(("a", "name", "run_dir", "9")) + "}"
+    return rng.choice(ODD_STRINGS) + rng.choice(ODD_STRINGS) + "{" + rng.choice(("a", "v", "name", "run_dir", "9")) + "}"
 
 
 def _mutate_data(data: dict, rng: random.Random) -> dict:
@@ -139,7 +140,7 @@ def _signature(exc: BaseException) -> str:
 def run_case(text: str, cwd: Path, rng: random.Random) -> str:
     """'ok', 'error', or a crash signature."""
     backend = "runpod" if rng.random() < 0.3 else "local"
-    variables = [("a", "1")] if "{a}" in text else []
+    variables = [(name, rng.choice(ODD_STRINGS)) for name in ("a", "v") if "{" + name + "}" in text]
     try:
         api.prepare(text, cwd=cwd, backend=backend, variables=variables, suffix="20260101T000000Z-abcd")
     except PodmagicError as exc:
