@@ -194,3 +194,40 @@ def test_podmagic_metrics_reads_a_run(tmp_path):
     assert len(gpu) == 1
     with pytest.raises(podmagic.errors.PodmagicError):
         podmagic.metrics(run_dir, source="bogus")
+
+
+LIMITED_SMI = '''#!/usr/bin/env bash
+# an nvidia-smi that knows only some fields (as a minimal fake or an old driver might)
+case "$*" in
+  -L) echo "GPU 0: NVIDIA A40 (UUID: GPU-1234)";;
+  *--query-gpu=utilization.gpu,memory.used,memory.total\\ *) echo "37 %, 1200 MiB, 46068 MiB";;
+  *--query-gpu=name,memory.total,driver_version\\ *) echo "NVIDIA A40, 46068 MiB, 535.104.05";;
+  *--query-gpu=*) echo "Field is not a valid field to query."; exit 2;;
+  *) echo "| NVIDIA-SMI 535.104.05   Driver Version: 535.104.05   CUDA Version: 12.2 |";;
+esac
+'''
+
+
+def test_partial_nvidia_smi_falls_back_to_the_fields_it_knows(tmp_path):
+    from podmagic.spec.jobspec import TelemetrySpec
+
+    bindir = tmp_path / ".local" / "bin"
+    bindir.mkdir(parents=True)
+    (bindir / "nvidia-smi").write_text(LIMITED_SMI)
+    (bindir / "nvidia-smi").chmod(0o755)
+    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    exit_path = str(tmp_path / "ctl" / "exit")
+    command = telemetry.start_command(TelemetrySpec(sample_interval_sec=5), exit_path=exit_path, workdir="",
+                                      mount=str(tmp_path), max_samples=1, heartbeat_path=None,
+                                      heartbeat_timeout_sec=None)
+    out = subprocess.run(["bash", "-c", command], capture_output=True, text=True, env=env, cwd=tmp_path).stdout
+    secs = telemetry.sections(out)
+    fields = telemetry.gpu_fields(secs.get("nvidia_smi"), secs.get("gpu_query"), secs["gpu_fields"].strip(),
+                                  secs.get("gpu_list"))
+    assert fields == {"gpu_name": "NVIDIA A40", "gpu_count": 1, "gpu_memory_total_mb": 46068,
+                      "gpu_driver_version": "535.104.05", "gpu_cuda_version": "12.2"}
+    subprocess.run(["bash", exit_path + ".sampler.sh"], env=env, check=True, timeout=30)
+    (line,) = (tmp_path / "ctl" / "exit.samples").read_text().splitlines()
+    row, _ = telemetry.parse_sample(line)
+    assert (row["gpu_util_pct"], row["gpu_mem_used_mb"], row["gpu_mem_total_mb"]) == (37, 1200, 46068)
+    assert row["gpu_temp_c"] is None and row["host_mem_total_mb"] > 0

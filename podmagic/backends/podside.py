@@ -157,15 +157,20 @@ def _until_gone(pid: str, limit_sec: float) -> str:
             f"grep -qs '^State:[[:space:]]*Z' /proc/{pid}/status && break; sleep 0.05; done")
 
 
-def sampler_script(out_path: str, *, interval_sec: float, mount: str, query: str, max_samples: int,
+def sampler_script(out_path: str, *, interval_sec: float, mount: str, query: str | tuple[str, ...], max_samples: int,
                    heartbeat_path: str | None = None, heartbeat_timeout_sec: float | None = None) -> str:
     """The pod-side sampler: one tab-separated line per sample (parsed by `run.telemetry.parse_sample`).
 
     One process on the pod, no new connection per sample: `nvidia-smi --query-gpu` (when there is one),
     /proc/loadavg, the first line of /proc/stat, MemTotal/MemAvailable, `df` of the volume mount. It
     samples at start, every `interval_sec`, and once more on TERM; it ends by itself after `max_samples`
-    or when the client's heartbeat is older than `heartbeat_timeout_sec`.
+    or when the client's heartbeat is older than `heartbeat_timeout_sec`. `query` may list field sets to
+    try in order (an nvidia-smi that refuses a field refuses the whole query); the one that works is
+    written in each line (`gpuf=`).
     """
+    queries = (query,) if isinstance(query, str) else tuple(query)
+    pick = "; ".join(f"[ -z \"$gq\" ] && nvidia-smi --query-gpu={x} --format=csv,noheader,nounits >/dev/null 2>&1 "
+                     f"&& gq={x}" for x in queries)
     stale = ""
     if heartbeat_path and heartbeat_timeout_sec:
         hb = q(heartbeat_path)
@@ -176,17 +181,18 @@ def sampler_script(out_path: str, *, interval_sec: float, mount: str, query: str
         "# podmagic telemetry sampler (generated)\n"
         'export PATH="$HOME/.local/bin:$PATH"\n'
         f"out={q(out_path)}\n"
-        "smi=0; command -v nvidia-smi >/dev/null 2>&1 && smi=1\n"
+        "smi=0; gq=; command -v nvidia-smi >/dev/null 2>&1 && smi=1\n"
+        f"if [ $smi = 1 ]; then {pick}; [ -n \"$gq\" ] || smi=0; fi\n"
         "sample() {\n"
         "  gpu=-\n"
-        f"  if [ $smi = 1 ]; then gpu=$(nvidia-smi --query-gpu={query} --format=csv,noheader,nounits 2>/dev/null "
+        "  if [ $smi = 1 ]; then gpu=$(nvidia-smi --query-gpu=$gq --format=csv,noheader,nounits 2>/dev/null "
         "| tr '\\n' ';'); fi\n"
         "  load=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null)\n"
         "  cpu=$(head -n1 /proc/stat 2>/dev/null)\n"
         "  mem=$(awk '/^MemTotal:/{t=$2} /^MemAvailable:/{a=$2} END{if (t) print t, a}' /proc/meminfo 2>/dev/null)\n"
         f"  disk=$(df -P -B1 {q(mount)} 2>/dev/null | awk 'NR==2{{print $3, $2}}')\n"
-        "  printf 'ts=%s\\tgpu=%s\\tload=%s\\tcpu=%s\\tmem=%s\\tdisk=%s\\n' "
-        '"$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$gpu" "$load" "$cpu" "$mem" "$disk" >> "$out"\n'
+        "  printf 'ts=%s\\tgpuf=%s\\tgpu=%s\\tload=%s\\tcpu=%s\\tmem=%s\\tdisk=%s\\n' "
+        '"$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$gq" "$gpu" "$load" "$cpu" "$mem" "$disk" >> "$out"\n'
         "}\n"
         "trap 'trap \"\" TERM; kill $! 2>/dev/null; sample; exit 0' TERM  # once; its pending sleep goes too\n"
         "i=0\n"

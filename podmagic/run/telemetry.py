@@ -54,6 +54,9 @@ EXTRA_COLUMNS = ("gpu_mem_util_pct",)
 """Added to runpod-deploy's columns: GPU memory in percent (what RunPod's API reports)."""
 GPU_QUERY = "index,name,memory.total,driver_version"
 SAMPLE_QUERY = "utilization.gpu,memory.used,memory.total,temperature.gpu,ecc.errors.uncorrected.volatile.total"
+SAMPLE_QUERIES = (SAMPLE_QUERY, "utilization.gpu,memory.used,memory.total", "utilization.gpu")
+"""Tried in order by the sampler: an nvidia-smi that does not know one field refuses the whole query."""
+GPU_QUERIES = (GPU_QUERY, "name,memory.total,driver_version", "name")
 SECTION = "@@podmagic-telemetry:"
 ENV_SECTIONS = ("uname", "python3", "uv", "freeze")
 """The start capture's pod-environment sections (reused while unchanged, see `Session._start_sections`)."""
@@ -86,7 +89,11 @@ def start_command(t, *, exit_path: str, workdir: str, mount: str, max_samples: i
     if t.capture_nvidia_smi:
         parts += ["if command -v nvidia-smi >/dev/null 2>&1; then",
                   _section("nvidia_smi"), "nvidia-smi 2>&1",
-                  _section("gpu_query"), f"nvidia-smi --query-gpu={GPU_QUERY} --format=csv,noheader,nounits 2>&1",
+                  _section("gpu_list"), "nvidia-smi -L 2>&1",
+                  "gq=",
+                  *(f"if [ -z \"$gq\" ] && o=$(nvidia-smi --query-gpu={f} --format=csv,noheader,nounits 2>/dev/null); "
+                    f"then gq={f}; {_section('gpu_fields')}; echo {f}; {_section('gpu_query')}; echo \"$o\"; fi"
+                    for f in GPU_QUERIES),
                   "fi"]
     if t.capture_remote_env:
         parts += [_section("uname"), "uname -a 2>&1",
@@ -99,7 +106,7 @@ def start_command(t, *, exit_path: str, workdir: str, mount: str, max_samples: i
                   "elif python3 -m pip freeze 2>/dev/null; then echo '#podmagic:pip freeze'; fi"]
     paths = pod_paths(exit_path)
     script = podside.sampler_script(paths["samples"], interval_sec=t.sample_interval_sec, mount=mount,
-                                    query=SAMPLE_QUERY, max_samples=max_samples, heartbeat_path=heartbeat_path,
+                                    query=SAMPLE_QUERIES, max_samples=max_samples, heartbeat_path=heartbeat_path,
                                     heartbeat_timeout_sec=heartbeat_timeout_sec)
     parts += [f"mkdir -p {q(paths['sampler'].rsplit('/', 1)[0])}",
               f"cat > {q(paths['sampler'])} <<'PODMAGIC_SAMPLER'\n{script}PODMAGIC_SAMPLER",
@@ -172,17 +179,35 @@ def cuda_version(table: str) -> str | None:
     return match.group(1) if match else None
 
 
-def gpu_fields(table: str | None, query: str | None) -> dict[str, Any]:
-    """The manifest's GPU fields from the plain table and the `--query-gpu` CSV (all None without a GPU)."""
-    rows = parse_csv(query or "", GPU_QUERY)
-    names = list(dict.fromkeys(str(r["name"]) for r in rows if r.get("name")))
+LIST_LINE = re.compile(r"^GPU (\d+): (.+?) \(UUID: [^)]*\)\s*$")
+
+
+def gpu_fields(table: str | None, query: str | None, fields: str = GPU_QUERY,
+               listing: str | None = None) -> dict[str, Any]:
+    """The manifest's GPU fields (all None without a GPU).
+
+    From the `--query-gpu` CSV; what it lacks from `nvidia-smi -L` (names, count) and the plain table
+    (driver, CUDA, memory), so an nvidia-smi that answers only part of the queries still says what ran.
+    """
+    rows = parse_csv(query or "", fields)
+    listed = [m.group(2) for m in map(LIST_LINE.match, (listing or "").splitlines()) if m]
+    names = list(dict.fromkeys(str(r["name"]) for r in rows if r.get("name"))) or list(dict.fromkeys(listed))
     first = rows[0] if rows else {}
+    count = len(rows) or len(listed) or None
+    driver = first.get("driver_version")
+    if driver is None:
+        found = re.search(r"Driver Version:\s*([\d.]+)", table or "")
+        driver = found.group(1) if found else None
+    memory = first.get("memory.total")
+    if memory is None:
+        found = re.search(r"\d+MiB\s*/\s*(\d+)MiB", table or "")
+        memory = int(found.group(1)) if found else None
     return {
         "gpu_name": " + ".join(names) or None,
-        "gpu_count": len(rows) or None,
-        "gpu_memory_total_mb": first.get("memory.total"),
-        "gpu_driver_version": None if first.get("driver_version") is None else str(first.get("driver_version")),
-        "gpu_cuda_version": cuda_version(table or "") if rows else None,
+        "gpu_count": count,
+        "gpu_memory_total_mb": memory if count else None,
+        "gpu_driver_version": None if driver is None or not count else str(driver),
+        "gpu_cuda_version": cuda_version(table or "") if count else None,
     }
 
 
@@ -229,8 +254,8 @@ def parse_sample(line: str, previous_cpu: list[int] | None = None) -> tuple[dict
     fields = dict(part.split("=", 1) for part in line.rstrip("\n").split("\t") if "=" in part)
     row: dict[str, Any] = {c: None for c in (*COLUMNS, *EXTRA_COLUMNS)}
     row["ts_utc"] = fields.get("ts") or None
-    gpus = parse_csv((fields.get("gpu") or "").replace(";", "\n"), SAMPLE_QUERY) if fields.get("gpu") not in \
-        (None, "", "-") else []
+    gpus = parse_csv((fields.get("gpu") or "").replace(";", "\n"), fields.get("gpuf") or SAMPLE_QUERY) \
+        if fields.get("gpu") not in (None, "", "-") else []
     if gpus:
         def values(key: str) -> list[float]:
             return [g[key] for g in gpus if isinstance(g.get(key), (int, float))]
@@ -389,7 +414,8 @@ class Session:
             return
         if "nvidia_smi" in secs:
             self._write("nvidia_smi_start.txt", secs["nvidia_smi"] + "\n")
-        self.result.fields.update(gpu_fields(secs.get("nvidia_smi"), secs.get("gpu_query")))
+        self.result.fields.update(gpu_fields(secs.get("nvidia_smi"), secs.get("gpu_query"),
+                                             (secs.get("gpu_fields") or GPU_QUERY).strip(), secs.get("gpu_list")))
         if self.t.capture_remote_env:
             env = remote_env(secs)
             text, tool = freeze(secs.get("freeze", ""))
