@@ -21,7 +21,7 @@ import pytest
 from conftest import MIRROR_VERSIONS, PIN, git
 from helpers import run_spec
 from podmagic.run import history, recipe, store
-from podmagic.run.reproduce import Refused, Tolerance, compare, exit_code, reproduce
+from podmagic.run.reproduce import Refused, Tolerance, compare, exit_code, reproduce, run_metrics
 from podmagic.ui import reproduce_view
 
 e2e = pytest.mark.e2e
@@ -289,3 +289,40 @@ def test_the_line_magic_shows_the_report(dirty, pod_env):
                                      new_code_cell(f"%pod reproduce {plan.run_id}")]), dirty)
     html = outputs_text(nb.cells[1])
     assert "podmagic-reproduce" in html and f"reproduces {plan.run_id} exactly" in html
+
+
+# ------------------------------------------------------------------ the record and the metrics, on their own
+
+
+def test_patch_over_the_cap_is_not_kept_and_says_so(project):
+    (project / "data.bin").write_bytes(b"x" * 2048)  # untracked, not ignored
+    assert recipe.working_tree_patch(project, cap=1024) == (None, "too_large")
+    patch, status = recipe.working_tree_patch(project)
+    assert status == "recorded" and b"b/data.bin" in patch
+    assert git(project, "status", "--porcelain") == "?? data.bin\n"  # the user's index is untouched
+
+
+def test_a_patch_holding_a_secret_is_masked_and_marked(project):
+    (project / "train.py").write_text("TOKEN = 'hunter2-long-secret'\n")
+    patch, _ = recipe.working_tree_patch(project)
+    masked, changed = recipe.mask_patch(patch, lambda t: t.replace("hunter2-long-secret", "***"))
+    assert changed and b"hunter2" not in masked and b"***" in masked
+    assert recipe.mask_patch(patch, lambda t: t) == (patch, False)
+
+
+def test_clean_tree_records_no_patch(project):
+    assert recipe.working_tree_patch(project) == (b"", "clean")
+
+
+def test_metrics_fall_back_to_the_pulled_json_artifacts(tmp_path):
+    out = tmp_path / "run" / "out"
+    out.mkdir(parents=True)
+    (out / "metrics.json").write_text('{"final": {"acc": 0.9, "ok": true}, "losses": [0.5, 0.25]}')
+    manifest = {"artifacts": [{"label": "m", "status": "success", "local_path": str(out)}]}
+    series, source = run_metrics(tmp_path / "run", manifest)
+    assert source == "artifacts JSON"
+    assert series == {"metrics.json:final.acc": [(0.0, 0.9)], "metrics.json:losses[0]": [(0.0, 0.5)],
+                      "metrics.json:losses[1]": [(0.0, 0.25)]}
+    (tmp_path / "run" / store.RunDir.USER_METRICS).write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.0}\n')
+    series, source = run_metrics(tmp_path / "run", manifest)
+    assert source == store.RunDir.USER_METRICS and series == {"loss": [(1.0, 2.0), (2.0, 1.0)]}

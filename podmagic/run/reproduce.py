@@ -210,9 +210,8 @@ def worktree(repo: Path, sha: str) -> Iterator[Path]:
     try:
         yield tree
     finally:
-        link = tree / RUNS_SUBDIR
-        if link.is_symlink():
-            link.unlink()
+        for link in [p for p in tree.rglob("runpod") if p.is_symlink()]:
+            link.unlink()  # never followed by the removal below: it points at the user's runs
         _git_ok(repo, "worktree", "remove", "--force", str(tree))
         shutil.rmtree(base, ignore_errors=True)
         _git_ok(repo, "worktree", "prune")
@@ -227,15 +226,17 @@ def _apply(tree: Path, patch: Path) -> None:
         raise Refused(f"the recorded diff ({patch.name}) could not be applied: {why}")
 
 
-def _link_runs(tree: Path, project_root: Path) -> None:
-    """The reproduction's run directory lands with the project's runs, not in the temporary tree."""
-    target = (project_root / RUNS_SUBDIR).resolve()
-    target.mkdir(parents=True, exist_ok=True)
-    link = tree / RUNS_SUBDIR
-    if link.exists() or link.is_symlink():
-        shutil.rmtree(link) if link.is_dir() and not link.is_symlink() else link.unlink()
+def _link_runs(project: Path, runs: Path) -> Path:
+    """The reproduction's run directory lands beside the original's, not in the temporary tree."""
+    runs.mkdir(parents=True, exist_ok=True)
+    link = project / RUNS_SUBDIR
+    if link.is_symlink() or link.is_file():
+        link.unlink()
+    elif link.is_dir():
+        shutil.rmtree(link)
     link.parent.mkdir(parents=True, exist_ok=True)
-    link.symlink_to(target, target_is_directory=True)
+    link.symlink_to(runs, target_is_directory=True)
+    return link
 
 
 def _inside(path: str | None, old_top: Path, tree: Path) -> str | None:
@@ -373,14 +374,13 @@ def reproduce(project_root: Path, ref: str, *, backend: str | None = None, host:
     with worktree(repo, sha) as tree:
         if patch is not None:
             _apply(tree, patch)
-        _link_runs(tree, project_root)
         prepared = prepare(src, tree, backend=backend, host=host, secret_values=secret_values)
         _check_lockfile(src, prepared.plan.project_root)
         _check_staging(src, prepared)
         _check_spec_secrets(prepared)
+        real = src.run_dir.parent.resolve()
+        in_tree = str(_link_runs(prepared.plan.project_root, real))
         prepared = api.start(prepared)
-        in_tree = str(tree / RUNS_SUBDIR)
-        real = (project_root / RUNS_SUBDIR).resolve()
         rundir = store.RunDir(real / prepared.plan.run_id)
         rundir.write_report({"reproduces": src.run_id, "verdict": "running"})
         if on_started:
