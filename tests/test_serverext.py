@@ -84,6 +84,8 @@ def test_log_tail_keeps_the_last_state_of_progress_lines(tmp_path):
     (run_dir / "run.log").write_text("one\nprogress 10%\rprogress 100%\ntwo\nthree\n")
     assert log_tail(run_dir, 3)["lines"] == ["progress 100%", "two", "three"]
     assert log_tail(run_dir, 100)["lines"][0] == "one"
+    (run_dir / "run.log").write_bytes(b"windows\r\nline\r\nbar 1\rbar 2\r\n")
+    assert log_tail(run_dir, 10)["lines"] == ["windows", "line", "bar 2"]
     assert log_tail(_run(tmp_path, "b-1"), 10) == {"run_id": "b-1", "size": 0, "lines": [], "html": "",
                                                      "truncated": False}
 

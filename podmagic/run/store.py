@@ -333,7 +333,8 @@ def tail(path: Path, lines: int = 200, max_bytes: int = TAIL_MAX_BYTES) -> Tail:
             data = fh.read(max_bytes)
     except FileNotFoundError:
         return Tail((), 0, False)
-    found = [line.rsplit("\r", 1)[-1] for line in data.decode("utf-8", errors="replace").split("\n")]
+    text = data.decode("utf-8", errors="replace").replace("\r\n", "\n")  # CRLF ends a line; a lone \r rewrites it
+    found = [line.rsplit("\r", 1)[-1] for line in text.split("\n")]
     if found and found[-1] == "":
         found.pop()
     if size > max_bytes and found:
