@@ -106,3 +106,16 @@ def test_fake_installed_by_a_preflight_heredoc(pod_env, project):
     manifest, plan, _ = run_spec(text, project)
     assert manifest["failed"] is False, manifest["error"]
     assert manifest["gpu_count"] == 1 and "GPU 0: NVIDIA H100" in (plan.run_dir / "run.log").read_text()
+
+
+def test_two_dirty_runs_with_different_edits_get_different_diff_hashes(pod_env, project):
+    text = "name: dirty\ntelemetry: {enabled: false}\nrun: cat train.py\n"
+    clean, _, _ = run_spec(text, project)
+    (project / "train.py").write_text("print('edit one')\n")
+    one, _, _ = run_spec(text, project)
+    (project / "train.py").write_text("print('edit two')\n")
+    two, plan, _ = run_spec(text, project)
+    hashes = [m["deploy_metadata"]["local_git_diff_sha256"] for m in (clean, one, two)]
+    assert hashes[0] is None and None not in hashes[1:] and hashes[1] != hashes[2]
+    assert one["deploy_metadata"]["local_git_dirty"] and two["deploy_metadata"]["local_git_dirty"]
+    assert "edit two" in (plan.run_dir / "run.log").read_text()
