@@ -326,3 +326,32 @@ def test_ssh_pulls_pod_symlinks_as_symlinks(sshd, pod_env, project, canary, tmp_
     assert os.readlink(got / "abs") == f"{canary}/precious.txt" and os.readlink(got / "up") == "../../.."
     assert (got / "real").read_text() == "r\n" and "data" in (prepared.plan.run_dir / "run.log").read_text()
     untouched(canary)
+
+
+def test_home_paths_land_in_the_pods_home(mode, pod_env, project, monkeypatch):
+    monkeypatch.setenv("TOKEN", "t0k")
+    text = ("staging: []\nsecrets:\n  - {name: t, env: [TOKEN], destination: /root/.config/t.env}\n"
+            "run: {body: 'cat $HOME/.config/t.env; echo ok', log_path: /root/logs/run.log, "
+            "script_path: /root/bin/run.sh}\nlifecycle: {on_success: stop}\n")
+    manifest, plan, _ = run_spec(text, project)
+    assert manifest["failed"] is False, manifest["error"]
+    home = pod_of(manifest, pod_env) / "root"
+    assert (home / "logs" / "run.log").is_file() and (home / "bin" / "run.sh").is_file()
+    assert "ok" in (plan.run_dir / "run.log").read_text() and "t0k" not in (plan.run_dir / "run.log").read_text()
+    assert (home / ".config" / "t.env").read_text().startswith("TOKEN=")
+
+
+@requires_sshd
+def test_ssh_root_maps_the_pods_home_under_the_root(sshd, pod_env, project, monkeypatch, tmp_path):
+    from podmagic.backends.ssh.backend import SSHBackend
+
+    monkeypatch.setenv("TOKEN", "t0k")
+    root = tmp_path / "pod"
+    text = ("staging: []\nsecrets:\n  - {name: t, env: [TOKEN], destination: /root/.t.env}\n"
+            "run: {body: 'test -f $HOME/.t.env && echo ok', log_path: /root/run.log}\nlifecycle: {on_success: stop}\n")
+    prepared = api.start(api.prepare(text, cwd=project, backend="ssh",
+                                     backend_options={"root": str(root), "host": sshd.host_spec}))
+    backend = SSHBackend(sshd.host_spec, root=str(root), known_hosts=tmp_path / "kh", key_path=str(sshd.client_key))
+    manifest = api.execute(prepared, backend=backend)
+    assert manifest["failed"] is False, manifest["error"]
+    assert (root / "root" / ".t.env").is_file() and (root / "root" / "run.log").read_text() == "ok\n"

@@ -11,9 +11,11 @@ Pure functions, shared by every backend:
   the job when the start capture wrote it (`<control>/exit.sampler.sh`),
   stops it when the job ends (one last sample first) and exports
   `PODMAGIC_METRICS`, the file a job appends its own JSON-line metrics to.
-- `PathMap`: a pod that is not a real RunPod pod (the local sandbox, an SSH
-  host) maps `/workspace/...` onto `<root>/workspace/...` and `$HOME` onto
-  `<root>/root`, so a body written for a real pod runs unchanged.
+- `PathMap`: a pod that is not a real RunPod pod (an SSH host with a root,
+  the local sandbox's mapped fallback) maps the pod paths it owns,
+  `/workspace/...` and `/root/...` (its `$HOME`), onto `<root>/workspace/...`
+  and `<root>/root/...`; in command text only the mount is rewritten (`$HOME`
+  already points at `<root>/root`). The plan refuses other pod paths there.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from dataclasses import dataclass
 from podmagic.backends.base import BackendError, Launch
 
 q = shlex.quote
+HOME = "/root"
+"""The pod's home on a real pod; `PathMap` puts it at `<root>/root`, which is its `home`."""
 PLAIN_PATH = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
 """What `shlex.quote` leaves alone: a root that `text` may paste into shell text unquoted."""
 
@@ -48,10 +52,12 @@ class PathMap:
         return None if self.root is None else f"{self.root}/root"
 
     def path(self, pod_path: str) -> str:
+        """The host path of a pod path: the mount and the pod's home (`/root`) live under the root."""
         if self.root is None:
             return pod_path
-        if pod_path == self.mount or pod_path.startswith(self.mount.rstrip("/") + "/"):
-            return self.root + pod_path
+        for owned in (self.mount.rstrip("/"), HOME):
+            if pod_path == owned or pod_path.startswith(owned + "/"):
+                return self.root + pod_path
         return pod_path
 
     def text(self, text: str) -> str:

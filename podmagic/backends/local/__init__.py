@@ -155,8 +155,9 @@ class LocalPod:
 
     def stable_path(self, path: str) -> bool:
         """An interpreter outside this pod's own sandbox that still exists (another run sees the same one)."""
-        if self.ns is not None and self.ns.hidden(path):
-            return False  # a pod path (its home, its volume): this pod's own
+        shared = any(path == d or path.startswith(d + os.sep) for d in self.ns.shared) if self.ns else False
+        if self.ns is not None and self.ns.hidden(path) and not shared:
+            return False  # a pod path (its home, its volume, its /tmp): this pod's own
         real = os.path.realpath(path)
         return os.path.isfile(real) and not real.startswith(str(self.sandbox) + os.sep) \
             and not os.path.abspath(path).startswith(str(self.sandbox) + os.sep)
