@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK
 """The `podmagic` command line: the same runs as the cell, from a shell, and runpod-deploy's verbs.
 
     podmagic run FILE [--var k=v] [--vars-file F] [--backend B] [--host H] [--detach] [--dry-run] ...
