@@ -54,6 +54,7 @@ SHELL_CONTEXTS: list[tuple[str, str, str]] = [
     ("heredoc-in-command-substitution", "printf '%s\\n' \"$(cat <<EOF\n{v}\nEOF\n)\" > {O}", "{p}\n"),
     ("assignment", "X={v}; printf '%s\\n' \"$X\" > {O}", "{p}\n"),
     ("export", "export X={v}; printf '%s\\n' \"$X\" > {O}", "{p}\n"),
+    ("function-local", "g() {{ local x={v}; printf '%s\\n' \"$x\"; }}; g > {O}", "{p}\n"),
     ("concatenated", "printf '%s\\n' pre{v}post > {O}", "pre{p}post\n"),
     ("function-argument", "f() {{ printf '%s\\n' \"$1\"; }}; f {v} > {O}", "{p}\n"),
     ("pipeline-subshell", "( printf '%s\\n' {v} ) | cat > {O}", "{p}\n"),
@@ -80,6 +81,10 @@ REFUSED_CONTEXTS: list[tuple[str, str, str]] = [
     ("variable-name-glued", "echo $HOME{v}", "names a variable"),
     ("assigned-name", "{v}=1", "names a variable"),
     ("parameter-default", "echo \"${{HOME:-{v}}}\"", "inside ${...}"),
+    ("printf-v-name", "printf -v {v} x", "names a variable"),
+    ("declare-name", "declare \"{v}\"", "names a variable"),
+    ("read-name", "read {v} <<< x", "names a variable"),
+    ("test-v", "[[ -v {v} ]]", "names a variable"),
     ("syntax-error", "echo ( {v}", "cannot read"),
 ]
 

@@ -167,6 +167,7 @@ class _Context:
 _PLACEHOLDER = "PODMAGICTPL{}Z"
 _ARITH_TEST = {"-eq", "-ne", "-lt", "-le", "-gt", "-ge"}
 _CODE_COMMANDS = {"eval", "let", "trap", "source", ".", "ssh", "su", "watch", "parallel", "xargs"}
+_NAME_COMMANDS = {"read", "mapfile", "readarray", "getopts", "unset", "wait"}
 _SHELLS = {"bash", "sh", "dash", "zsh", "ksh", "fish", "busybox"}
 _QUOTING = {"string": "dquote", "translated_string": "dquote", "raw_string": "squote",
             "ansi_c_string": "ansic", "comment": "comment"}
@@ -220,11 +221,11 @@ def _classify(root, src: bytes, start: int, end: int, name: str) -> _Context:
     while n is not None:
         chain.append(n)
         n = n.parent
-    for n in chain:  # any ancestor can make a value code: arithmetic, eval, bash -c ...
+    for depth, n in enumerate(chain):  # any ancestor can make a value code: arithmetic, eval, bash -c ...
         if n.has_error and n.parent is not None and n.type in _DECIDING:
             return _Context("word", ("is in shell text that podmagic's bash parser cannot read",
                                      f"fix the syntax if it is wrong, or {_PLAIN_FIX.format(v=v)}"))
-        refuse = _refusal(n, src, start, v)
+        refuse = _refusal(n, chain[depth - 1] if depth else None, src, start, v)
         if refuse:
             return _Context("word", refuse)
     for n in chain:  # the innermost quoting decides the reference
@@ -249,7 +250,7 @@ def _classify(root, src: bytes, start: int, end: int, name: str) -> _Context:
     return _Context("word")
 
 
-def _refusal(n, src: bytes, start: int, v: str) -> tuple[str, str] | None:
+def _refusal(n, child, src: bytes, start: int, v: str) -> tuple[str, str] | None:
     """Why a value cannot be data below this ancestor, if it cannot."""
     t = n.type
     if t in ("arithmetic_expansion", "subscript", "c_style_for_statement") or (
@@ -263,11 +264,21 @@ def _refusal(n, src: bytes, start: int, v: str) -> tuple[str, str] | None:
     if t == "declaration_command" and any(re.fullmatch(r"-\w*i\w*", _text(c, src)) for c in n.children):
         return ("is assigned to an integer (declare -i) variable, which bash evaluates as arithmetic",
                 _PLAIN_FIX.format(v=v))
+    names_it = ("names a variable here (bash evaluates an index in a name: `a[$(cmd)]`)",
+                "pass the name as a plain word, or " + _PLAIN_FIX.format(v=v))
+    if t == "declaration_command" and child is not None and not (
+            child.type == "variable_assignment" and any(c.type == "=" and c.end_byte <= start
+                                                        for c in child.children)):
+        return names_it
+    if t == "unary_expression" and any(c.type == "test_operator" and _text(c, src) == "-v" for c in n.children):
+        return names_it
     if t == "command_substitution" and _text(n, src).startswith("`") and "\\`" in _text(n, src):
         return ("is inside nested backticks", "write $(...) instead of `...`")
     if t == "command":
         words = [_text(c, src) for c in n.children if c.end_byte <= start]
         base = [w.rsplit("/", 1)[-1] for w in words]
+        if base and (base[0] in _NAME_COMMANDS or words[-1] == "-v" and base[0] in ("printf", "test", "[")):
+            return names_it
         if base and (base[0] in _CODE_COMMANDS or any(b in _SHELLS for b in base) and
                      any(re.fullmatch(r"-[a-z]*c[a-z]*", w) for w in words)):
             return (f"is an argument of `{words[0]}`, which runs its arguments as code",
