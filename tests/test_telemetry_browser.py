@@ -22,8 +22,11 @@ from podmagic.ui import charts
 from test_labextension import CHROMIUM, CHROMIUM_ARGS, Lab, _contrast, _open_pods_panel
 
 REPO = Path(__file__).resolve().parent.parent
-pytestmark = [pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing"),
-              pytest.mark.timeout(240)]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing"),
+    pytest.mark.timeout(240),
+]
 RUN_ID = "charts-20261201T210000Z-c0de"
 
 

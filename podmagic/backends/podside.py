@@ -204,6 +204,7 @@ def sampler_script(out_path: str, *, interval_sec: float, mount: str, query: str
         "i=0\n"
         f"while [ $i -lt {int(max_samples)} ]; do\n"
         "  sample; i=$((i + 1))\n"
+        f"  [ $i -lt {int(max_samples)} ] || break\n"
         f"{stale}"
         f"  sleep {interval_sec:g} & wait $!\n"
         "done\n"
