@@ -693,7 +693,7 @@ def counts() -> dict[str, int]:
         "interrupt_cases": len(runs.CASES),
         "runs_started": (len(PAYLOADS) * 2 + CLI_VAR_INJECTIONS + len(SECRET_CASES) + 1 + 3
                          + runs.CONCURRENT_RUNS * 2 + len(runs.CASES) + len(runs.POD_ROOTS) * 2
-                         + shell.counts()["shell_runs"] + 1 + 3),  # + the links run + the full-disk runs
+                         + shell.counts()["shell_runs"] + 1 + 4),  # + the links run + the full-disk runs
         **shell.counts(), **links.counts(), **disk.counts(),
         "fuzz_cases": fuzz.CASES,
         "fuzz_crash_signatures": len(fuzz.CRASHES),

@@ -21,6 +21,8 @@ from podmagic.errors import PodmagicError
 from podmagic.run import api, store
 
 from helpers import Recorder
+from sshd_fixtures import requires_sshd
+from test_hostile import module_sshd  # noqa: F401
 
 BODY = "head -c 3000000 /dev/zero | tr '\\\\0' x | fold -w 99\necho never-reached-$((1 + 1))\n"
 SPEC = f"name: full\nstaging: []\nrun: |\n  {BODY.replace(chr(10), chr(10) + '  ').rstrip()}\n" \
@@ -72,6 +74,20 @@ def test_a_full_disk_through_the_cli(full_project, pod_env):
     assert not (run_dir / store.RunDir.RESERVE).exists()
 
 
+@requires_sshd
+def test_a_full_disk_on_the_ssh_backend_still_releases_the_pod(full_project, pod_env, module_sshd, tmp_path):
+    from podmagic.backends.ssh.backend import SSHBackend
+
+    pod_root = tmp_path / "pod"
+    be = SSHBackend(module_sshd.host_spec, root=str(pod_root), known_hosts=tmp_path / "kh",
+                    key_path=str(module_sshd.client_key))
+    prepared = api.start(api.prepare(SPEC, cwd=full_project, backend="ssh"))
+    manifest = api.execute(prepared, listeners=[Recorder()], backend=be)
+    assert manifest["failed"] is True and "could not write run.log" in manifest["error"], manifest["error"]
+    assert manifest["pod_final_state"] == "TERMINATED" and not pod_root.exists(), "the pod was not released"
+    assert store.RunDir(prepared.plan.run_dir).manifest() == manifest
+
+
 def test_when_not_even_the_manifest_fits_the_error_says_so(full_project, pod_env, monkeypatch, capsys):
     """No room kept (as if it was taken too): the run still ends, the pod is released, the error says it."""
     monkeypatch.setattr(store.RunDir, "RESERVE_BYTES", 0)
@@ -111,4 +127,4 @@ def test_a_disk_already_full_starts_nothing(small_disk, pod_env):
 
 
 def counts() -> dict[str, int]:
-    return {"full_disk_cases": 3}
+    return {"full_disk_cases": 4}
