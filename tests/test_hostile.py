@@ -15,7 +15,10 @@ test_hostile as t; print(t.counts())"`):
 3. Secrets (`secrets:` env values and `--secret-var` values) never appear in
    anything podmagic writes or shows, even when the body echoes them.
 
-Runs (concurrency, interrupts) are in `test_hostile_runs.py`.
+Runs (concurrency, interrupts) are in `test_hostile_runs.py`; template values in every quoting
+context of shell text in `test_hostile_shell.py`; dropped logins and links in
+`test_hostile_links.py`; a full disk in `test_hostile_disk.py`; the spec fuzzer in `test_fuzz.py`.
+`counts()` adds them all up.
 """
 
 from __future__ import annotations
