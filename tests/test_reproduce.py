@@ -173,14 +173,14 @@ def test_dirty_run_is_recreated_exactly_and_reproduces(dirty, pod_env):
 @pytest.mark.skipif(len(MIRROR_VERSIONS) < 2, reason="needs two interpreters in the mirror")
 def test_a_changed_pin_is_named_as_the_difference(dirty, pod_env):
     original, plan, _ = run_spec(SPEC, dirty)
-    launch = store.RunDir(plan.run_dir).launch()
     other = MIRROR_VERSIONS[1]
-    launch["text"] = launch["text"].replace(f'"{PIN}"', f'"{other}"')  # the recorded spec, edited
-    store.write_json_atomic(plan.run_dir / store.RunDir.LAUNCH, launch)
+    spec = plan.run_dir / store.RunDir.SPEC
+    spec.write_text(spec.read_text().replace(f'"{PIN}"', f'"{other}"'))  # the recorded spec, edited
     report = reproduce(dirty, plan.run_id)
     assert report["verdict"] == "differs" and exit_code(report) == 1
     assert f"interpreter requested: {PIN} → {other}" in report["reasons"]
     assert f"interpreter resolved: {PIN} → {other}" in report["reasons"]
+    assert any(r.startswith("spec sha256: ") for r in report["reasons"])
     assert not any(r.startswith("metric") for r in report["reasons"])  # the job itself matched
 
 
@@ -216,10 +216,24 @@ def _tamper_lockfile(run_dir: Path) -> None:
     store.write_json_atomic(run_dir / store.MANIFEST, m)
 
 
+def _tamper_recipe_lockfile(run_dir: Path) -> None:
+    rec = store.read_json(run_dir / store.RunDir.RECIPE)
+    rec["lockfile"]["sha256"] = "e" * 64
+    store.write_json_atomic(run_dir / store.RunDir.RECIPE, rec)
+
+
+def _tamper_staged_file(run_dir: Path) -> None:
+    rec = store.read_json(run_dir / store.RunDir.RECIPE)
+    rec["staging"]["project"]["files"]["helper.py"] = "0" * 64
+    store.write_json_atomic(run_dir / store.RunDir.RECIPE, rec)
+
+
 REFUSALS = [
     ("sha", _tamper_sha, "is not in the repository"),
     ("diff", _tamper_patch, "does not apply to the recorded SHA"),
     ("lockfile", _tamper_lockfile, "the lockfile differs: uv.lock"),
+    ("lockfile-recipe", _tamper_recipe_lockfile, "reproduce.json of run"),
+    ("staged-file", _tamper_staged_file, "staging 'project' differs in 1 file(s): helper.py"),
 ]
 
 

@@ -101,7 +101,7 @@ def staged_hashes(pushes, cap: int = HASH_CAP_BYTES) -> dict[str, Any]:
         files: dict[str, str] = {}
         complete = True
         for rel in sel.files:
-            if rel.startswith(f"{RUNS_SUBDIR.as_posix()}/"):
+            if rel == RUNS_SUBDIR.as_posix() or rel.startswith(f"{RUNS_SUBDIR.as_posix()}/"):
                 continue
             path = sel.base / rel
             try:

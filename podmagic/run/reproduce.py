@@ -31,6 +31,7 @@ from podmagic.errors import PodmagicError
 from podmagic.plan.naming import RUNS_SUBDIR
 from podmagic.run import api, provenance, recipe, store, telemetry
 from podmagic.run.events import Listener
+from podmagic.run.redact import MASK
 
 ENVIRONMENT = (
     ("python_version", "interpreter requested"),
@@ -44,6 +45,7 @@ ENVIRONMENT = (
     ("deploy_metadata.payload_lockfile_sha256", "lockfile sha256"),
     ("patch_sha256", "diff sha256"),
     ("deploy_metadata.local_git_sha", "git SHA"),
+    ("spec_sha256", "spec sha256"),
 )
 """(manifest key, label): must be equal for a reproduction."""
 CONTEXT = (("backend", "backend"), ("gpu_id", "GPU type (backend)"), ("run_id", "run"), ("exit_code", "exit code"))
@@ -309,14 +311,15 @@ def _check_spec_secrets(prepared: api.Prepared) -> None:
 
 
 def _check_lockfile(src: Source, project: Path) -> None:
-    recorded = _lookup(src.manifest, "deploy_metadata.payload_lockfile_sha256")
-    if recorded is None:
-        recorded = (src.recipe.get("lockfile") or {}).get("sha256")
+    """The re-created lockfile must hash as recorded, in the manifest and in `reproduce.json` alike."""
     name, digest = provenance.lockfile(project)
-    if recorded != digest:
-        shown = name or (src.recipe.get("lockfile") or {}).get("name") or "lockfile"
-        raise Refused(f"the lockfile differs: {shown} of the re-created tree has sha256 {digest or '(none)'}, "
-                      f"the run recorded {recorded or '(none)'}")
+    shown = name or (src.recipe.get("lockfile") or {}).get("name") or "lockfile"
+    recorded = (("the manifest", _lookup(src.manifest, "deploy_metadata.payload_lockfile_sha256")),
+                (store.RunDir.RECIPE, (src.recipe.get("lockfile") or {}).get("sha256")))
+    for where, value in recorded:
+        if value != digest and (value is not None or where == store.RunDir.RECIPE):
+            raise Refused(f"the lockfile differs: {shown} of the re-created tree has sha256 {digest or '(none)'}, "
+                          f"{where} of run {src.run_id} recorded {value or '(none)'}")
 
 
 def _check_staging(src: Source, prepared: api.Prepared) -> None:
@@ -338,6 +341,9 @@ def prepare(src: Source, tree: Path, *, backend: str | None, host: str | None,
     """The recorded inputs, re-rooted in `tree`, on the chosen backend; every check before a run dir."""
     old_top = Path(src.recipe.get("git_toplevel") or src.recipe.get("project_root") or src.launch["cwd"])
     inputs = dict(src.launch)
+    recorded = _read_text(src.run_dir / store.RunDir.SPEC)
+    if recorded and recorded != inputs["text"] and MASK not in recorded:
+        inputs["text"] = recorded  # spec.yaml is the record of the spec; launch.json a copy of the inputs
     chosen = backend or inputs.get("backend") or "local"
     options = dict(inputs.get("backend_options") or {}) if chosen == inputs.get("backend") else {}
     if host:
@@ -350,6 +356,13 @@ def prepare(src: Source, tree: Path, *, backend: str | None, host: str | None,
     if root != tree and tree not in root.parents:
         raise Refused(f"the run's project root {root} is outside its repository; it cannot be re-created from git")
     return prepared
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def reproduce(project_root: Path, ref: str, *, backend: str | None = None, host: str | None = None,
