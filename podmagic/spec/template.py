@@ -166,7 +166,7 @@ class _Context:
 
 _PLACEHOLDER = "PODMAGICTPL{}Z"
 _ARITH_TEST = {"-eq", "-ne", "-lt", "-le", "-gt", "-ge"}
-_CODE_COMMANDS = {"eval", "let", "trap", "source", ".", "ssh", "su", "watch", "parallel", "xargs"}
+_CODE_COMMANDS = {"eval", "let", "trap", "source", ".", "ssh", "su", "watch", "parallel"}
 _NAME_COMMANDS = {"read", "mapfile", "readarray", "getopts", "unset", "wait"}
 _SHELLS = {"bash", "sh", "dash", "zsh", "ksh", "fish", "busybox"}
 _QUOTING = {"string": "dquote", "translated_string": "dquote", "raw_string": "squote",
