@@ -66,7 +66,8 @@ def capture_env(project_root=None):
 def metrics(run, project_root=".", source="user"):
     """A run's metrics as a pandas DataFrame (a list of dicts without pandas).
 
-    `run` is a run id, unique prefix or run directory. `source="user"` (default) gives what the job
+    `run` is a run id, unique prefix, run directory, or a run handle (what `%%pod -o NAME` gives:
+    anything with a `run_dir`). `source="user"` (default) gives what the job
     appended to `$PODMAGIC_METRICS` (the run directory's `user_metrics.jsonl`); `source="telemetry"`
     gives the sampler's `metrics.jsonl` (runpod-deploy's columns: GPU, CPU, memory, disk).
     """
@@ -77,7 +78,8 @@ def metrics(run, project_root=".", source="user"):
 
     if source not in ("user", "telemetry"):
         raise PodmagicError(f"source must be 'user' or 'telemetry', got {source!r}")
-    run_dir = store.find_run(Path(project_root).resolve(), str(run))
+    given = getattr(run, "run_dir", None)
+    run_dir = Path(given) if given is not None else store.find_run(Path(project_root).resolve(), str(run))
     rows = telemetry.user_metrics(run_dir) if source == "user" else telemetry.gpu_metrics(run_dir)
     return _maybe_frame(rows)
 

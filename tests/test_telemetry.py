@@ -190,6 +190,10 @@ def test_podmagic_metrics_reads_a_run(tmp_path):
     rows = podmagic.metrics("r-2026", project_root=tmp_path)
     records = rows.to_dict("records") if hasattr(rows, "to_dict") else rows
     assert records == [{"step": 1, "loss": 0.4}, {"step": 2, "loss": 0.3}]
+    from podmagic.run.results import Run
+
+    handle = podmagic.metrics(Run(run_dir))
+    assert len(handle) == 2
     gpu = podmagic.metrics(run_dir, source="telemetry")
     assert len(gpu) == 1
     with pytest.raises(podmagic.errors.PodmagicError):
