@@ -86,6 +86,15 @@ class Pod(Protocol):
     def stable_path(self, path: str) -> bool:
         """Whether an interpreter path from an earlier probe is still valid for this pod."""
 
+    def live_gpus(self) -> list[dict] | None:
+        """The control plane's live GPU use, one dict per GPU (RunPod REST v2 `runtime.gpus[]`:
+        `{"util": 94, "memoryUtil": 78}`), or None where there is none; telemetry fills the GPU columns
+        from it when the pod has no nvidia-smi."""
+
+    def describe(self) -> dict | None:
+        """The control plane's description of the pod (`pod_describe_*.json`), or None: then telemetry
+        records the pod handle (`info`)."""
+
     def heartbeat(self, launch: Launch) -> None: ...
 
     def kill(self, launch: Launch) -> None: ...

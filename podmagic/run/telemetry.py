@@ -19,10 +19,10 @@ Every `telemetry.*` key means what it means in runpod-deploy, on every backend:
 `enabled: false` turns all of it off; each `capture_*` flag turns off its
 part. Telemetry never fails a run: every pod call is best-effort.
 
-On a pod without `nvidia-smi`, a backend may fill the GPU columns from its
-control plane: an optional pod method `live_gpus() -> list[dict] | None`
-returning RunPod REST v2 `runtime.gpus[]` items (`{"util": 94, "memoryUtil":
-78}`), and an optional `describe() -> dict | None` for the pod description.
+On a pod without `nvidia-smi`, the GPU columns come from the control plane
+where there is one: the Pod protocol's `live_gpus()` (RunPod REST v2
+`runtime.gpus[]` items, `{"util": 94, "memoryUtil": 78}`; None elsewhere),
+and `describe()` gives the pod description.
 
 Parsing and planning here are pure functions; `Session` is the small
 collaborator the runner calls at four points (start, poll, end, and the
@@ -469,7 +469,7 @@ class Session:
         rows = []
         for line in lines:
             row, self._cpu = parse_sample(line, self._cpu)
-            if row["gpu_util_pct"] is None and hasattr(pod, "live_gpus"):
+            if row["gpu_util_pct"] is None:
                 row = fill_from_api(row, _quiet(pod.live_gpus))
             rows.append(row)
         if rows:
@@ -500,7 +500,7 @@ class Session:
             self.result.files.append(name)
 
     def _describe(self, pod, name: str) -> None:
-        described = _quiet(pod.describe) if hasattr(pod, "describe") else None
+        described = _quiet(pod.describe)
         info = getattr(pod, "info", None)
         data = described if isinstance(described, dict) else (asdict(info) if info is not None else None)
         if data is not None:

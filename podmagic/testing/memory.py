@@ -137,6 +137,12 @@ class MemoryPod:
         self._call("stable_path", path)
         return path in self.files
 
+    def live_gpus(self) -> list[dict] | None:
+        return None
+
+    def describe(self) -> dict | None:
+        return None
+
     def ended_by(self, launch: Launch) -> str | None:
         self._call("ended_by")
         return self._ended_by

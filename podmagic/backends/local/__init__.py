@@ -153,6 +153,12 @@ class LocalPod:
         stores += _site_packages(env["PATH"])  # a package installed there changes a freeze
         return [env, [(p, _mtime_ns(p)) for p in stores if p and not p.startswith("~")]]
 
+    def live_gpus(self) -> list[dict] | None:
+        return None  # no control plane: nvidia-smi, where there is one, says it all
+
+    def describe(self) -> dict | None:
+        return None
+
     def stable_path(self, path: str) -> bool:
         """An interpreter outside this pod's own sandbox that still exists (another run sees the same one)."""
         shared = any(path == d or path.startswith(d + os.sep) for d in self.ns.shared) if self.ns else False

@@ -182,6 +182,12 @@ class SSHPod:
     def stable_path(self, path: str) -> bool:
         return False
 
+    def live_gpus(self) -> list[dict] | None:
+        return None  # a host has no control plane (RunPod's pod can say)
+
+    def describe(self) -> dict | None:
+        return None
+
     def ended_by(self, launch: Launch) -> str | None:
         """Who ended the run early (`watchdog:max_runtime`, `interrupted`, ...), if anyone."""
         text = self.read_from(launch.exit_path + ".ended_by", 0, 256).decode(errors="replace").strip()
