@@ -10,7 +10,6 @@ import pytest
 
 from test_cli_mistakes import cli
 
-pytest.importorskip("runpod")
 
 from test_runpod_runs import execute, image_env, sim, spec  # noqa: E402,F401 - fixtures reused
 

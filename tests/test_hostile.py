@@ -421,7 +421,6 @@ RUNPOD_POD = """pod:
 @pytest.fixture
 def sim(tmp_path, monkeypatch, python_mirror, uv_python_dir):
     """The RunPod simulator (its pods are real sshd hosts), as tests/test_runpod_runs.py runs it."""
-    pytest.importorskip("runpod")
     from uv import find_uv_bin
 
     from podmagic.testing.sim.runpod import RunPodSimulator, Timing

@@ -10,7 +10,6 @@ from podmagic.run import telemetry
 from podmagic.testing import fake_nvidia_smi
 
 
-runpod = pytest.importorskip("runpod")
 
 from test_runpod_runs import SPEC, execute, image_env, sim  # noqa: E402,F401 - the simulator fixtures
 
