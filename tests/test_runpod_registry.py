@@ -7,8 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from podmagic.backends.runpod.registry import check_image, image_exists, split
 from podmagic.testing.registry import StubRegistry
+
+pytestmark = pytest.mark.e2e  # real backends end to end: not in the fast lane (-m "not e2e")
 
 REPO = Path(__file__).resolve().parent.parent
 REAL = "runpod/pytorch:2.4.0-py3.11-cuda12.4.1-devel-ubuntu22.04"

@@ -46,9 +46,11 @@ def self_terminate_command(pod_id: str, env_file: str = "/etc/rp_environment") -
     if not POD_ID.match(pod_id):
         return None
     url = '"${RUNPOD_API_BASE_URL:-https://api.runpod.io}/v2/pods/${RUNPOD_POD_ID:-' + pod_id + '}/action"'
-    return (f"[ -r {env_file} ] && . {env_file}; curl -s -m 30 -X POST {url} "
-            "-H 'Content-Type: application/json' -H \"Authorization: Bearer ${RUNPOD_API_KEY}\" "
-            "-d '{\"action\": \"terminate\"}' > /dev/null 2>&1")
+    call = (f"curl -s -o /dev/null -w '%{{http_code}}' -m 30 -X POST {url} -H 'Content-Type: application/json' "
+            "-H \"Authorization: Bearer ${RUNPOD_API_KEY}\" -d '{\"action\": \"terminate\"}'")
+    # retried: a 429, a 5xx or a dropped connection must not leave the pod billing (done: 204; gone: 404)
+    return (f"[ -r {env_file} ] && . {env_file}; for i in 1 2 3 4 5 6 7 8; do code=$({call} 2>/dev/null); "
+            'case "$code" in 200|204|404) break;; esac; sleep $i; done')
 
 
 def stop_nudge(pod_id: str, run_id: str, volume_gb: int) -> str:

@@ -107,7 +107,7 @@ def wait_for_ssh(api: RunPodAPI, pod_id: str, timeout: float, emit: Callable[...
 
 def _not_ready(pod_id: str, budget: float, status, stage, ran: bool, image: str) -> str:
     text = f"SSH was not ready on pod {pod_id} within {budget:g}s (status={status}, stage={stage})"
-    if not ran and image:
+    if not ran and image and stage == "starting":  # a machine was assigned, the container never started
         text += (f"; its container never started: the image tag {image!r} may not exist (RunPod accepts any "
                  "image string, and such a pod bills while it never starts). Check it with "
                  "`podmagic validate --check-image`")

@@ -210,6 +210,22 @@ class PodSSHServer(SSHServer):
         super().__init__(workdir, client_key=Path(workdir) / "no-client-key", **kw)
         self.authorized = Path(authorized_keys)
 
+    def stop(self) -> None:
+        """A host that dies takes every connection with it: the listener is frozen first, so no
+        connection accepted while the sessions are killed outlives it."""
+        if self._proc is None:
+            return
+        try:
+            os.kill(self._proc.pid, signal.SIGSTOP)
+        except ProcessLookupError:
+            pass
+        self.drop_connections()
+        try:
+            os.kill(self._proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self._kill_listener()
+
     def _prepare(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
