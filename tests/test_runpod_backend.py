@@ -55,6 +55,9 @@ def test_provision_run_and_delete(sim, tmp_path):
     assert [h["state"] for h in events.of("pod_handle")] == ["provisioning", "starting"]
     assert {h["pod_id"] for h in events.of("pod_handle")} == {pod.info.pod_id}
     assert pod.run("echo hi", timeout=10).output == "hi\n"
+    described = pod.describe()
+    assert described["id"] == pod.info.pod_id and described["status"] == "RUNNING" and "env" not in described
+    assert pod.live_gpus() == [{"util": 0, "memoryUtil": 0}]
     pod.write_file("/workspace/repo/x.txt", b"data")
     assert (sim.pod_root(pod.info.pod_id) / "workspace/repo/x.txt").read_bytes() == b"data"
     assert events.of("gpu_selected") == [{"gpu_id": H100, "datacenter_id": EU, "attempts": 1}]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import time
 from dataclasses import replace
 from typing import Callable
 
@@ -36,6 +37,7 @@ from podmagic.backends.ssh.pod import SSHPod
 STOPPED_VOLUME_USD_PER_GB_MONTH = 0.20
 POD_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ACTIONS = ("delete", "stop", "preserve", "recycle")
+LIVE_GPUS_EVERY_SEC = 10.0
 
 
 def self_terminate_command(pod_id: str, env_file: str = "/etc/rp_environment") -> str | None:
@@ -69,6 +71,7 @@ class RunPodPod(SSHPod):
         self.api, self.request, self.emit = api, request, emit
         self.env_file = (ssh.paths.root or "") + "/etc/rp_environment"
         self._heartbeat: guard.Heartbeat | None = None
+        self._gpus_at, self._gpus = float("-inf"), None
         self._guard_dir: str | None = None
 
     def arm_guard(self, timeout: float | None = None) -> str | None:
@@ -108,6 +111,28 @@ class RunPodPod(SSHPod):
         if armed and not launch.watchdog_command:
             launch = replace(launch, watchdog_command=self_terminate_command(self.info.pod_id, self.env_file))
         super().start(launch)
+
+    def live_gpus(self) -> list[dict] | None:
+        """`runtime.gpus[]` of `GET /v2/pods/{id}` (`util`, `memoryUtil`), or None when not running;
+        asked at most every LIVE_GPUS_EVERY_SEC (telemetry may ask once per sample: rate limits)."""
+        now = time.monotonic()
+        if now - self._gpus_at >= LIVE_GPUS_EVERY_SEC:
+            self._gpus_at = now
+            try:
+                pod = self.api.get_pod(self.info.pod_id) or {}
+            except BackendError:
+                pod = {}
+            gpus = (pod.get("runtime") or {}).get("gpus")
+            self._gpus = list(gpus) if gpus else None
+        return self._gpus
+
+    def describe(self) -> dict | None:
+        """The control plane's `Pod` object (no env: it may carry values the user set)."""
+        try:
+            pod = self.api.get_pod(self.info.pod_id)
+        except BackendError:
+            return None
+        return None if pod is None else {k: v for k, v in pod.items() if k != "env"}
 
     def release(self, action: str) -> str:
         if action not in ACTIONS:
