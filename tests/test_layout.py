@@ -67,8 +67,6 @@ def test_imports_follow_the_layers(module, path):
     own = layer(module)
     if own != "ui" and module != "podmagic":
         bad = [n for n in names if n.startswith("podmagic.ui") or n.split(".")[0] in FRONT_END_LIBS]
-        if module == "podmagic.testing.sim.runpod":  # TEMPORARY: the simulator's command line is being rewritten
-            bad = [n for n in bad if n != "argparse"]
         assert not bad, f"{module} imports front-end code {bad}"
     if module == "podmagic":
         assert all(n.startswith("podmagic.ui") or not n.startswith("podmagic.") for n in names if "ui" in n)

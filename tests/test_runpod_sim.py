@@ -302,3 +302,20 @@ def test_state_reloads_in_a_new_simulator(tmp_path, monkeypatch):
         assert json.loads((tmp_path / "sim" / "state.json").read_text())["pods"][0]["status"] == "EXITED"
     finally:
         finish_sim(again)
+
+
+def test_command_line_flags_parse_and_mistakes_exit_2(tmp_path, capsys):
+    from podmagic.testing.sim.runpod import parse_args
+
+    args = parse_args(["--state-dir", str(tmp_path), "--stock", "NVIDIA A100 80GB PCIe@EU-RO-1=2",
+                       "--stock", "NVIDIA H100 80GB HBM3@US-MD-1=inf", "--image-env", "A=1",
+                       "--provision-sec", "0.5", "--no-account-key", "--rate-limit", "5/1"])
+    assert args.state_dir == tmp_path and args.provision_sec == 0.5 and args.no_account_key is True
+    assert args.stock == [(("NVIDIA A100 80GB PCIe", "EU-RO-1"), 2), (("NVIDIA H100 80GB HBM3", "US-MD-1"), None)]
+    assert args.image_env == ["A=1"] and args.rate_limit == "5/1" and args.port == 0
+    for bad in (["--port", "x", "--state-dir", "d"], ["--stock", "nodc=1", "--state-dir", "d"], ["--port", "1"],
+                ["--state-dir", "d", "--nope"], ["--state-dir", "d", "extra"]):
+        with pytest.raises(SystemExit) as exc:
+            parse_args(bad)
+        assert exc.value.code == 2
+    assert "error:" in capsys.readouterr().err

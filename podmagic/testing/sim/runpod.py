@@ -29,7 +29,7 @@ mirrored to `state_dir/state.json` (every pod's status and ports).
 
 from __future__ import annotations
 
-import argparse
+import getopt
 import os
 import secrets
 import signal
@@ -37,6 +37,7 @@ import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Mapping
 
 from podmagic.testing.sim.catalog import DEFAULT_DATACENTERS, DEFAULT_GPUS, GpuType
@@ -231,34 +232,68 @@ def _stock_arg(text: str) -> tuple[tuple[str, str], int | None]:
     combo, _, count = text.rpartition("=")
     gpu, _, dc = combo.rpartition("@")
     if not gpu or not dc:
-        raise argparse.ArgumentTypeError("expected 'GPU TYPE@DATACENTER=N'")
+        raise ValueError("expected 'GPU TYPE@DATACENTER=N'")
     return (gpu, dc), None if count in ("", "inf", "none") else int(count)
 
 
+def _opt(cast, default=None, *, many=False, text=""):
+    return {"cast": cast, "default": [] if many else default, "many": many, "help": text}
+
+
+# The simulator's flags: (type, default, repeatable, help). Read with the standard library's getopt,
+# so this test double carries no front-end machinery (argparse belongs to podmagic.ui).
+OPTIONS = {
+    "state-dir": _opt(Path, text="folder for state.json and the pods' roots (required)"),
+    "port": _opt(int, 0, text="127.0.0.1 port (0: any free one)"),
+    "api-key": _opt(str, text="the account key clients must send (default: generated)"),
+    "public-key": _opt(str, text="public key (text or .pub path) registered on the account"),
+    "stock": _opt(_stock_arg, many=True, text="GPU@DC=N: free GPUs for one combination (repeatable)"),
+    "default-stock": _opt(int, text="free GPUs for every other combination"),
+    "image-env": _opt(str, many=True, text="NAME=VALUE: environment every pod's image provides (repeatable)"),
+    "provision-sec": _opt(float, Timing.provision_sec),
+    "ports-sec": _opt(float, Timing.ports_sec),
+    "ssh-sec": _opt(float, Timing.ssh_sec),
+    "starting-sec": _opt(float, Timing.starting_sec),
+    "image": _opt(str, many=True, text=f"TAG=UV: an extra image that exists; UV one of {', '.join(UV_MODES)}"),
+    "no-account-key": _opt(bool, False, text="register no SSH key on the account (pods then need PUBLIC_KEY)"),
+    "listing-lag-sec": _opt(float, 0.0),
+    "rate-limit": _opt(str, text="N/SEC: at most N requests per SEC seconds (429 beyond)"),
+    "community-no-public-ip": _opt(bool, False, text="COMMUNITY pods get no public IP (only the SSH proxy)"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: python -m podmagic.testing.sim.runpod --state-dir DIR [options]", __doc__.split("\n")[0], ""]
+    lines += [f"  --{name:<24} {o['help']}" for name, o in OPTIONS.items()]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str]) -> SimpleNamespace:
+    """The flags as attributes (dashes become underscores); SystemExit(2) with the usage on a mistake."""
+    specs = [name if OPTIONS[name]["cast"] is bool else name + "=" for name in OPTIONS] + ["help"]
+    try:
+        pairs, rest = getopt.gnu_getopt(argv, "", specs)
+        if rest:
+            raise getopt.GetoptError(f"unexpected argument {rest[0]!r}")
+        values = {name: (list(o["default"]) if o["many"] else o["default"]) for name, o in OPTIONS.items()}
+        for flag, text in pairs:
+            name = flag[2:]
+            if name == "help":
+                print(_usage())
+                raise SystemExit(0)
+            o = OPTIONS[name]
+            value = True if o["cast"] is bool else o["cast"](text)
+            values[name] = values[name] + [value] if o["many"] else value
+        if values["state-dir"] is None:
+            raise getopt.GetoptError("--state-dir is required")
+    except (getopt.GetoptError, ValueError) as exc:
+        print(f"{_usage()}\nerror: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return SimpleNamespace(**{k.replace("-", "_"): v for k, v in values.items()})
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m podmagic.testing.sim.runpod", description=__doc__.split("\n")[0])
-    parser.add_argument("--state-dir", required=True, type=Path)
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--api-key", help="the account key clients must send (default: generated)")
-    parser.add_argument("--public-key", help="public key (text or .pub path) registered on the account")
-    parser.add_argument("--stock", action="append", type=_stock_arg, default=[],
-                        metavar="GPU@DC=N", help="free GPUs for one combination (repeatable)")
-    parser.add_argument("--default-stock", type=int, default=None)
-    parser.add_argument("--image-env", action="append", default=[], metavar="NAME=VALUE",
-                        help="environment every pod's image provides (repeatable), e.g. PATH=...")
-    parser.add_argument("--provision-sec", type=float, default=Timing.provision_sec)
-    parser.add_argument("--ports-sec", type=float, default=Timing.ports_sec)
-    parser.add_argument("--ssh-sec", type=float, default=Timing.ssh_sec)
-    parser.add_argument("--starting-sec", type=float, default=Timing.starting_sec)
-    parser.add_argument("--image", action="append", default=[], metavar="TAG=UV",
-                        help=f"an extra image that exists; UV is one of {', '.join(UV_MODES)} (repeatable)")
-    parser.add_argument("--no-account-key", action="store_true",
-                        help="register no SSH key on the account (pods then need PUBLIC_KEY)")
-    parser.add_argument("--listing-lag-sec", type=float, default=0.0)
-    parser.add_argument("--rate-limit", metavar="N/SEC", help="at most N requests per SEC seconds (429 beyond)")
-    parser.add_argument("--community-no-public-ip", action="store_true",
-                        help="COMMUNITY pods get no public IP (only the SSH proxy)")
-    args = parser.parse_args(argv)
+    args = parse_args(sys.argv[1:] if argv is None else argv)
     timing = Timing(args.provision_sec, args.ports_sec, args.ssh_sec, args.starting_sec)
     sim = RunPodSimulator(args.state_dir, api_key=args.api_key, stock=dict(args.stock),
                           default_stock=args.default_stock, timing=timing,
