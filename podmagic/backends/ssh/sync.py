@@ -304,22 +304,23 @@ def _pull_file(transport: SSHTransport, remote: str, far: Listing, local: Path) 
 def _receive_file(transport: SSHTransport, remote: str, target: Path, entry: Entry) -> int:
     """One regular file, as its bytes (no archive to parse): `cat` on the pod, large writes here, then
     the pod's mode and whole-second mtime, and a rename into place."""
-    command = f"stat -c %a -- {q(remote)} && exec cat -- {q(remote)}"
+    command = f"stat -c %a -- {q(remote)} >&2 && exec cat -- {q(remote)}"
     tmp = target.with_name(f".{target.name}.podmagic-part")
 
-    def consume(reader: IO[bytes]) -> tuple[int, int]:
-        mode = int(reader.readline().strip() or b"644", 8)
+    def consume(reader: IO[bytes]) -> int:
+        recv = reader.channel.recv if hasattr(reader, "channel") else reader.read  # the channel itself: no re-buffering
         total = 0
-        with open(tmp, "wb") as out:
-            while chunk := reader.read(BUFFER):
+        with open(tmp, "wb", buffering=0) as out:
+            while chunk := recv(BUFFER):
                 out.write(chunk)
                 total += len(chunk)
-        return mode, total
+        return total
 
     try:
-        status, (mode, total), err = transport.stream_out(command, consume)
+        status, total, err = transport.stream_out(command, consume)
         if status != 0:
             raise BackendError(f"reading {remote} on the pod failed: {err[-500:]}")
+        mode = int((err.strip().splitlines() or ["644"])[-1], 8)
         os.chmod(tmp, mode & 0o777)
         os.utime(tmp, (entry.mtime, entry.mtime))
         os.replace(tmp, target)  # a symlink there is replaced, never followed
