@@ -14,8 +14,8 @@ At the end:
 - no log line was lost or repeated (complete runs have every line, failed runs a gap-free prefix);
 - the simulator saw no exchange that breaks RunPod's OpenAPI document.
 
-A `kill -9` between the create and SSH coming up is not drawn: no pod-side guard exists yet
-then, so such a pod is left to `podmagic ls-stale` (a RUNNING pod of a lost run, with its $/h).
+A `kill -9` between the create and SSH coming up is not drawn here: the client-side sentinel covers
+that window, tested in tests/test_runpod_realism.py.
 `PODMAGIC_FAULT_RUNS` (default 50) and `PODMAGIC_FAULT_SEED` reproduce a run.
 """
 

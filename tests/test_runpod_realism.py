@@ -258,3 +258,22 @@ def test_ls_stale_lists_running_pods_of_lost_runs(sim, tmp_path):
     assert row["status"] == "RUNNING" and row["run_id"] == run_dir.name and row["usd_per_hour"] == 2.99
     assert "1 running pods of lost runs" in cli("ls-stale").stdout
     assert cli("cleanup", run_dir.name, "--yes").returncode == 0 and sim.live_pods() == []
+
+
+def test_client_killed_before_ssh_is_up_the_sentinel_ends_the_pod(sim, tmp_path):
+    sim.set_timing(provision_sec=float("inf"))  # the pod never comes up: no pod-side guard can exist
+    proc, _run_dir = client(sim, tmp_path, seed())
+    deadline = time.monotonic() + 30
+    while not sim.live_pods():
+        assert time.monotonic() < deadline and proc.poll() is None, "the pod was never created"
+        time.sleep(0.05)
+    proc.kill()  # kill -9: no teardown runs in the client
+    proc.wait(timeout=10)
+    terminate = lambda: [c for c in sim.calls if c.operation == "podAction:terminate"]  # noqa: E731
+    deadline = time.monotonic() + 20
+    while sim.live_pods() or not terminate():
+        assert time.monotonic() < deadline, sim.live_pods()
+        time.sleep(0.1)
+    (pod,) = sim.pods()
+    assert pod["desired_status"] == "TERMINATED"
+    assert [c.by_pod for c in terminate()] == [None]  # the account's key: the client-side sentinel did it

@@ -33,7 +33,13 @@ from pathlib import Path
 from typing import Callable
 
 from podmagic.backends.base import POD_HANDLE, BackendError, PodInfo, PodRequest
-from podmagic.backends.runpod.api import LOST_CREATE_SEC, RETRY_DELAYS, ApiError, CreateSpec, RunPodAPI
+from podmagic.backends.runpod.api import (
+    LOST_CREATE_SEC,
+    RETRY_DELAYS,
+    ApiError,
+    CreateSpec,
+    RunPodAPI,
+)
 from podmagic.backends.runpod.keys import public_key_env
 from podmagic.backends.runpod.place import place
 from podmagic.backends.runpod.pod import RunPodPod
@@ -43,6 +49,7 @@ from podmagic.backends.runpod.recycle import (
     try_resume,
     wants_recycle,
 )
+from podmagic.backends.runpod.sentinel import Sentinel
 from podmagic.backends.runpod.wait import Endpoint, PodWatch, wait_for_ssh
 from podmagic.backends.ssh.backend import open_pod
 from podmagic.backends.ssh.hosts import SSHTarget
@@ -73,12 +80,19 @@ class RunPodBackend:
 
     def provision(self, request: PodRequest, emit: Callable[..., None]) -> RunPodPod:
         api = self.api(emit)
+        sentinel = Sentinel.start(api, slug(request.run_id))  # a client that dies before the pod's guard is armed
+        try:
+            return self._provision(api, request, emit, sentinel)
+        finally:
+            sentinel.release()
+
+    def _provision(self, api, request: PodRequest, emit, sentinel: Sentinel) -> RunPodPod:
         _warn_unsupported(request, emit)
         key_env = public_key_env(api, self._key_path(request), emit)
         volume = network_volume(api, request, emit)
         deadline = time.monotonic() + request.ssh_ready_timeout_sec
         if wants_recycle(request):
-            pod = self._resume(api, request, emit, deadline)
+            pod = self._resume(api, request, emit, deadline, sentinel)
             if pod is not None:
                 return pod
         datacenters = (volume["dataCenterId"],) if volume else request.datacenters
@@ -90,7 +104,7 @@ class RunPodBackend:
             raise
         info = PodInfo(pod_id=placed.pod["id"], backend=self.name, gpu_id=placed.gpu_id,
                        datacenter_id=placed.datacenter_id, price_source="runpod:cost")
-        return self._bring_up(api, request, info, emit, deadline)
+        return self._bring_up(api, request, info, emit, deadline, sentinel)
 
     def _create_spec(self, request: PodRequest, gpu: str, dc: str, volume: dict | None,
                      env: tuple[tuple[str, str], ...] = ()) -> CreateSpec:
@@ -102,7 +116,7 @@ class RunPodBackend:
             volume_mount_path=request.volume_mount, ports=tuple(request.ports), env=env,
         )
 
-    def _resume(self, api, request, emit, deadline) -> RunPodPod | None:
+    def _resume(self, api, request, emit, deadline, sentinel: Sentinel) -> RunPodPod | None:
         force = self.force_fresh or str(request.options.get("force_fresh", "")).lower() in ("1", "true", "yes")
         resumed = try_resume(api, request, emit, force_fresh=force)
         if resumed is None:
@@ -112,13 +126,14 @@ class RunPodBackend:
                        datacenter_id=state.datacenter_id, price_source="runpod:cost", resumed=True)
         emit("pod_resumed", pod_id=state.pod_id, gpu_id=state.gpu_id, datacenter_id=state.datacenter_id)
         try:
-            return self._bring_up(api, request, info, emit, deadline)
+            return self._bring_up(api, request, info, emit, deadline, sentinel)
         except BackendError as exc:
             emit("warning", message=f"resumed pod {state.pod_id} did not come up ({exc}); creating a fresh pod")
             forget(state_path(request), state.pod_id)
             return None
 
-    def _bring_up(self, api, request, info: PodInfo, emit, deadline: float) -> RunPodPod:
+    def _bring_up(self, api, request, info: PodInfo, emit, deadline: float, sentinel: Sentinel) -> RunPodPod:
+        sentinel.watch(info.pod_id)
         try:  # from here the pod bills: any failure or interrupt, even in these first lines, terminates it
             record_pod(emit, request, info, "provisioning")
             emit("pod_created" if not info.resumed else "pod_resuming", pod_id=info.pod_id,

@@ -24,6 +24,7 @@ from dataclasses import replace
 from typing import Callable
 
 from podmagic.backends.base import BackendError, Launch, PodInfo, PodRequest
+from podmagic.backends.runpod import guard
 from podmagic.backends.runpod.api import RunPodAPI
 from podmagic.backends.runpod.recycle import (
     RecycleState,
@@ -31,7 +32,6 @@ from podmagic.backends.runpod.recycle import (
     state_path,
     write_state,
 )
-from podmagic.backends.runpod import guard
 from podmagic.backends.ssh.pod import SSHPod
 
 STOPPED_VOLUME_USD_PER_GB_MONTH = 0.20
