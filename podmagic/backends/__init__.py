@@ -9,8 +9,9 @@ Backends return data; they write no run-directory files. Resolved by name, impor
 from __future__ import annotations
 
 import inspect
+import os
 
-from podmagic.errors import PodmagicError
+from podmagic.errors import BackendError, PodmagicError
 
 BACKENDS = ("local", "ssh", "runpod")
 
@@ -33,6 +34,15 @@ def backend_class(name: str) -> type:
 
         return RunPodBackend
     raise PodmagicError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def ssh_host(host: str | None) -> str:
+    """The ssh backend's host: the option, else PODMAGIC_SSH_HOST; an error naming the fix without one."""
+    host = host or os.environ.get("PODMAGIC_SSH_HOST")
+    if not host:
+        raise BackendError("the ssh backend needs --host USER@HOST[:PORT] (or an ~/.ssh/config alias, or "
+                           "PODMAGIC_SSH_HOST)")
+    return host
 
 
 def check_front_end_options(name: str, options: dict) -> dict:

@@ -18,8 +18,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from podmagic.backends import check_front_end_options
-from podmagic.errors import PodmagicError, RunNotFound
+from podmagic.backends import check_front_end_options, ssh_host
+from podmagic.errors import RunNotFound
 from podmagic.plan import build as plan_mod
 from podmagic.plan import reconcile
 from podmagic.run import store
@@ -129,9 +129,8 @@ def apply_overrides(spec: spec_mod.JobSpec, overrides: Mapping[str, object]) -> 
 def check_backend(backend: str, options: Mapping[str, object]) -> None:
     """What a backend needs from the command line; front ends call it before `start` makes a run directory
     (not `prepare`, since an API caller may hand `execute` a configured backend)."""
-    if backend == "ssh" and not (options.get("host") or os.environ.get("PODMAGIC_SSH_HOST")):
-        raise PodmagicError("the ssh backend needs --host USER@HOST[:PORT] (or an ~/.ssh/config alias, or "
-                            "PODMAGIC_SSH_HOST)")
+    if backend == "ssh":
+        ssh_host(options.get("host"))
 
 
 def project_root(spec: spec_mod.JobSpec, config_dir: Path, *, is_file: bool) -> Path:

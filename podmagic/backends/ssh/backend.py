@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Callable
 
 from podmagic.backends import podside as remote
+from podmagic.backends import ssh_host
 from podmagic.backends.base import BackendError, PodInfo, PodRequest
 from podmagic.backends.ssh.hosts import SSHTarget, resolve_target
 from podmagic.backends.ssh.pod import SSHPod
@@ -62,10 +63,7 @@ class SSHBackend:
     def __init__(self, host: str | None = None, *, root: str | None = None,
                  known_hosts: str | Path | None = None, ssh_config: str | Path | None = None,
                  key_path: str | None = None, options: TransportOptions | None = None):
-        host = host or os.environ.get("PODMAGIC_SSH_HOST")
-        if not host:
-            raise BackendError("the ssh backend needs --host NAME (user@host:port or an ~/.ssh/config alias)")
-        self.host = host
+        self.host = ssh_host(host)
         self.root = root or os.environ.get("PODMAGIC_SSH_ROOT") or None
         self.known_hosts = known_hosts
         self.ssh_config = ssh_config
