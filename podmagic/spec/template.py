@@ -118,7 +118,7 @@ def render_shell(text: str, variables: Mapping[str, str]) -> Shell:
         if PLAIN.match(value):
             if ctx is not None and ctx.kind == "heredoc" and ctx.delimiter in value.split():
                 raise ShellValueError(name, offset, f"is inside a here-document ending at {ctx.delimiter}",
-                                      f"its value holds that word; choose another delimiter")
+                                      "its value holds that word; choose another delimiter")
             continue
         if ctx is None or ctx.refuse:
             where, fix = ctx.refuse if ctx else ("is in shell text", "")
@@ -176,7 +176,7 @@ _DECIDING = {*_QUOTING, *_RESETS, "heredoc_body", "heredoc_content", "heredoc_re
              "arithmetic_expansion", "subscript", "test_command", "binary_expression", "command",
              "declaration_command", "variable_assignment", "compound_statement", "c_style_for_statement"}
 _VALUE_FIX = "assign it to a variable first (X={v}) and use $X there"
-_PLAIN_FIX = f"make the value plain words or move {{v}} to ordinary arguments"
+_PLAIN_FIX = "make the value plain words or move {v} to ordinary arguments"
 
 
 @functools.lru_cache(maxsize=1)

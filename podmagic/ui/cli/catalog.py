@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 from podmagic.errors import PodmagicError
 from podmagic.run import api
