@@ -174,26 +174,34 @@ def test_stopping_a_sweep_stops_running_shards_and_cancels_pending_ones(pod_env,
 
 
 def test_probe_and_pod_environment_are_captured_once_while_nothing_changes(pod_env, project, monkeypatch):
+    from podmagic.backends import podside
     from podmagic.backends.local import LocalPod
     from podmagic.run import store
 
-    commands = []
-    real_run = LocalPod.run
+    commands, freezes = [], []
+    real_run, real_start = LocalPod.run, LocalPod.start
 
     def counting_run(self, command, **kw):
         commands.append(command)
         return real_run(self, command, **kw)
 
+    def counting_start(self, launch):
+        # the freeze is part of the launcher's start capture (podside.capture_start_script)
+        freezes.append("pip freeze" in podside.launch_files(launch)[podside.capture_path(launch.exit_path, "start")])
+        return real_start(self, launch)
+
     monkeypatch.setattr(LocalPod, "run", counting_run)
+    monkeypatch.setattr(LocalPod, "start", counting_start)
     first, plan1, _ = run_spec("staging: []\nrun: echo one\n", project)
     probes = sum("uv python find" in c for c in commands)
-    freezes = sum("pip freeze" in c for c in commands)
     second, plan2, _ = run_spec("staging: []\nrun: echo two\n", project)
-    assert (probes, freezes) == (1, 1)
-    assert sum("uv python find" in c for c in commands) == 1 and sum("pip freeze" in c for c in commands) == 1
+    assert (probes, freezes) == (1, [True, False])
+    assert sum("uv python find" in c for c in commands) == 1
+    assert not any("pip freeze" in c for c in commands)  # no command of its own: the launcher's
     assert second["python_resolved"] == first["python_resolved"] and first["python_resolved"]
     for name in ("remote_env.json", "pip_freeze.txt"):
         assert (plan1.run_dir / name).read_text() == (plan2.run_dir / name).read_text()
+    assert "pip freeze" in (plan1.run_dir / "remote_env.json").read_text()
     third, _, _ = run_spec("staging: []\npreflight: [{command: 'true'}]\nrun: echo three\n", project)
-    assert sum("pip freeze" in c for c in commands) == 2  # a different preflight: captured again
+    assert freezes == [True, False, True]  # a different preflight: captured again
     assert (store.runs_root(project) / ".probe-cache.json").is_file()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 import sys
 
 import pytest
@@ -213,7 +214,8 @@ esac
 
 
 def test_partial_nvidia_smi_falls_back_to_the_fields_it_knows(tmp_path):
-    from podmagic.spec.jobspec import TelemetrySpec
+    from podmagic.backends import podside
+    from podmagic.plan.requests import Launch, PodTelemetry
 
     bindir = tmp_path / ".local" / "bin"
     bindir.mkdir(parents=True)
@@ -221,16 +223,20 @@ def test_partial_nvidia_smi_falls_back_to_the_fields_it_knows(tmp_path):
     (bindir / "nvidia-smi").chmod(0o755)
     env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
     exit_path = str(tmp_path / "ctl" / "exit")
-    command = telemetry.start_command(TelemetrySpec(sample_interval_sec=5), exit_path=exit_path, workdir="",
-                                      mount=str(tmp_path), max_samples=1, heartbeat_path=None,
-                                      heartbeat_timeout_sec=None)
-    out = subprocess.run(["bash", "-c", command], capture_output=True, text=True, env=env, cwd=tmp_path).stdout
+    launch = Launch(script_path=str(tmp_path / "run.sh"), log_path=str(tmp_path / "run.log"), exit_path=exit_path,
+                    workdir="", body="true\n", telemetry=PodTelemetry(sample_interval_sec=5, max_samples=1,
+                                                                     mount=str(tmp_path)))
+    (tmp_path / "ctl").mkdir()
+    for path, text in podside.launch_files(launch).items():
+        Path(path).write_text(text)
+    out = subprocess.run(["bash", podside.capture_path(exit_path, "start")], capture_output=True, text=True,
+                         env=env, cwd=tmp_path).stdout
     secs = telemetry.sections(out)
     fields = telemetry.gpu_fields(secs.get("nvidia_smi"), secs.get("gpu_query"), secs["gpu_fields"].strip(),
                                   secs.get("gpu_list"))
     assert fields == {"gpu_name": "NVIDIA A40", "gpu_count": 1, "gpu_memory_total_mb": 46068,
                       "gpu_driver_version": "535.104.05", "gpu_cuda_version": "12.2"}
-    subprocess.run(["bash", exit_path + ".sampler.sh"], env=env, check=True, timeout=30)
+    subprocess.run(["bash", podside.sampler_path(exit_path)], env=env, check=True, timeout=30)
     (line,) = (tmp_path / "ctl" / "exit.samples").read_text().splitlines()
     row, _ = telemetry.parse_sample(line)
     assert (row["gpu_util_pct"], row["gpu_mem_used_mb"], row["gpu_mem_total_mb"]) == (37, 1200, 46068)

@@ -7,10 +7,14 @@ Pure functions, shared by every backend:
   cannot leave a job running past its runtime cap or heartbeat limit; it has a
   process group of its own and is ended (sleep and all) when the job ends.
 - `kill_command`: ends the job's process group, then the launcher's.
-- `sampler_script`: the telemetry sampler. The launcher starts it beside
-  the job when the start capture wrote it (`<control>/exit.sampler.sh`),
-  stops it when the job ends (one last sample first) and exports
-  `PODMAGIC_METRICS`, the file a job appends its own JSON-line metrics to.
+- `launch_files`: every file a launch puts on the pod: the job's script, the
+  launcher and, with telemetry (`Launch.telemetry`), the sampler and the
+  start and end capture scripts. The launcher runs the start capture before
+  the job, starts the sampler beside it, and after the exit file is written
+  stops the sampler (one last sample first) and runs the end capture, each
+  capture's output written whole (`<control>.telemetry_start`/`_end`): a run
+  with telemetry costs no command of its own. It exports `PODMAGIC_METRICS`,
+  the file a job appends its own JSON-line metrics to.
 - `PathMap`: a pod that is not a real RunPod pod (an SSH host with a root,
   the local sandbox's mapped fallback) maps the pod paths it owns,
   `/workspace/...` and `/root/...` (its `$HOME`), onto `<root>/workspace/...`
@@ -23,6 +27,8 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass
+
+from dataclasses import replace
 
 from podmagic.backends.base import BackendError, Launch
 
@@ -67,17 +73,49 @@ class PathMap:
         pattern = r"(?<![\w./-])" + re.escape(self.mount.rstrip("/")) + r"(?=[/\s'\"`;:)|&}]|$)"
         return re.sub(pattern, lambda _m: self.root + self.mount.rstrip("/"), text)
 
+    def launch(self, launch: Launch) -> Launch:
+        """The launch with every pod path in it mapped onto the host."""
+        if self.root is None:
+            return launch
+        p = self.path
+        t = launch.telemetry
+        return replace(launch, script_path=p(launch.script_path), log_path=p(launch.log_path),
+                       exit_path=p(launch.exit_path), workdir=p(launch.workdir) if launch.workdir else "",
+                       heartbeat_path=p(launch.heartbeat_path) if launch.heartbeat_path else None,
+                       body=self.text(launch.body), env={k: self.text(v) for k, v in launch.env.items()},
+                       telemetry=replace(t, mount=p(t.mount)) if t else None)
+
+
+def launch_files(launch: Launch, exports: dict[str, str] | None = None) -> dict[str, str]:
+    """Pod path → text of every file the launch needs (all written executable, 0700, before it starts)."""
+    c = launch.control_prefix
+    files = {launch.script_path: launch.body, launcher_path(c): launcher_script(launch, exports)}
+    t = launch.telemetry
+    if t is not None:
+        files[sampler_path(c)] = sampler_script(
+            samples_path(c), interval_sec=t.sample_interval_sec, mount=t.mount, query=SAMPLE_QUERIES,
+            max_samples=t.max_samples, heartbeat_path=launch.heartbeat_path,
+            heartbeat_timeout_sec=launch.heartbeat_timeout_sec)
+        files[capture_path(c, "start")] = capture_start_script(t, launch.workdir)
+        files[capture_path(c, "end")] = capture_end_script(t)
+    return files
+
+
+def launcher_path(exit_path: str) -> str:
+    return exit_path + ".launcher.sh"
+
 
 def launcher_script(launch: Launch, exports: dict[str, str] | None = None) -> str:
-    """The detached launcher: job in its own group, exit code file, watchdog."""
+    """The detached launcher: job in its own group, exit code file, watchdog, telemetry around the job."""
     c = launch.control_prefix
+    t = launch.telemetry
     lines = [
         "#!/usr/bin/env bash",
         "# podmagic launcher (generated): runs the job detached and records its end.",
         f"echo $$ > {q(c + '.launcher_pid')}",
         f"export PODMAGIC_METRICS={q(user_metrics_path(c))}",
         *(f"export {k}={q(v)}" for k, v in (exports or {}).items()),
-        *_sampler_start(c),
+        *(_capture_function() + [_capture(c, "start"), *_sampler_start(c)] if t else []),
         f"cd {q(launch.workdir)} 2>/dev/null || cd \"$HOME\"" if launch.workdir else 'cd "$HOME"',
         "set -m  # job control: the job gets a process group of its own",
         f"bash {q(launch.script_path)} > {q(launch.log_path)} 2>&1 < /dev/null &",
@@ -90,7 +128,7 @@ def launcher_script(launch: Launch, exports: dict[str, str] | None = None) -> st
         # a watchdog that fired (it wrote .ended_by) still has its after-command to run (e.g. terminate the pod)
         *([f"[ -f {q(c + '.ended_by')} ] || kill -TERM -- -$watchdog 2>/dev/null"] if _watchdog(launch) else []),
         f"echo $rc > {q(c + '.tmp')} && mv {q(c + '.tmp')} {q(c)}",
-        *_sampler_end(),
+        *(_sampler_end() + [_capture(c, "end")] if t else []),
     ]
     return "\n".join(lines) + "\n"
 
@@ -113,10 +151,10 @@ def _watchdog(launch: Launch) -> list[str]:
     after = [f"    {launch.watchdog_command}"] if launch.watchdog_command else []
     return [
         "(",
-        "  start=$(date +%s)",
+        "  printf -v start '%(%s)T' -1",
         "  while kill -0 $job 2>/dev/null; do",
         f"    sleep {launch.watchdog_interval_sec:g}",
-        "    now=$(date +%s); why=",
+        "    printf -v now '%(%s)T' -1; why=",
         *checks,
         '    if [ -n "$why" ]; then',
         f"      echo $why > {q(c + '.ended_by')}",
@@ -128,6 +166,19 @@ def _watchdog(launch: Launch) -> list[str]:
         ") < /dev/null > /dev/null 2>&1 &",
         "watchdog=$!  # a process group of its own (set -m): ended, sleep and all, when the job ends",
     ]
+
+
+SECTION = "@@podmagic-telemetry:"
+"""Starts each named section of a capture's output (`run.telemetry.sections` splits them)."""
+GPU_QUERY = "index,name,memory.total,driver_version"
+GPU_QUERIES = (GPU_QUERY, "name,memory.total,driver_version", "name")
+SAMPLE_QUERY = "utilization.gpu,memory.used,memory.total,temperature.gpu,ecc.errors.uncorrected.volatile.total"
+SAMPLE_QUERIES = (SAMPLE_QUERY, "utilization.gpu,memory.used,memory.total", "utilization.gpu")
+"""Tried in order: an nvidia-smi that does not know one field refuses the whole query."""
+CAPTURE_TIMEOUT_SEC = 120
+"""A capture that hangs (a wedged GPU's nvidia-smi) is ended after this; the job starts regardless."""
+DMESG_LINES = 200
+_HOME = '"$HOME"'
 
 
 def sampler_path(exit_path: str) -> str:
@@ -142,16 +193,79 @@ def user_metrics_path(exit_path: str) -> str:
     return exit_path + ".metrics.jsonl"
 
 
+def capture_path(exit_path: str, moment: str) -> str:
+    """The capture script (`.sh`); its whole output is at `capture_output_path`."""
+    return f"{exit_path}.capture_{moment}.sh"
+
+
+def capture_output_path(exit_path: str, moment: str) -> str:
+    return f"{exit_path}.telemetry_{moment}"
+
+
+def _capture_function() -> list[str]:
+    """`capture SCRIPT OUT`: the script's output, written whole (a reader never sees half), time-limited."""
+    return ["capture() {",
+            f"  local t=; command -v timeout >/dev/null 2>&1 && t='timeout -k 5 {CAPTURE_TIMEOUT_SEC}'",
+            '  $t bash "$1" > "$2.tmp" 2>&1 < /dev/null; mv -f "$2.tmp" "$2"',
+            "}"]
+
+
+def _capture(c: str, moment: str) -> str:
+    return f"capture {q(capture_path(c, moment))} {q(capture_output_path(c, moment))}"
+
+
+def _section(name: str) -> str:
+    return f"printf '\\n{SECTION}%s@@\\n' {q(name)}"
+
+
+def capture_start_script(t, workdir: str) -> str:
+    """The start capture (sections of output): nvidia-smi's table, list and GPU query, and the pod environment."""
+    parts = ['export PATH="$HOME/.local/bin:$PATH"']
+    if t.nvidia_smi:
+        parts += ["if command -v nvidia-smi >/dev/null 2>&1; then",
+                  _section("nvidia_smi"), "nvidia-smi 2>&1",
+                  _section("gpu_list"), "nvidia-smi -L 2>&1",
+                  "gq=",
+                  *(f"if [ -z \"$gq\" ] && o=$(nvidia-smi --query-gpu={f} --format=csv,noheader,nounits 2>/dev/null); "
+                    f"then gq={f}; {_section('gpu_fields')}; echo {f}; {_section('gpu_query')}; echo \"$o\"; fi"
+                    for f in GPU_QUERIES),
+                  "fi"]
+    if t.remote_env:
+        parts += [_section("uname"), "uname -a 2>&1",
+                  _section("python3"),
+                  "python3 -c 'import platform, sys; print(platform.python_version(), sys.executable)' 2>/dev/null",
+                  _section("uv"), "uv --version 2>/dev/null",
+                  _section("freeze"),
+                  f"if f=$(cd {q(workdir) if workdir else _HOME} && uv pip freeze 2>/dev/null) && [ -n \"$f\" ]; "
+                  "then printf '%s\\n' \"$f\"; echo '#podmagic:uv pip freeze'; "
+                  "elif python3 -m pip freeze 2>/dev/null; then echo '#podmagic:pip freeze'; fi"]
+    return "\n".join(parts + ["true"]) + "\n"
+
+
+def capture_end_script(t) -> str:
+    """The end capture: nvidia-smi's table and the dmesg tail (where readable)."""
+    parts = ['export PATH="$HOME/.local/bin:$PATH"']
+    if t.nvidia_smi:
+        parts += ["if command -v nvidia-smi >/dev/null 2>&1; then", _section("nvidia_smi"), "nvidia-smi 2>&1", "fi"]
+    if t.dmesg:
+        parts += [_section("dmesg"), f"(dmesg 2>/dev/null || dmesg -T 2>/dev/null) | tail -n {DMESG_LINES}"]
+    return "\n".join(parts + ["true"]) + "\n"
+
+
+def end_capture_command(exit_path: str, t) -> str:
+    """The end capture run as a command of its own, when the launcher could not (it was ended first):
+    the sampler is stopped if it still runs, then the capture."""
+    return sampler_stop_command(exit_path) + "\n" + capture_end_script(t)
+
+
 def _sampler_start(c: str) -> list[str]:
-    s = q(sampler_path(c))
-    return [f"sampler=; if [ -f {s} ]; then bash {s} < /dev/null > /dev/null 2>&1 & sampler=$!; "
-            f"echo $sampler > {q(c + '.sampler_pid')}; fi"]
+    return [f"bash {q(sampler_path(c))} < /dev/null > /dev/null 2>&1 & sampler=$!",
+            f"echo $sampler > {q(c + '.sampler_pid')}"]
 
 
 def _sampler_end() -> list[str]:
-    """TERM makes the sampler take its last sample. Sent after the exit file is written, so the job's end
-    is not held up by it; the end capture (`sampler_stop_command`) waits for that sample."""
-    return ['if [ -n "$sampler" ]; then kill -TERM $sampler 2>/dev/null; fi']
+    """TERM makes the sampler take its last sample (it ends at once after it); the end capture follows."""
+    return ["kill -TERM $sampler 2>/dev/null && wait $sampler"]
 
 
 def _until_gone(pid: str, limit_sec: float) -> str:
@@ -167,12 +281,12 @@ def sampler_script(out_path: str, *, interval_sec: float, mount: str, query: str
                    heartbeat_path: str | None = None, heartbeat_timeout_sec: float | None = None) -> str:
     """The pod-side sampler: one tab-separated line per sample (parsed by `run.telemetry.parse_sample`).
 
-    One process on the pod, no new connection per sample: `nvidia-smi --query-gpu` (when there is one),
-    /proc/loadavg, the first line of /proc/stat, MemTotal/MemAvailable, `df` of the volume mount. It
-    samples at start, every `interval_sec`, and once more on TERM; it ends by itself after `max_samples`
-    or when the client's heartbeat is older than `heartbeat_timeout_sec`. `query` may list field sets to
-    try in order (an nvidia-smi that refuses a field refuses the whole query); the one that works is
-    written in each line (`gpuf=`).
+    One process on the pod, no new connection per sample, and no process per reading but `df` (and
+    `nvidia-smi` where there is one): the clock, /proc/loadavg, the first line of /proc/stat and
+    MemTotal/MemAvailable are read by bash itself. It samples at start, every `interval_sec`, and once
+    more on TERM; it ends by itself after `max_samples` or when the client's heartbeat is older than
+    `heartbeat_timeout_sec`. `query` may list field sets to try in order (an nvidia-smi that refuses a
+    field refuses the whole query); the one that works is written in each line (`gpuf=`).
     """
     queries = (query,) if isinstance(query, str) else tuple(query)
     pick = "; ".join(f"[ -z \"$gq\" ] && nvidia-smi --query-gpu={x} --format=csv,noheader,nounits >/dev/null 2>&1 "
@@ -180,25 +294,30 @@ def sampler_script(out_path: str, *, interval_sec: float, mount: str, query: str
     stale = ""
     if heartbeat_path and heartbeat_timeout_sec:
         hb = q(heartbeat_path)
-        stale = (f"  if [ -f {hb} ] && [ $(( $(date +%s) - $(stat -c %Y {hb} 2>/dev/null || date +%s) )) -ge "
+        stale = (f"  printf -v now '%(%s)T' -1\n"
+                 f"  if [ -f {hb} ] && [ $(( now - $(stat -c %Y {hb} 2>/dev/null || echo $now) )) -ge "
                  f"{int(heartbeat_timeout_sec)} ]; then exit 0; fi\n")
     return (
         "#!/usr/bin/env bash\n"
         "# podmagic telemetry sampler (generated)\n"
         'export PATH="$HOME/.local/bin:$PATH"\n'
         f"out={q(out_path)}\n"
+        "to=; command -v timeout >/dev/null 2>&1 && to='timeout -k 1 10'\n"
         "smi=0; gq=; command -v nvidia-smi >/dev/null 2>&1 && smi=1\n"
         f"if [ $smi = 1 ]; then {pick}; [ -n \"$gq\" ] || smi=0; fi\n"
         "sample() {\n"
-        "  gpu=-\n"
-        "  if [ $smi = 1 ]; then gpu=$(nvidia-smi --query-gpu=$gq --format=csv,noheader,nounits 2>/dev/null "
+        "  local gpu=- load= cpu= mem= disk= ts k v t= a= d\n"
+        "  if [ $smi = 1 ]; then gpu=$($to nvidia-smi --query-gpu=$gq --format=csv,noheader,nounits 2>/dev/null "
         "| tr '\\n' ';'); fi\n"
-        "  load=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null)\n"
-        "  cpu=$(head -n1 /proc/stat 2>/dev/null)\n"
-        "  mem=$(awk '/^MemTotal:/{t=$2} /^MemAvailable:/{a=$2} END{if (t) print t, a}' /proc/meminfo 2>/dev/null)\n"
-        f"  disk=$(df -P -B1 {q(mount)} 2>/dev/null | awk 'NR==2{{print $3, $2}}')\n"
+        "  read -r load _ < /proc/loadavg 2>/dev/null\n"
+        "  read -r cpu < /proc/stat 2>/dev/null\n"
+        "  while read -r k v _; do case $k in MemTotal:) t=$v;; MemAvailable:) a=$v;; esac; done "
+        "< /proc/meminfo 2>/dev/null\n"
+        '  [ -n "$t" ] && mem="$t $a"\n'
+        f"  d=$(df -P -B1 {q(mount)} 2>/dev/null) && read -r _ k v _ <<< \"${{d##*$'\\n'}}\" && disk=\"$v $k\"\n"
+        "  TZ=UTC0 printf -v ts '%(%Y-%m-%dT%H:%M:%SZ)T' -1\n"
         "  printf 'ts=%s\\tgpuf=%s\\tgpu=%s\\tload=%s\\tcpu=%s\\tmem=%s\\tdisk=%s\\n' "
-        '"$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$gq" "$gpu" "$load" "$cpu" "$mem" "$disk" >> "$out"\n'
+        '"$ts" "$gq" "$gpu" "$load" "$cpu" "$mem" "$disk" >> "$out"\n'
         "}\n"
         "trap 'trap \"\" TERM; kill $! 2>/dev/null; sample; exit 0' TERM  # once; its pending sleep goes too\n"
         "i=0\n"

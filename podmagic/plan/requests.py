@@ -36,6 +36,23 @@ class PodRequest:
 
 
 @dataclass(frozen=True)
+class PodTelemetry:
+    """What the launcher captures and samples on the pod beside the job (the `telemetry` keys' pod side).
+
+    The start capture runs before the job starts and the end capture after it ended, both inside the
+    launcher: no command of their own, no round trip."""
+
+    sample_interval_sec: float
+    max_samples: int
+    mount: str
+    """The folder whose disk use the sampler reports (the volume mount)."""
+    nvidia_smi: bool = True
+    remote_env: bool = True
+    """uname, the pod's python3, uv and the freeze (off when an earlier run's answer still holds)."""
+    dmesg: bool = True
+
+
+@dataclass(frozen=True)
 class Launch:
     """The detached run: its script, log and exit-code file (pod paths)."""
 
@@ -51,6 +68,8 @@ class Launch:
     watchdog_interval_sec: float = 5.0
     watchdog_command: str | None = None
     """Run on the pod after the watchdog ends the job (e.g. terminate the pod)."""
+    telemetry: PodTelemetry | None = None
+    """None: no sampler and no captures (the job's own metrics file is always there)."""
 
     @property
     def control_prefix(self) -> str:

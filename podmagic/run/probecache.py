@@ -58,15 +58,29 @@ def remember(project_root: Path, key: str, compute: Callable[[], Any], valid: Ca
     with _guard:
         lock = _locks.setdefault(key, threading.Lock())
     with lock:
-        path = store.runs_root(project_root) / FILE
-        hit = (store.read_json(path) or {}).get(key)
-        if hit and time.time() - hit.get("at", 0) < MAX_AGE_SEC and valid(hit["value"]):
-            return hit["value"]
+        hit = recall(project_root, key, valid)
+        if hit is not None:
+            return hit
         value = compute()
         if valid(value):
-            entries = {k: v for k, v in (store.read_json(path) or {}).items()
-                       if isinstance(v, dict) and time.time() - v.get("at", 0) < MAX_AGE_SEC}
-            entries[key] = {"value": value, "at": time.time()}
-            path.parent.mkdir(parents=True, exist_ok=True)
-            store.write_json_atomic(path, entries)
+            keep(project_root, key, value)
         return value
+
+
+def recall(project_root: Path, key: str, valid: Callable[[Any], bool] = bool) -> Any:
+    """The stored value for `key` while fresh and `valid(value)`, else None."""
+    hit = (store.read_json(store.runs_root(project_root) / FILE) or {}).get(key)
+    if isinstance(hit, dict) and time.time() - hit.get("at", 0) < MAX_AGE_SEC and valid(hit.get("value")):
+        return hit["value"]
+    return None
+
+
+def keep(project_root: Path, key: str, value: Any) -> None:
+    """Store `value` for `key` (entries past their age are dropped on the way)."""
+    with _guard:
+        path = store.runs_root(project_root) / FILE
+        entries = {k: v for k, v in (store.read_json(path) or {}).items()
+                   if isinstance(v, dict) and time.time() - v.get("at", 0) < MAX_AGE_SEC}
+        entries[key] = {"value": value, "at": time.time()}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        store.write_json_atomic(path, entries)

@@ -187,10 +187,10 @@ class Runner:
         for command in plan.preflight:
             self._command(command)
         self._probe()
-        self.telemetry.start(self.pod)
+        pod_telemetry = self.telemetry.pod_side(self.pod)
         self._warn_bare_python()
         self._enter("run")
-        self._run_job()
+        self._run_job(pod_telemetry)
 
     def _check_local(self) -> None:
         """Local inputs that must exist, checked before any pod exists (a typo costs nothing)."""
@@ -317,12 +317,13 @@ class Runner:
 
     # ------------------------------------------------------------ the job
 
-    def _run_job(self) -> None:
-        launch = replace(self.plan.launch, heartbeat_timeout_sec=self.heartbeat_timeout_sec)
+    def _run_job(self, pod_telemetry) -> None:
+        launch = replace(self.plan.launch, heartbeat_timeout_sec=self.heartbeat_timeout_sec, telemetry=pod_telemetry)
         self._log = LogCopy(self.rundir.open_log, self.redactor.stream(),
                             (self.plan.success_marker or "", *self.plan.failure_markers))
         self._log.open()
         self.run_started = True  # before start(): an interrupt inside it may come after the job launched
+        self.telemetry.launched(self.pod)
         self.pod.start(launch)
         self.emit("run_started", log_path=launch.log_path)
         code = self._follow(launch)

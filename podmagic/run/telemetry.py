@@ -2,19 +2,22 @@
 
 Every `telemetry.*` key means what it means in runpod-deploy, on every backend:
 
-- at start (after the pin and preflight) ONE attached command captures
-  `nvidia-smi` (`nvidia_smi_start.txt`), `uname -a` and the pod's default
-  `python3` (`remote_env.json`), `uv pip freeze` of the project environment
-  or else `pip freeze` (`pip_freeze.txt`), and writes the pod-side sampler;
-  the pod description goes to `pod_describe_start.json`;
+- at start (after the pin and preflight, just before the job) the launcher
+  captures `nvidia-smi` (`nvidia_smi_start.txt`), `uname -a` and the pod's
+  default `python3` (`remote_env.json`), `uv pip freeze` of the project
+  environment or else `pip freeze` (`pip_freeze.txt`), then starts the
+  sampler beside the job (`backends.podside.launch_files`: no command of its
+  own); the pod description goes to `pod_describe_start.json`;
 - while the job runs, the sampler (started by the launcher, on the pod)
   appends one line every `sample_interval_sec`; the client reads it by byte
   offset over the connection it already has, like the log, into
   `metrics.jsonl` with runpod-deploy's columns (GPU columns null where there
   is no GPU). The job's own metrics (`$PODMAGIC_METRICS`, JSON lines) are
   streamed the same way into `user_metrics.jsonl`;
-- at end, `nvidia_smi_end.txt`, `dmesg_tail.txt` (where readable) and
-  `pod_describe_end.json`.
+- at end (the launcher again, once the job's exit code is written),
+  `nvidia_smi_end.txt`, `dmesg_tail.txt` (where readable) and
+  `pod_describe_end.json`. A launcher that was ended before it could is
+  replaced by one attached command.
 
 `enabled: false` turns all of it off; each `capture_*` flag turns off its
 part. Telemetry never fails a run: every pod call is best-effort.
@@ -25,25 +28,27 @@ where there is one: the Pod protocol's `live_gpus()` (RunPod REST v2
 and `describe()` gives the pod description.
 
 Parsing and planning here are pure functions; `Session` is the small
-collaborator the runner calls at four points (start, poll, end, and the
-manifest fields it leaves on the outcome). May import: the standard library,
-`backends.podside` (shell text) and `run.store`.
+collaborator the runner calls at five points (what the launcher is to do,
+started, poll, end, and the manifest fields it leaves on the outcome). May
+import: the standard library, `plan.requests`, `backends.podside` (shell
+text), `run.probecache` and `run.store`.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shlex
+import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from podmagic.backends import podside
+from podmagic.backends.podside import GPU_QUERY, SAMPLE_QUERY, SECTION
+from podmagic.plan.requests import PodTelemetry
 from podmagic.run import probecache, store
 
-q = shlex.quote
 METRICS = store.RunDir.METRICS
 USER_METRICS = store.RunDir.USER_METRICS
 """The job's own metrics. Not `metrics.jsonl`: that name is runpod-deploy's sampler file."""
@@ -52,76 +57,14 @@ COLUMNS = ("ts_utc", "gpu_util_pct", "gpu_mem_used_mb", "gpu_mem_total_mb", "gpu
            "workspace_disk_used_bytes", "workspace_disk_total_bytes")
 EXTRA_COLUMNS = ("gpu_mem_util_pct",)
 """Added to runpod-deploy's columns: GPU memory in percent (what RunPod's API reports)."""
-GPU_QUERY = "index,name,memory.total,driver_version"
-SAMPLE_QUERY = "utilization.gpu,memory.used,memory.total,temperature.gpu,ecc.errors.uncorrected.volatile.total"
-SAMPLE_QUERIES = (SAMPLE_QUERY, "utilization.gpu,memory.used,memory.total", "utilization.gpu")
-"""Tried in order by the sampler: an nvidia-smi that does not know one field refuses the whole query."""
-GPU_QUERIES = (GPU_QUERY, "name,memory.total,driver_version", "name")
-SECTION = "@@podmagic-telemetry:"
 ENV_SECTIONS = ("uname", "python3", "uv", "freeze")
-"""The start capture's pod-environment sections (reused while unchanged, see `Session._start_sections`)."""
+"""The start capture's pod-environment sections (reused while unchanged, see `Session._cached_env`)."""
 POLL_SEC = 2.0
-DMESG_LINES = 200
-CAPTURE_TIMEOUT_SEC = 120
-HOME = '"$HOME"'
-
-
-# ---------------------------------------------------------------- pod paths
-
-
-def pod_paths(exit_path: str) -> dict[str, str]:
-    """The pod-side files, beside the launcher's (`<control>/exit.*`)."""
-    return {"sampler": podside.sampler_path(exit_path), "samples": podside.samples_path(exit_path),
-            "user_metrics": podside.user_metrics_path(exit_path)}
-
-
-# ---------------------------------------------------------------- commands (pure)
-
-
-def _section(name: str) -> str:
-    return f"printf '\\n{SECTION}%s@@\\n' {q(name)}"
-
-
-def start_command(t, *, exit_path: str, workdir: str, mount: str, max_samples: int,
-                  heartbeat_path: str | None, heartbeat_timeout_sec: float | None) -> str:
-    """The one start capture: sections of output, and the sampler script written for the launcher."""
-    parts = ['export PATH="$HOME/.local/bin:$PATH"']
-    if t.capture_nvidia_smi:
-        parts += ["if command -v nvidia-smi >/dev/null 2>&1; then",
-                  _section("nvidia_smi"), "nvidia-smi 2>&1",
-                  _section("gpu_list"), "nvidia-smi -L 2>&1",
-                  "gq=",
-                  *(f"if [ -z \"$gq\" ] && o=$(nvidia-smi --query-gpu={f} --format=csv,noheader,nounits 2>/dev/null); "
-                    f"then gq={f}; {_section('gpu_fields')}; echo {f}; {_section('gpu_query')}; echo \"$o\"; fi"
-                    for f in GPU_QUERIES),
-                  "fi"]
-    if t.capture_remote_env:
-        parts += [_section("uname"), "uname -a 2>&1",
-                  _section("python3"),
-                  "python3 -c 'import platform, sys; print(platform.python_version(), sys.executable)' 2>/dev/null",
-                  _section("uv"), "uv --version 2>/dev/null",
-                  _section("freeze"),
-                  f"if f=$(cd {q(workdir) if workdir else HOME} && uv pip freeze 2>/dev/null) && [ -n \"$f\" ]; "
-                  "then printf '%s\\n' \"$f\"; echo '#podmagic:uv pip freeze'; "
-                  "elif python3 -m pip freeze 2>/dev/null; then echo '#podmagic:pip freeze'; fi"]
-    paths = pod_paths(exit_path)
-    script = podside.sampler_script(paths["samples"], interval_sec=t.sample_interval_sec, mount=mount,
-                                    query=SAMPLE_QUERIES, max_samples=max_samples, heartbeat_path=heartbeat_path,
-                                    heartbeat_timeout_sec=heartbeat_timeout_sec)
-    parts += [f"mkdir -p {q(paths['sampler'].rsplit('/', 1)[0])}",
-              f"cat > {q(paths['sampler'])} <<'PODMAGIC_SAMPLER'\n{script}PODMAGIC_SAMPLER",
-              "true"]
-    return "\n".join(parts)
-
-
-def end_command(t, *, exit_path: str) -> str:
-    """The end capture: nvidia-smi and the dmesg tail; the sampler is stopped if still running."""
-    parts = ['export PATH="$HOME/.local/bin:$PATH"', podside.sampler_stop_command(exit_path)]
-    if t.capture_nvidia_smi:
-        parts += ["if command -v nvidia-smi >/dev/null 2>&1; then", _section("nvidia_smi"), "nvidia-smi 2>&1", "fi"]
-    if t.capture_dmesg:
-        parts += [_section("dmesg"), f"(dmesg 2>/dev/null || dmesg -T 2>/dev/null) | tail -n {DMESG_LINES}"]
-    return "\n".join(parts + ["true"])
+END_WAIT_SEC = 15.0
+"""How long teardown waits for the launcher's end capture once the job's exit code is written."""
+_claims: dict[str, threading.Event] = {}
+"""Pod-environment captures in flight in this process (a sweep's shards wait for the first one's)."""
+_claims_guard = threading.Lock()
 
 
 # ---------------------------------------------------------------- parsing (pure)
@@ -372,7 +315,7 @@ class Result:
 
 
 class Session:
-    """The runner's telemetry collaborator: `start`, `poll`, `end`; never raises."""
+    """The runner's telemetry collaborator: `pod_side`, `started`, `poll`, `end`; never raises."""
 
     def __init__(self, plan, emit: Callable[..., None], mask: Callable[[str], str] = str,
                  heartbeat_timeout_sec: float | None = None):
@@ -380,11 +323,15 @@ class Session:
         self.t = plan.telemetry
         self.result = Result()
         self.rundir = store.RunDir(plan.run_dir)
-        launch = plan.launch
-        paths = pod_paths(launch.exit_path)
-        self.samples, self.user = LineReader(paths["samples"]), LineReader(paths["user_metrics"])
+        exit_path = plan.launch.exit_path
+        self.samples = LineReader(podside.samples_path(exit_path))
+        self.user = LineReader(podside.user_metrics_path(exit_path))
         self.heartbeat_timeout_sec = heartbeat_timeout_sec
         self.started = False
+        self.pod_telemetry: PodTelemetry | None = None
+        self._took_start = False
+        self._env_key: str | None = None
+        self._claim: threading.Event | None = None
         self._cpu: list[int] | None = None
         self._polled: float | None = None
         self._user_seen = False
@@ -393,41 +340,34 @@ class Session:
     def on(self) -> bool:
         return bool(self.t.enabled)
 
-    # -- the four points -----------------------------------------------------
-    def start(self, pod) -> None:
-        """After the pin and preflight: the start capture, and the sampler made ready for the launcher."""
-        self.started = True
+    # -- the five points -----------------------------------------------------
+    def pod_side(self, pod) -> PodTelemetry | None:
+        """Before the launch: what the launcher captures and samples (None: telemetry off). The pod
+        environment is left out while an earlier run's answer still holds (written here at once)."""
         if not self.on:
-            return
-        if self.t.capture_pod_describe:
+            return None
+        t = self.t
+        env = self._cached_env(pod) if t.capture_remote_env else None
+        if env is not None:
+            self._take_env(env)
+        self.pod_telemetry = PodTelemetry(
+            sample_interval_sec=t.sample_interval_sec, mount=self.plan.request.volume_mount,
+            max_samples=int(self.plan.timeout_sec // max(t.sample_interval_sec, 1)) + 2,
+            nvidia_smi=t.capture_nvidia_smi, remote_env=t.capture_remote_env and env is None,
+            dmesg=t.capture_dmesg)
+        return self.pod_telemetry
+
+    def launched(self, pod) -> None:
+        """As the launcher starts: the pod description (the start capture is read as it lands)."""
+        self.started = True
+        if self.on and self.t.capture_pod_describe:
             self._describe(pod, "pod_describe_start.json")
-        launch, plan = self.plan.launch, self.plan
-
-        def capture(t) -> str | None:
-            return self._run(pod, start_command(
-                t, exit_path=launch.exit_path, workdir=launch.workdir, mount=plan.request.volume_mount,
-                max_samples=int(plan.timeout_sec // max(t.sample_interval_sec, 1)) + 2,
-                heartbeat_path=launch.heartbeat_path, heartbeat_timeout_sec=self.heartbeat_timeout_sec))
-
-        secs = self._start_sections(pod, capture)
-        if secs is None:
-            return
-        if "nvidia_smi" in secs:
-            self._write("nvidia_smi_start.txt", secs["nvidia_smi"] + "\n")
-        self.result.fields.update(gpu_fields(secs.get("nvidia_smi"), secs.get("gpu_query"),
-                                             (secs.get("gpu_fields") or GPU_QUERY).strip(), secs.get("gpu_list")))
-        if self.t.capture_remote_env:
-            env = remote_env(secs)
-            text, tool = freeze(secs.get("freeze", ""))
-            self._write("remote_env.json", json.dumps({**env, "freeze_tool": tool}, indent=2) + "\n")
-            if text.strip():
-                self._write("pip_freeze.txt", text)
-            self.result.fields.update(env)
-        self.emit("telemetry_captured", moment="start", gpu_name=self.result.fields.get("gpu_name"),
-                  gpu_count=self.result.fields.get("gpu_count"))
 
     def poll(self, pod, force: bool = False) -> None:
-        """In the follow loop: new sampler rows and job metrics, at most every POLL_SEC."""
+        """In the follow loop: the start capture once it is there; new sampler rows and job metrics at
+        most every POLL_SEC."""
+        if not self._took_start and self.pod_telemetry is not None:
+            self._take_start(pod)
         now = time.monotonic()
         if not force and self._polled is not None and now - self._polled < POLL_SEC:
             return
@@ -435,19 +375,19 @@ class Session:
         self._drain(pod, final=False)
 
     def end(self, pod) -> None:
-        """In teardown: the end capture, then the files read to their end."""
-        if not self.started:
-            return
-        if self.on:
-            output = self._run(pod, end_command(self.t, exit_path=self.plan.launch.exit_path))
-            secs = sections(output or "")
-            if "nvidia_smi" in secs:
-                self._write("nvidia_smi_end.txt", secs["nvidia_smi"] + "\n")
-            if "dmesg" in secs and secs["dmesg"].strip():
-                self._write("dmesg_tail.txt", secs["dmesg"] + "\n")
-        self._drain(pod, final=True)
-        if self.on and self.t.capture_pod_describe:
-            self._describe(pod, "pod_describe_end.json")
+        """In teardown: the end capture (the launcher's, else one command), then the files read to their end."""
+        try:
+            if not self.started:
+                return
+            if self.pod_telemetry is not None:
+                if not self._took_start:
+                    self._take_start(pod)
+                self._take_end(self._end_output(pod))
+            self._drain(pod, final=True)
+            if self.on and self.t.capture_pod_describe:
+                self._describe(pod, "pod_describe_end.json")
+        finally:
+            self._release()
 
     def manifest_fields(self) -> dict[str, Any]:
         return {**{k: None for k in ("gpu_name", "gpu_count", "gpu_memory_total_mb", "gpu_driver_version",
@@ -455,6 +395,97 @@ class Session:
                                      "remote_uname", "uv_version")},
                 **self.result.fields,
                 "user_metrics_file": USER_METRICS if self._user_seen else None}
+
+    # -- the captures --------------------------------------------------------
+    def _output(self, pod, moment: str) -> str | None:
+        """A capture's whole output once the launcher wrote it (it is moved into place complete)."""
+        path, data, offset = podside.capture_output_path(self.plan.launch.exit_path, moment), b"", 0
+        try:
+            while chunk := pod.read_from(path, offset):
+                data, offset = data + chunk, offset + len(chunk)
+        except Exception as exc:  # noqa: BLE001 - telemetry never fails a run
+            self.emit("warning", message=f"telemetry read failed: {type(exc).__name__}: {exc}")
+            return None
+        return data.decode("utf-8", "replace") if offset else None
+
+    def _take_start(self, pod) -> None:
+        output = self._output(pod, "start")
+        if output is None:
+            return
+        self._took_start = True
+        secs = sections(output)
+        if "nvidia_smi" in secs:
+            self._write("nvidia_smi_start.txt", secs["nvidia_smi"] + "\n")
+        self.result.fields.update(gpu_fields(secs.get("nvidia_smi"), secs.get("gpu_query"),
+                                             (secs.get("gpu_fields") or GPU_QUERY).strip(), secs.get("gpu_list")))
+        if self.pod_telemetry.remote_env:
+            env = {k: v for k, v in secs.items() if k in ENV_SECTIONS}
+            if self._env_key is not None and env:
+                probecache.keep(self.plan.project_root, self._env_key, env)
+            self._release()
+            self._take_env(env)
+        self.emit("telemetry_captured", moment="start", gpu_name=self.result.fields.get("gpu_name"),
+                  gpu_count=self.result.fields.get("gpu_count"))
+
+    def _take_env(self, secs: dict[str, str]) -> None:
+        env = remote_env(secs)
+        text, tool = freeze(secs.get("freeze", ""))
+        self._write("remote_env.json", json.dumps({**env, "freeze_tool": tool}, indent=2) + "\n")
+        if text.strip():
+            self._write("pip_freeze.txt", text)
+        self.result.fields.update(env)
+
+    def _end_output(self, pod) -> str | None:
+        """The launcher's end capture, waited for while the job's exit code is there (the launcher is on
+        its last lines); else the capture as a command of its own."""
+        exit_path = self.plan.launch.exit_path
+        deadline = time.monotonic() + END_WAIT_SEC
+        while True:
+            output = self._output(pod, "end")
+            if output is not None:
+                return output
+            if time.monotonic() > deadline or not _quiet(lambda: pod.read_from(exit_path, 0, 64)):
+                break
+            time.sleep(0.05)
+        return self._run(pod, podside.end_capture_command(exit_path, self.pod_telemetry))
+
+    def _take_end(self, output: str | None) -> None:
+        secs = sections(output or "")
+        if "nvidia_smi" in secs:
+            self._write("nvidia_smi_end.txt", secs["nvidia_smi"] + "\n")
+        if "dmesg" in secs and secs["dmesg"].strip():
+            self._write("dmesg_tail.txt", secs["dmesg"] + "\n")
+
+    def _cached_env(self, pod) -> dict[str, str] | None:
+        """The pod environment an earlier run captured, while what it depends on is unchanged (`pip freeze`
+        alone costs ~0.3 s of CPU), as the interpreter probe is (`run.probecache`). A run that must capture
+        it claims the key, so the shards of a sweep wait for the first one's answer instead of all freezing."""
+        key = _quiet(pod.probe_key)
+        if key is None:
+            return None
+        plan = self.plan
+        self._env_key = "telemetry:" + probecache.key_of([
+            "telemetry-env", key, [c.command for c in (*plan.setup, *plan.preflight)], plan.python_version,
+            plan.launch.workdir, probecache.pin_files([Path(p.source) for p in plan.staging])])
+        env = probecache.recall(plan.project_root, self._env_key)
+        if env is not None:
+            return env
+        with _claims_guard:
+            other = _claims.get(self._env_key)
+            if other is None:
+                self._claim = _claims[self._env_key] = threading.Event()
+        if other is None:
+            return None
+        other.wait(podside.CAPTURE_TIMEOUT_SEC)
+        return probecache.recall(plan.project_root, self._env_key)
+
+    def _release(self) -> None:
+        if self._claim is not None:
+            with _claims_guard:
+                if _claims.get(self._env_key) is self._claim:
+                    del _claims[self._env_key]
+            self._claim.set()
+            self._claim = None
 
     # -- helpers -------------------------------------------------------------
     def _drain(self, pod, final: bool) -> None:
@@ -506,36 +537,9 @@ class Session:
         if data is not None:
             self._write(name, json.dumps(data, indent=2, default=str) + "\n")
 
-    def _start_sections(self, pod, capture: Callable[[Any], str | None]) -> dict[str, str] | None:
-        """The start capture's sections. The pod environment part (`ENV_SECTIONS`: a `pip freeze` alone
-        costs ~0.3 s of CPU) is reused while what it depends on is unchanged, as the interpreter probe
-        is (`run.probecache`, issue 15); the GPU part and the sampler are captured every run."""
-        key = pod.probe_key() if self.t.capture_remote_env else None
-        if key is None:
-            output = capture(self.t)
-            return None if output is None else sections(output)
-        plan = self.plan
-        key = probecache.key_of(["telemetry-env", key, [c.command for c in (*plan.setup, *plan.preflight)],
-                                 plan.python_version, plan.launch.workdir,
-                                 probecache.pin_files([Path(p.source) for p in plan.staging])])
-        fresh: dict[str, str] = {}
-
-        def full() -> dict[str, str] | None:
-            output = capture(self.t)
-            if output is None:
-                return None
-            fresh.update(sections(output))
-            return {k: v for k, v in fresh.items() if k in ENV_SECTIONS}
-
-        env = probecache.remember(plan.project_root, "telemetry:" + key, full)
-        if fresh:
-            return fresh
-        output = capture(replace(self.t, capture_remote_env=False))
-        return None if output is None else {**sections(output), **(env or {})}
-
     def _run(self, pod, command: str) -> str | None:
         try:
-            result = pod.run(command, timeout=CAPTURE_TIMEOUT_SEC)
+            result = pod.run(command, timeout=podside.CAPTURE_TIMEOUT_SEC)
         except Exception as exc:  # noqa: BLE001 - telemetry never fails a run
             self.emit("warning", message=f"telemetry capture failed: {type(exc).__name__}: {exc}")
             return None

@@ -214,23 +214,25 @@ class LocalPod:
 
     def _launch(self, launch: Launch) -> Launch:
         """The launch as the launcher sees it: pod paths in a namespace, mapped paths otherwise."""
-        if self.ns is not None:
-            return launch
-        return _mapped(self.paths, launch)
+        return launch if self.ns is not None else self.paths.launch(launch)
 
     def start(self, launch: Launch) -> None:
-        for path in (launch.exit_path, launch.exit_path + ".ended_by", launch.log_path):
+        c = launch.control_prefix
+        stale = (c, c + ".ended_by", launch.log_path, remote.capture_output_path(c, "start"),
+                 remote.capture_output_path(c, "end"))
+        for path in stale:
             target = self.files.resolve(path, follow_last=False)
             if target.exists() or target.is_symlink():
                 files.remove(target)
-        for path in (launch.exit_path, launch.script_path, launch.log_path):
-            self.files.makedirs(str(Path(path).parent))
-        self.write_file(launch.script_path, self._text(launch.body).encode(), 0o700)
+        self.files.makedirs(str(Path(launch.log_path).parent))
         if launch.heartbeat_path:
             self.write_file(launch.heartbeat_path, b"", 0o600)
         seen = self._launch(launch)
-        self.write_file(launch.exit_path + ".launcher.sh", remote.launcher_script(seen, seen.env).encode(), 0o700)
-        argv, cwd = self._argv(["bash", seen.exit_path + ".launcher.sh"], None, detached=True)
+        texts = remote.launch_files(seen, seen.env)
+        paths = texts if seen is launch else remote.launch_files(launch)  # mapped mode: text sees host paths
+        for path, text in zip(paths, texts.values()):
+            self.write_file(path, text.encode(), 0o700)
+        argv, cwd = self._argv(["bash", remote.launcher_path(seen.exit_path)], None, detached=True)
         # its own session, and no --die-with-parent: the run outlives the client (the watchdog ends it)
         self._launchers[launch.exit_path] = subprocess.Popen(
             argv, cwd=cwd, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -314,16 +316,6 @@ class LocalPod:
 
 
 _files = files  # `push` has a parameter called `files`
-
-
-def _mapped(paths: remote.PathMap, launch: Launch) -> Launch:
-    from dataclasses import replace
-
-    p = paths.path
-    return replace(launch, script_path=p(launch.script_path), log_path=p(launch.log_path),
-                   exit_path=p(launch.exit_path), workdir=p(launch.workdir) if launch.workdir else "",
-                   heartbeat_path=p(launch.heartbeat_path) if launch.heartbeat_path else None,
-                   body=paths.text(launch.body), env={k: paths.text(v) for k, v in launch.env.items()})
 
 
 def _paths_named(value: str) -> list[str]:

@@ -16,7 +16,7 @@ import os
 import shutil
 import stat
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from podmagic.errors import BackendError
 from podmagic.plan import staging
@@ -40,65 +40,81 @@ class PodFiles:
     def prefixes(self) -> tuple[str, ...]:
         return (self.mount.rstrip("/") or "/", "/root", "/tmp")
 
+    # Plain strings and os.lstat, not pathlib: a run resolves a pod path for every log and exit-file read.
+    def _parts(self, pod_path: str) -> list[str]:
+        """The components of an absolute pod path under one of the pod's own folders (no disk access)."""
+        parts = [x for x in pod_path.split("/") if x not in ("", ".")]
+        if not pod_path.startswith("/") or ".." in parts:
+            raise OutsidePod(f"pod path {pod_path!r} must be absolute, without `..`")
+        if not any(_under("/" + "/".join(parts), x) for x in self.prefixes):
+            raise OutsidePod(f"pod path {pod_path!r} is outside the local pod (under {', '.join(self.prefixes)})")
+        return parts
+
     def lexical(self, pod_path: str) -> Path:
         """The sandbox path of a pod path, without looking at the disk."""
-        p = PurePosixPath(pod_path)
-        if not p.is_absolute() or ".." in p.parts:
-            raise OutsidePod(f"pod path {pod_path!r} must be absolute, without `..`")
-        if not any(p == PurePosixPath(x) or PurePosixPath(x) in p.parents for x in self.prefixes):
-            raise OutsidePod(f"pod path {pod_path!r} is outside the local pod (under {', '.join(self.prefixes)})")
-        return self.sandbox / str(p).lstrip("/")
+        return Path(str(self.sandbox), *self._parts(pod_path))
 
-    def inside(self, path: Path) -> bool:
-        return any(path == self.sandbox / x.lstrip("/") or (self.sandbox / x.lstrip("/")) in path.parents
-                   for x in self.prefixes)
+    def inside(self, path: Path | str) -> bool:
+        box = str(self.sandbox)
+        return any(_under(str(path), box + x if x != "/" else box) for x in self.prefixes)
 
     def resolve(self, pod_path: str, *, follow_last: bool = True) -> Path:
         """The sandbox path `pod_path` reaches, symlinks followed as in the pod; OutsidePod if it leaves."""
-        start = self.lexical(pod_path)
-        parts = list(start.relative_to(self.sandbox).parts)
-        current, hops = self.sandbox, 0
+        box = str(self.sandbox)
+        parts = self._parts(pod_path)
+        current, hops = box, 0
         while parts:
             name = parts.pop(0)
             if name in ("", "."):
                 continue
             if name == "..":
-                if current == self.sandbox:
+                if current == box:
                     raise OutsidePod(f"pod path {pod_path!r} leads outside the pod (above its root)")
-                current = current.parent
+                current = os.path.dirname(current)
                 continue
-            nxt = current / name
-            if (parts or follow_last) and nxt.is_symlink():
+            nxt = current + "/" + name
+            if (parts or follow_last) and _is_link(nxt):
                 hops += 1
                 if hops > MAX_LINKS:
                     raise OutsidePod(f"pod path {pod_path!r}: too many levels of symlinks")
                 target = os.readlink(nxt)
                 if target.startswith("/"):
-                    current, parts = self.sandbox, self._link_parts(pod_path, target) + parts
+                    current, parts = box, self._link_parts(pod_path, target) + parts
                 else:
-                    parts = list(PurePosixPath(target).parts) + parts
+                    parts = target.split("/") + parts
                 continue
             current = nxt
         if not self.inside(current):
             raise OutsidePod(f"pod path {pod_path!r} leads outside the pod (to {current}) through a symlink")
-        return current
+        return Path(current)
 
     def _link_parts(self, pod_path: str, target: str) -> list[str]:
         if self.namespace:
             try:
-                return list(self.lexical(target).relative_to(self.sandbox).parts)
+                return self._parts(target)
             except OutsidePod:
                 raise OutsidePod(f"pod path {pod_path!r} leads outside the pod through a symlink to {target}")
-        real = Path(os.path.normpath(target))
-        if real != self.sandbox and self.sandbox not in real.parents:
+        real, box = os.path.normpath(target), str(self.sandbox)
+        if not _under(real, box):
             raise OutsidePod(f"pod path {pod_path!r} leads outside the pod through a symlink to {target}")
-        return list(real.relative_to(self.sandbox).parts)
+        return [x for x in real[len(box):].split("/") if x]
 
     def makedirs(self, pod_path: str) -> Path:
         """Create a pod folder (resolved inside the pod); its sandbox path."""
         path = self.resolve(pod_path)
         safe_makedirs(self.sandbox, path)
         return path
+
+
+def _under(path: str, base: str) -> bool:
+    return base == "/" or path == base or path.startswith(base + "/")
+
+
+def _is_link(path: str) -> bool:
+    try:
+        return stat.S_ISLNK(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def safe_makedirs(base: Path, path: Path) -> None:

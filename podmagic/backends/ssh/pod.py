@@ -99,15 +99,7 @@ class SSHPod:
     # -- the detached run ----------------------------------------------------
     def mapped(self, launch: Launch) -> Launch:
         """The launch with every pod path mapped onto the host."""
-        p = self.paths
-        return replace(
-            launch,
-            script_path=p.path(launch.script_path), log_path=p.path(launch.log_path),
-            exit_path=p.path(launch.exit_path), workdir=p.path(launch.workdir),
-            body=p.text(launch.body),
-            env={k: p.text(v) for k, v in launch.env.items()},
-            heartbeat_path=p.path(launch.heartbeat_path) if launch.heartbeat_path else None,
-        )
+        return self.paths.launch(launch)
 
     def start(self, launch: Launch) -> None:
         """Write the script and launcher and start it detached, in one round trip.
@@ -121,9 +113,10 @@ class SSHPod:
         c = m.control_prefix
         exports = {"PODMAGIC_POD_ID": self.info.pod_id, **m.env,
                    **({"HOME": self.paths.home} if self.paths.home else {})}
-        files = {m.script_path: m.body.encode(), c + ".sh": remote.launcher_script(m, exports).encode()}
+        files = {path: text.encode() for path, text in remote.launch_files(m, exports).items()}
         dirs = {posixpath.dirname(x) or "/" for x in (*files, m.log_path, c, m.heartbeat_path) if x}
-        stale = [c, c + ".ended_by", c + ".pid", c + ".launcher_pid", m.log_path]
+        stale = [c, c + ".ended_by", c + ".pid", c + ".launcher_pid", m.log_path,
+                 remote.capture_output_path(c, "start"), remote.capture_output_path(c, "end")]
         token, marker = secrets.token_hex(8), q(c + ".started")
         steps = [
             f"[ \"$(cat {marker} 2>/dev/null)\" = {token} ] && exit 0",
@@ -131,7 +124,7 @@ class SSHPod:
             "tar -x -p --no-same-owner -C / -f -",
             *([remote.touch_command(m.heartbeat_path)] if m.heartbeat_path else []),
             f"echo {token} > {marker}",
-            "{ " + remote.start_command(c + ".sh") + "; }",
+            "{ " + remote.start_command(remote.launcher_path(c)) + "; }",
         ]
         command = steps[0] + "\n" + " && ".join(steps[1:])
         self.transport.forget(*stale)
