@@ -187,7 +187,7 @@ def test_probe_and_pod_environment_are_captured_once_while_nothing_changes(pod_e
 
     def counting_start(self, launch):
         # the freeze is part of the launcher's start capture (podside.capture_start_script)
-        freezes.append("pip freeze" in podside.launch_files(launch)[podside.capture_path(launch.exit_path, "start")])
+        freezes.append("pip freeze" in podside.launch_files(launch)[podside.launcher_path(launch.exit_path)])
         return real_start(self, launch)
 
     monkeypatch.setattr(LocalPod, "run", counting_run)

@@ -229,8 +229,8 @@ def test_partial_nvidia_smi_falls_back_to_the_fields_it_knows(tmp_path):
     (tmp_path / "ctl").mkdir()
     for path, text in podside.launch_files(launch).items():
         Path(path).write_text(text)
-    out = subprocess.run(["bash", podside.capture_path(exit_path, "start")], capture_output=True, text=True,
-                         env=env, cwd=tmp_path).stdout
+    out = subprocess.run(["bash", "-c", podside.capture_start_script(launch.telemetry, "")], capture_output=True,
+                         text=True, env=env, cwd=tmp_path).stdout
     secs = telemetry.sections(out)
     fields = telemetry.gpu_fields(secs.get("nvidia_smi"), secs.get("gpu_query"), secs["gpu_fields"].strip(),
                                   secs.get("gpu_list"))

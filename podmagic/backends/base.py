@@ -9,12 +9,12 @@ maps them (the local sandbox does). Backends import nothing from front ends.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Protocol
 
 from podmagic.errors import BackendError, CapacityError  # noqa: F401 - the backends' error kinds
 from podmagic.plan.requests import Launch, PodRequest  # noqa: F401 - what a backend is asked for
+from podmagic.records import record
 
 OnOutput = Callable[[str], None]
 """Receives decoded output of an attached command, chunk by chunk."""
@@ -28,7 +28,7 @@ POD_HANDLE = "pod_handle"
 backends themselves write no run-directory files."""
 
 
-@dataclass(frozen=True)
+@record
 class PodInfo:
     """What the manifest records about the pod that was obtained."""
 
@@ -47,13 +47,13 @@ class PodInfo:
     """How a local pod confines its commands: `namespace` or `mapped` (None elsewhere)."""
 
 
-@dataclass(frozen=True)
+@record
 class CommandResult:
     exit_code: int
     output: str
 
 
-@dataclass(frozen=True)
+@record
 class Transfer:
     """The outcome of a push or pull: bytes moved and files considered."""
 

@@ -10,10 +10,11 @@ Pure functions, shared by every backend:
 - `launch_files`: every file a launch puts on the pod: the job's script, the
   launcher and, with telemetry (`Launch.telemetry`), the sampler and the
   start and end capture scripts. The launcher runs the start capture before
-  the job, starts the sampler beside it, and after the exit file is written
-  stops the sampler (one last sample first) and runs the end capture, each
-  capture's output written whole (`<control>.telemetry_start`/`_end`): a run
-  with telemetry costs no command of its own. It exports `PODMAGIC_METRICS`,
+  the job, starts the sampler beside it and, when the job has ended, stops
+  the sampler (one last sample first) and runs the end capture before it
+  writes the exit file; each capture's output is written whole
+  (`<control>.telemetry_start`/`_end`): a run with telemetry costs no
+  command of its own. It exports `PODMAGIC_METRICS`,
   the file a job appends its own JSON-line metrics to.
 - `PathMap`: a pod that is not a real RunPod pod (an SSH host with a root,
   the local sandbox's mapped fallback) maps the pod paths it owns,
@@ -26,11 +27,11 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass
 
 from dataclasses import replace
 
 from podmagic.backends.base import BackendError, Launch
+from podmagic.records import record
 
 q = shlex.quote
 HOME = "/root"
@@ -39,7 +40,7 @@ PLAIN_PATH = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
 """What `shlex.quote` leaves alone: a root that `text` may paste into shell text unquoted."""
 
 
-@dataclass(frozen=True)
+@record
 class PathMap:
     """Maps pod paths under `mount` onto `root` (no mapping when root is None)."""
 
@@ -96,8 +97,6 @@ def launch_files(launch: Launch, exports: dict[str, str] | None = None) -> dict[
             samples_path(c), interval_sec=t.sample_interval_sec, mount=t.mount, query=SAMPLE_QUERIES,
             max_samples=t.max_samples, heartbeat_path=launch.heartbeat_path,
             heartbeat_timeout_sec=launch.heartbeat_timeout_sec)
-        files[capture_path(c, "start")] = capture_start_script(t, launch.workdir)
-        files[capture_path(c, "end")] = capture_end_script(t)
     return files
 
 
@@ -115,7 +114,7 @@ def launcher_script(launch: Launch, exports: dict[str, str] | None = None) -> st
         f"echo $$ > {q(c + '.launcher_pid')}",
         f"export PODMAGIC_METRICS={q(user_metrics_path(c))}",
         *(f"export {k}={q(v)}" for k, v in (exports or {}).items()),
-        *(_capture_function() + [_capture(c, "start"), *_sampler_start(c)] if t else []),
+        *(_captures(t, launch.workdir) + [_capture(c, "start"), *_sampler_start(c)] if t else []),
         f"cd {q(launch.workdir)} 2>/dev/null || cd \"$HOME\"" if launch.workdir else 'cd "$HOME"',
         "set -m  # job control: the job gets a process group of its own",
         f"bash {q(launch.script_path)} > {q(launch.log_path)} 2>&1 < /dev/null &",
@@ -127,8 +126,9 @@ def launcher_script(launch: Launch, exports: dict[str, str] | None = None) -> st
         "rc=$?",
         # a watchdog that fired (it wrote .ended_by) still has its after-command to run (e.g. terminate the pod)
         *([f"[ -f {q(c + '.ended_by')} ] || kill -TERM -- -$watchdog 2>/dev/null"] if _watchdog(launch) else []),
-        f"echo $rc > {q(c + '.tmp')} && mv {q(c + '.tmp')} {q(c)}",
+        # the end capture comes first: once the exit code is there, so is everything the launcher writes
         *(_sampler_end() + [_capture(c, "end")] if t else []),
+        f"echo $rc > {q(c + '.tmp')} && mv {q(c + '.tmp')} {q(c)}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -193,25 +193,25 @@ def user_metrics_path(exit_path: str) -> str:
     return exit_path + ".metrics.jsonl"
 
 
-def capture_path(exit_path: str, moment: str) -> str:
-    """The capture script (`.sh`); its whole output is at `capture_output_path`."""
-    return f"{exit_path}.capture_{moment}.sh"
-
-
 def capture_output_path(exit_path: str, moment: str) -> str:
+    """Where the launcher writes a capture's output; it is whole once `CAPTURE_DONE` ends it."""
     return f"{exit_path}.telemetry_{moment}"
 
 
-def _capture_function() -> list[str]:
-    """`capture SCRIPT OUT`: the script's output, written whole (a reader never sees half), time-limited."""
-    return ["capture() {",
-            f"  local t=; command -v timeout >/dev/null 2>&1 && t='timeout -k 5 {CAPTURE_TIMEOUT_SEC}'",
-            '  $t bash "$1" > "$2.tmp" 2>&1 < /dev/null; mv -f "$2.tmp" "$2"',
-            "}"]
+CAPTURE_DONE = SECTION + "done@@"
+
+
+def _captures(t, workdir: str) -> list[str]:
+    """The two captures as launcher functions: run in a subshell (one fork, no new bash), each command that
+    can hang (nvidia-smi, the interpreters) under `timeout` where the pod has it."""
+    return [f"to=; command -v timeout >/dev/null 2>&1 && to='timeout -k 5 {CAPTURE_TIMEOUT_SEC}'",
+            "capture_start() {", capture_start_script(t, workdir).rstrip("\n"), "}",
+            "capture_end() {", capture_end_script(t).rstrip("\n"), "}"]
 
 
 def _capture(c: str, moment: str) -> str:
-    return f"capture {q(capture_path(c, moment))} {q(capture_output_path(c, moment))}"
+    return f"{{ ( capture_{moment} ) < /dev/null; printf '\\n%s\\n' {q(CAPTURE_DONE)}; }} > " \
+           f"{q(capture_output_path(c, moment))} 2>&1"
 
 
 def _section(name: str) -> str:
@@ -219,26 +219,29 @@ def _section(name: str) -> str:
 
 
 def capture_start_script(t, workdir: str) -> str:
-    """The start capture (sections of output): nvidia-smi's table, list and GPU query, and the pod environment."""
+    """The start capture (sections of output): nvidia-smi's table, list and GPU query, and the pod environment.
+    Shell text for a function or `bash -c`; `$to` (the launcher's `timeout`, else empty) limits what can hang."""
     parts = ['export PATH="$HOME/.local/bin:$PATH"']
     if t.nvidia_smi:
         parts += ["if command -v nvidia-smi >/dev/null 2>&1; then",
-                  _section("nvidia_smi"), "nvidia-smi 2>&1",
-                  _section("gpu_list"), "nvidia-smi -L 2>&1",
+                  _section("nvidia_smi"), "$to nvidia-smi 2>&1",
+                  _section("gpu_list"), "$to nvidia-smi -L 2>&1",
                   "gq=",
-                  *(f"if [ -z \"$gq\" ] && o=$(nvidia-smi --query-gpu={f} --format=csv,noheader,nounits 2>/dev/null); "
+                  *(f"if [ -z \"$gq\" ] && o=$($to nvidia-smi --query-gpu={f} --format=csv,noheader,nounits "
+                    "2>/dev/null); "
                     f"then gq={f}; {_section('gpu_fields')}; echo {f}; {_section('gpu_query')}; echo \"$o\"; fi"
                     for f in GPU_QUERIES),
                   "fi"]
     if t.remote_env:
         parts += [_section("uname"), "uname -a 2>&1",
                   _section("python3"),
-                  "python3 -c 'import platform, sys; print(platform.python_version(), sys.executable)' 2>/dev/null",
-                  _section("uv"), "uv --version 2>/dev/null",
+                  "$to python3 -c 'import platform, sys; print(platform.python_version(), sys.executable)' "
+                  "2>/dev/null",
+                  _section("uv"), "$to uv --version 2>/dev/null",
                   _section("freeze"),
-                  f"if f=$(cd {q(workdir) if workdir else _HOME} && uv pip freeze 2>/dev/null) && [ -n \"$f\" ]; "
+                  f"if f=$(cd {q(workdir) if workdir else _HOME} && $to uv pip freeze 2>/dev/null) && [ -n \"$f\" ]; "
                   "then printf '%s\\n' \"$f\"; echo '#podmagic:uv pip freeze'; "
-                  "elif python3 -m pip freeze 2>/dev/null; then echo '#podmagic:pip freeze'; fi"]
+                  "elif $to python3 -m pip freeze 2>/dev/null; then echo '#podmagic:pip freeze'; fi"]
     return "\n".join(parts + ["true"]) + "\n"
 
 
@@ -246,9 +249,10 @@ def capture_end_script(t) -> str:
     """The end capture: nvidia-smi's table and the dmesg tail (where readable)."""
     parts = ['export PATH="$HOME/.local/bin:$PATH"']
     if t.nvidia_smi:
-        parts += ["if command -v nvidia-smi >/dev/null 2>&1; then", _section("nvidia_smi"), "nvidia-smi 2>&1", "fi"]
+        parts += ["if command -v nvidia-smi >/dev/null 2>&1; then", _section("nvidia_smi"), "$to nvidia-smi 2>&1",
+                  "fi"]
     if t.dmesg:
-        parts += [_section("dmesg"), f"(dmesg 2>/dev/null || dmesg -T 2>/dev/null) | tail -n {DMESG_LINES}"]
+        parts += [_section("dmesg"), f"{{ dmesg 2>/dev/null || dmesg -T 2>/dev/null; }} | tail -n {DMESG_LINES}"]
     return "\n".join(parts + ["true"]) + "\n"
 
 
@@ -259,7 +263,8 @@ def end_capture_command(exit_path: str, t) -> str:
 
 
 def _sampler_start(c: str) -> list[str]:
-    return [f"bash {q(sampler_path(c))} < /dev/null > /dev/null 2>&1 & sampler=$!",
+    # sourced in a subshell: a fork of the launcher, no new bash to start
+    return [f"( . {q(sampler_path(c))} ) < /dev/null > /dev/null 2>&1 & sampler=$!",
             f"echo $sampler > {q(c + '.sampler_pid')}"]
 
 
@@ -311,7 +316,7 @@ def sampler_script(out_path: str, *, interval_sec: float, mount: str, query: str
         "| tr '\\n' ';'); fi\n"
         "  read -r load _ < /proc/loadavg 2>/dev/null\n"
         "  read -r cpu < /proc/stat 2>/dev/null\n"
-        "  while read -r k v _; do case $k in MemTotal:) t=$v;; MemAvailable:) a=$v;; esac; done "
+        "  while read -r k v _; do case $k in MemTotal:) t=$v;; MemAvailable:) a=$v; break;; esac; done "
         "< /proc/meminfo 2>/dev/null\n"
         '  [ -n "$t" ] && mem="$t $a"\n'
         f"  d=$(df -P -B1 {q(mount)} 2>/dev/null) && read -r _ k v _ <<< \"${{d##*$'\\n'}}\" && disk=\"$v $k\"\n"
@@ -324,8 +329,8 @@ def sampler_script(out_path: str, *, interval_sec: float, mount: str, query: str
         f"while [ $i -lt {int(max_samples)} ]; do\n"
         "  sample; i=$((i + 1))\n"
         f"  [ $i -lt {int(max_samples)} ] || break\n"
-        f"{stale}"
         f"  sleep {interval_sec:g} & wait $!\n"
+        f"{stale}"
         "done\n"
     )
 

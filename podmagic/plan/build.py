@@ -12,13 +12,13 @@ import hashlib
 import os
 import re
 import shlex
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator, Mapping
 
 from podmagic.plan import podpaths
 from podmagic.plan.naming import RUN_LOG, RUNS_SUBDIR, slug
 from podmagic.plan.requests import Launch, PodRequest
+from podmagic.records import record
 from podmagic.spec import template
 from podmagic.spec.jobspec import JobSpec, LifecycleSpec, SpecError, TelemetrySpec
 
@@ -36,7 +36,7 @@ def calls_bare_python(body: str) -> bool:
     return bool(BARE_PYTHON.search(body))
 
 
-@dataclass(frozen=True)
+@record
 class Context:
     """What a plan needs besides the spec; chosen by the caller."""
 
@@ -59,7 +59,7 @@ class Context:
         return self.backend == "local" if self.pod_root is None else self.pod_root
 
 
-@dataclass(frozen=True)
+@record
 class Command:
     phase: str
     label: str
@@ -68,7 +68,7 @@ class Command:
     workdir: str | None = None
 
 
-@dataclass(frozen=True)
+@record
 class Push:
     label: str
     source: str
@@ -78,7 +78,7 @@ class Push:
     use_git: bool = False
 
 
-@dataclass(frozen=True)
+@record
 class SecretPush:
     name: str
     destination: str
@@ -87,7 +87,7 @@ class SecretPush:
     file: str | None = None
 
 
-@dataclass(frozen=True)
+@record
 class Pull:
     label: str
     remote_path: str
@@ -99,7 +99,7 @@ class Pull:
     """`local_path` ended with `/`: the pulled file or folder goes inside it (rsync's meaning)."""
 
 
-@dataclass(frozen=True)
+@record
 class Plan:
     run_id: str
     run_dir: Path

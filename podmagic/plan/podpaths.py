@@ -12,16 +12,16 @@ part (it resolves them inside the pod when it touches a path). Pure.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Iterable
 
+from podmagic.records import record
 from podmagic.spec.jobspec import JobSpec
 
 HOME = "/root"
 
 
-@dataclass(frozen=True)
+@record
 class PodPath:
     field: str
     """Dotted spec path (`staging[0].destination`): where an error points."""

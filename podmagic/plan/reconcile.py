@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import re
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
-
+from podmagic.records import record
 from podmagic.spec.jobspec import JobSpec
 
 
-@dataclass(frozen=True)
+@record
 class Note:
     severity: str  # "warning" | "note"
     message: str
@@ -52,6 +50,9 @@ def _committed_python_version(project: Path) -> str | None:
 
 
 def pin_fits(pin: str, requires: str) -> bool:
+    """Whether `requires` (a PEP 440 specifier; InvalidSpecifier if it is none) admits the pin."""
+    from packaging.specifiers import SpecifierSet  # only for a project that has a requires-python
+
     spec = SpecifierSet(requires)
     if pin.count(".") == 2:
         return spec.contains(pin, prereleases=True)
@@ -68,7 +69,7 @@ def check(spec: JobSpec, project: Path, *, sweep: bool = False, canonical: bool 
     if requires:
         try:
             fits = pin_fits(pin, requires)
-        except InvalidSpecifier:
+        except ValueError:  # packaging's InvalidSpecifier
             fits = True
             notes.append(Note("warning", f"pyproject.toml has an unreadable requires-python {requires!r}"))
         if not fits:

@@ -5,12 +5,14 @@ Pure data: imports only the standard library. Backends read these; the plan buil
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Mapping
 
+from podmagic.records import record
 
-@dataclass(frozen=True)
+
+@record
 class PodRequest:
     """What the runner asks a backend for (from the `pod`/`storage` sections)."""
 
@@ -35,7 +37,7 @@ class PodRequest:
     options: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@record
 class PodTelemetry:
     """What the launcher captures and samples on the pod beside the job (the `telemetry` keys' pod side).
 
@@ -52,7 +54,7 @@ class PodTelemetry:
     dmesg: bool = True
 
 
-@dataclass(frozen=True)
+@record
 class Launch:
     """The detached run: its script, log and exit-code file (pod paths)."""
 

@@ -16,16 +16,17 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
+
+from podmagic.records import record
 
 ALWAYS_EXCLUDED = ("/artifacts/runpod/",)
 """Run directories never travel back to the pod."""
 
 
-@dataclass(frozen=True)
+@record
 class Selection:
     """Files (relative to `base`, posix) that go to `destination` on the pod."""
 

@@ -8,20 +8,19 @@ the CLI, sweeps and relaunch are all this sequence.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
-import secrets
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterable, Mapping
 
 from podmagic.backends import check_front_end_options, ssh_host
-from podmagic.errors import RunNotFound
+from podmagic.errors import RunNotFound, close_matches
 from podmagic.plan import build as plan_mod
 from podmagic.plan import reconcile
+from podmagic.records import record
 from podmagic.run import store
 from podmagic.run.events import Event, Journal, Listener
 from podmagic.run.redact import Redactor
@@ -29,7 +28,7 @@ from podmagic.spec import jobspec as spec_mod
 from podmagic.spec import schema, template
 
 
-@dataclass(frozen=True)
+@record
 class Prepared:
     spec: spec_mod.JobSpec
     plan: plan_mod.Plan
@@ -42,7 +41,7 @@ class Prepared:
 
 
 def run_suffix() -> str:
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(2)
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(2).hex()
 
 
 def parse_assignments(items: Iterable[str], flag: str = "--var") -> tuple[tuple[str, str], ...]:
@@ -93,7 +92,7 @@ def check_variables_used(spec: spec_mod.JobSpec, variables: Iterable[tuple[str, 
     for key, _ in pairs:
         if key in used:
             continue
-        close = difflib.get_close_matches(key, known, n=1)
+        close = close_matches(key, known, n=1)
         hint = f"; did you mean {close[0]}?" if close else (
             f"; the spec uses {', '.join('{' + k + '}' for k in known)}" if known else
             "; the spec uses no {templates}")

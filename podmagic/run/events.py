@@ -11,16 +11,18 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
+
+from podmagic.records import record
 
 NOT_JOURNALED = frozenset({"output", "tick", "metrics"})
 """`metrics` rows are in metrics.jsonl / user_metrics.jsonl already."""
 
 
-@dataclass(frozen=True)
+@record
 class Event:
     kind: str
     data: dict[str, Any] = field(default_factory=dict)

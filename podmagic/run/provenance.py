@@ -55,16 +55,28 @@ def lockfile(root: Path) -> tuple[str | None, str | None]:
     return None, None
 
 
+def git_state(root: Path) -> tuple[str | None, str | None, bool | None]:
+    """(HEAD's SHA, the branch, dirty) from one `git status --porcelain=v2 --branch`: tracked files only, so
+    untracked run directories do not make every run dirty. A detached HEAD's branch is `HEAD` (as
+    `rev-parse --abbrev-ref HEAD` says); a repository without commits has no SHA and no branch."""
+    out = _git(root, "status", "--porcelain=v2", "--branch", "--untracked-files=no")
+    if out is None:
+        return None, None, None
+    lines = out.splitlines()
+    heads = dict(line[2:].split(" ", 1) for line in lines if line.startswith("# ") and " " in line[2:])
+    dirty = any(line and not line.startswith("#") for line in lines)
+    sha, branch = heads.get("branch.oid"), heads.get("branch.head")
+    if not sha or sha == "(initial)":
+        return None, None, dirty
+    return sha, "HEAD" if branch == "(detached)" else branch, dirty
+
+
 def capture(root: Path, *, git: bool = True, lock: bool = True) -> dict[str, object]:
     meta: dict[str, object] = {}
     if git:
-        status = _git(root, "status", "--porcelain", "--untracked-files=no")
-        meta.update(
-            local_git_sha=_git(root, "rev-parse", "HEAD"),
-            local_git_dirty=None if status is None else bool(status),
-            local_git_branch=_git(root, "rev-parse", "--abbrev-ref", "HEAD"),
-            local_git_diff_sha256=local_git_diff(root)[1] if status else None,
-        )
+        sha, branch, dirty = git_state(root)
+        meta.update(local_git_sha=sha, local_git_dirty=dirty, local_git_branch=branch,
+                    local_git_diff_sha256=local_git_diff(root)[1] if dirty else None)
     if lock:
         name, digest = lockfile(root)
         meta.update(payload_lockfile=name, payload_lockfile_sha256=digest)

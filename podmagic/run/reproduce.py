@@ -23,12 +23,12 @@ import shutil
 import tempfile
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 from podmagic.errors import PodmagicError
 from podmagic.plan.naming import RUNS_SUBDIR
+from podmagic.records import record
 from podmagic.run import api, provenance, recipe, store, telemetry
 from podmagic.run.events import Listener
 from podmagic.run.redact import MASK
@@ -58,7 +58,7 @@ class Refused(PodmagicError):
     exit_code = 2
 
 
-@dataclass(frozen=True)
+@record
 class Tolerance:
     rtol: float = 0.0
     atol: float = 0.0
@@ -251,7 +251,7 @@ def _inside(path: str | None, old_top: Path, tree: Path) -> str | None:
         return path
 
 
-@dataclass(frozen=True)
+@record
 class Source:
     """The recorded run: its directory, manifest, launch inputs and recipe."""
 

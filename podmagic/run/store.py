@@ -15,16 +15,15 @@ import errno
 import json
 import os
 import re
-import tempfile
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any, Iterator
 
 from podmagic.errors import PodmagicError, RunNotFound
 from podmagic.plan.naming import RUN_LOG, RUNS_SUBDIR, slug  # noqa: F401 - slug re-exported for the store's users
+from podmagic.records import record
 from podmagic.run.events import utc_iso
 
 MANIFEST = "runpod_deploy_pull_manifest.json"
@@ -100,20 +99,37 @@ def _append(path: Path, mode: str):
     return _Guarded(fh, path)
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    text = json.dumps(data, indent=2, sort_keys=False, default=str) + "\n"
-    write_text_atomic(path, text)
+def write_json_atomic(path: Path, data: Any, pretty: bool = False) -> None:
+    """`pretty`: indented all the way down (for a record read by people once, e.g. the manifest)."""
+    write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n" if pretty else dumps(data))
+
+
+def dumps(data: Any) -> str:
+    """JSON with one top-level key per line: readable, and made by json's C encoder (`indent=` would take
+    the pure-Python one, ten times slower: a sweep writes its record and each run its status many times)."""
+    if not isinstance(data, dict) or not data:
+        return json.dumps(data, default=str) + "\n"
+    lines = (f"  {json.dumps(str(k))}: {json.dumps(v, default=str)}" for k, v in data.items())
+    return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
 def write_text_atomic(path: Path, text: str) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write beside `path`, then rename over it: a reader sees the old file or the new one, never half.
+
+    The temporary name is this thread's own (no other writer shares it), so no random name is needed."""
     with writing(path):
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        tmp = path.parent / f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)  # as mkstemp made them
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
             os.replace(tmp, path)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
 
 
@@ -128,7 +144,7 @@ STAMP_RE = re.compile(r"-(\d{8}T\d{6}Z)-[0-9a-f]{4}$")
 """The creation stamp in a run id (`<prefix>-<UTC stamp>-<4 hex>`): run ids sort by it, newest first."""
 
 
-@dataclass(frozen=True)
+@record
 class RunIndex:
     """The run ids of one runs folder: newest first, and sorted by name for prefix look-ups."""
 
@@ -311,7 +327,7 @@ def owner_alive(status: dict[str, Any]) -> bool:
 
 
 
-@dataclass(frozen=True)
+@record
 class Tail:
     """The last lines of a log; a `\\r` progress line shows its last state."""
 
@@ -343,7 +359,7 @@ def tail(path: Path, lines: int = 200, max_bytes: int = TAIL_MAX_BYTES) -> Tail:
     return Tail(tuple(kept), size, len(kept) < len(found) or size > max_bytes)
 
 
-@dataclass(frozen=True)
+@record
 class Status:
     """`status.json`: the live state of a run, one shape whoever writes it."""
 
@@ -363,7 +379,7 @@ class Status:
     exit_code: int | None = None
 
 
-@dataclass(frozen=True)
+@record
 class RunDir:
     """One run directory: every file in it by name, and the only writer of them."""
 
@@ -445,7 +461,7 @@ class RunDir:
         write_text_atomic(self.path / self.PLAN, plan_text)
 
     def write_status(self, status: Status) -> None:
-        write_json_atomic(self.path / self.STATUS, asdict(status))
+        write_json_atomic(self.path / self.STATUS, dict(vars(status)))  # flat: no deep copy needed
 
     def record_pod(self, record: dict[str, Any]) -> None:
         """Merge into `pod.json`: a later, shorter record never drops what an earlier one said."""
@@ -456,12 +472,12 @@ class RunDir:
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         """Written even on a full disk when it can be: the space kept at the start is given back for it."""
         try:
-            write_json_atomic(self.path / self.MANIFEST, manifest)
+            write_json_atomic(self.path / self.MANIFEST, manifest, pretty=True)
         except DiskFull:
             if not (self.path / self.RESERVE).exists():
                 raise
             (self.path / self.RESERVE).unlink()
-            write_json_atomic(self.path / self.MANIFEST, manifest)
+            write_json_atomic(self.path / self.MANIFEST, manifest, pretty=True)
         (self.path / self.RESERVE).unlink(missing_ok=True)
 
     def write_telemetry(self, name: str, text: str) -> None:
@@ -493,10 +509,7 @@ class RunDir:
 
     def write_recipe(self, patch: bytes | None, recipe: dict[str, Any]) -> None:
         if patch:
-            fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{self.PATCH}.", suffix=".tmp")
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(patch)
-            os.replace(tmp, self.path / self.PATCH)
+            write_bytes_atomic(self.path / self.PATCH, patch)
         write_json_atomic(self.path / self.RECIPE, recipe)
 
     def write_report(self, report: dict[str, Any]) -> None:

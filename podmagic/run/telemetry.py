@@ -14,7 +14,7 @@ Every `telemetry.*` key means what it means in runpod-deploy, on every backend:
   `metrics.jsonl` with runpod-deploy's columns (GPU columns null where there
   is no GPU). The job's own metrics (`$PODMAGIC_METRICS`, JSON lines) are
   streamed the same way into `user_metrics.jsonl`;
-- at end (the launcher again, once the job's exit code is written),
+- at end (the launcher again, before it writes the job's exit code),
   `nvidia_smi_end.txt`, `dmesg_tail.txt` (where readable) and
   `pod_describe_end.json`. A launcher that was ended before it could is
   replaced by one attached command.
@@ -60,8 +60,6 @@ EXTRA_COLUMNS = ("gpu_mem_util_pct",)
 ENV_SECTIONS = ("uname", "python3", "uv", "freeze")
 """The start capture's pod-environment sections (reused while unchanged, see `Session._cached_env`)."""
 POLL_SEC = 2.0
-END_WAIT_SEC = 15.0
-"""How long teardown waits for the launcher's end capture once the job's exit code is written."""
 _claims: dict[str, threading.Event] = {}
 """Pod-environment captures in flight in this process (a sweep's shards wait for the first one's)."""
 _claims_guard = threading.Lock()
@@ -398,15 +396,17 @@ class Session:
 
     # -- the captures --------------------------------------------------------
     def _output(self, pod, moment: str) -> str | None:
-        """A capture's whole output once the launcher wrote it (it is moved into place complete)."""
-        path, data, offset = podside.capture_output_path(self.plan.launch.exit_path, moment), b"", 0
+        """A capture's output once the launcher has written all of it (its last line says so), else None."""
+        path, data = podside.capture_output_path(self.plan.launch.exit_path, moment), b""
         try:
-            while chunk := pod.read_from(path, offset):
-                data, offset = data + chunk, offset + len(chunk)
+            while chunk := pod.read_from(path, len(data)):
+                data += chunk
         except Exception as exc:  # noqa: BLE001 - telemetry never fails a run
             self.emit("warning", message=f"telemetry read failed: {type(exc).__name__}: {exc}")
             return None
-        return data.decode("utf-8", "replace") if offset else None
+        text = data.decode("utf-8", "replace")
+        done = text.rfind("\n" + podside.CAPTURE_DONE)
+        return text[:done] if done >= 0 else None
 
     def _take_start(self, pod) -> None:
         output = self._output(pod, "start")
@@ -436,18 +436,12 @@ class Session:
         self.result.fields.update(env)
 
     def _end_output(self, pod) -> str | None:
-        """The launcher's end capture, waited for while the job's exit code is there (the launcher is on
-        its last lines); else the capture as a command of its own."""
-        exit_path = self.plan.launch.exit_path
-        deadline = time.monotonic() + END_WAIT_SEC
-        while True:
-            output = self._output(pod, "end")
-            if output is not None:
-                return output
-            if time.monotonic() > deadline or not _quiet(lambda: pod.read_from(exit_path, 0, 64)):
-                break
-            time.sleep(0.05)
-        return self._run(pod, podside.end_capture_command(exit_path, self.pod_telemetry))
+        """The launcher's end capture (written before the exit code); else, when the launcher was ended
+        before it could write it, the capture as a command of its own."""
+        output = self._output(pod, "end")
+        if output is None:
+            output = self._run(pod, podside.end_capture_command(self.plan.launch.exit_path, self.pod_telemetry))
+        return output
 
     def _take_end(self, output: str | None) -> None:
         secs = sections(output or "")

@@ -9,7 +9,6 @@ kept; templates are rendered by the plan.
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from dataclasses import dataclass, field, replace
@@ -17,7 +16,8 @@ from typing import Any, Mapping
 
 import yaml
 
-from podmagic.errors import PodmagicError
+from podmagic.errors import SpecError, close_matches  # SpecError lives in errors: front ends catch it without spec
+from podmagic.records import record
 from podmagic.spec import schema
 
 MAX_CELL_BYTES = 512 * 1024
@@ -30,33 +30,19 @@ IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 MODE_RE = re.compile(r"^0?[0-7]{3}\Z")
 
 
-class SpecError(PodmagicError, ValueError):
-    """A bad spec: where it is, what is wrong and how to fix it."""
-
-    def __init__(self, message: str, line: int = 1, col: int = 1, source: str = "cell"):
-        self.message, self.line, self.col, self.source = message, line, col, source
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        message = self.message.replace("\r", "\\r").replace("\n", "\\n")  # always one line
-        if self.source.startswith("--"):  # a command-line flag has no line or column
-            return f"{self.source}: error: {message}"
-        return f"{self.source}:{self.line}:{self.col}: error: {message}"
-
-
-@dataclass(frozen=True)
+@record
 class Loc:
     line: int
     col: int
 
 
-@dataclass(frozen=True)
+@record
 class LocalSpec:
     project_root: str | None = None
     required_paths: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class PodSpec:
     image: str | None = None
     datacenters: tuple[str, ...] = ()
@@ -71,7 +57,7 @@ class PodSpec:
     python_version: str | None = None
 
 
-@dataclass(frozen=True)
+@record
 class StorageSpec:
     mode: str = "ephemeral"
     volume_mount: str = "/workspace"
@@ -79,12 +65,12 @@ class StorageSpec:
     volume_gb: int | None = None
 
 
-@dataclass(frozen=True)
+@record
 class SshSpec:
     key_path: str = "~/.ssh/id_ed25519"
 
 
-@dataclass(frozen=True)
+@record
 class BudgetSpec:
     cost_cap_usd: float = 10.0
     assumed_hourly_rate_usd: float = 1.65
@@ -99,20 +85,20 @@ class BudgetSpec:
         return self.cost_cap_usd / self.assumed_hourly_rate_usd * 3600.0
 
 
-@dataclass(frozen=True)
+@record
 class RemoteEnvSpec:
     source_files: tuple[str, ...] = ()
     exports: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class CommandSpec:
     command: str
     timeout_sec: int = 600
     with_env: bool = False
 
 
-@dataclass(frozen=True)
+@record
 class StagingSpec:
     label: str
     source: str
@@ -128,7 +114,7 @@ class StagingSpec:
         return defaults + self.excludes + self.excludes_extra
 
 
-@dataclass(frozen=True)
+@record
 class SecretSpec:
     name: str
     destination: str
@@ -137,7 +123,7 @@ class SecretSpec:
     mode: str = "0600"
 
 
-@dataclass(frozen=True)
+@record
 class RunSpec:
     body: str
     script_path: str | None = None
@@ -146,7 +132,7 @@ class RunSpec:
     failure_markers: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class ArtifactSpec:
     label: str
     remote_path: str
@@ -156,13 +142,13 @@ class ArtifactSpec:
     delete: bool = False
 
 
-@dataclass(frozen=True)
+@record
 class LifecycleSpec:
     on_success: str = "delete"
     on_failure: str = "stop"
 
 
-@dataclass(frozen=True)
+@record
 class TelemetrySpec:
     enabled: bool = True
     sample_interval_sec: int = 30
@@ -174,7 +160,7 @@ class TelemetrySpec:
     capture_payload_lockfile: bool = True
 
 
-@dataclass(frozen=True)
+@record
 class JobSpec:
     text: str
     source: str
@@ -406,7 +392,7 @@ def _unknown_key(path: str, key: str, allowed: Mapping[str, str], node: _Node | 
     if path == "" and key == "stop":
         return ("`stop:` was removed in runpod-deploy 0.8.3; write "
                 f"`lifecycle: {_lifecycle_from_stop(node)}` instead")
-    close = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.6)
+    close = close_matches(key, list(allowed), n=1, cutoff=0.6)
     where = f"`{path}`" if path else "the top level"
     hint = f"; did you mean `{close[0]}`?" if close else f"; expected one of: {', '.join(allowed)}"
     return f"unknown key `{key}` in {where}{hint}"

@@ -23,13 +23,12 @@ Imports only `podmagic.errors`; tree-sitter is imported on first use.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import re
-from dataclasses import dataclass
 from typing import Mapping
 
-from podmagic.errors import PodmagicError
+from podmagic.errors import PodmagicError, close_matches
+from podmagic.records import record
 
 _TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 PLAIN = re.compile(r"[A-Za-z0-9_./:=+,@%^ \t-]*\Z")
@@ -41,7 +40,7 @@ class TemplateError(PodmagicError, KeyError):
     def __init__(self, name: str, known: Mapping[str, str], offset: int):
         self.name = name
         self.offset = offset
-        close = difflib.get_close_matches(name, list(known), n=1)
+        close = close_matches(name, list(known), n=1)
         hint = f"did you mean {{{close[0]}}}? " if close else ""
         self.message = (
             f"unknown template variable {{{name}}}; {hint}define it under `variables:` or with "
@@ -67,7 +66,7 @@ class ShellValueError(PodmagicError, ValueError):
         return self.message
 
 
-@dataclass(frozen=True)
+@record
 class Shell:
     """Rendered shell text and the variables it needs in its environment."""
 
@@ -157,7 +156,7 @@ def ansi_c_quote(value: str) -> str:
 # ------------------------------------------------------------------ contexts
 
 
-@dataclass(frozen=True)
+@record
 class _Context:
     kind: str  # word, dquote, squote, ansic, heredoc, comment
     refuse: tuple[str, str] | None = None

@@ -21,11 +21,12 @@ from __future__ import annotations
 import re
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable, Mapping, Sequence, Union
 
 from podmagic.backends.base import POD_HANDLE, CommandResult, Emit, Launch, OnOutput, PodInfo, PodRequest, Transfer
+from podmagic.records import record
 
 Fault = Union[BaseException, Callable[["MemoryPod"], None]]
 FINAL_STATES = {"delete": "TERMINATED", "stop": "EXITED", "preserve": "RUNNING"}
@@ -36,7 +37,7 @@ def interrupt(_pod: "MemoryPod | None" = None) -> None:
     signal.raise_signal(signal.SIGINT)
 
 
-@dataclass(frozen=True)
+@record
 class Reply:
     """What an attached command answers."""
 
@@ -51,7 +52,7 @@ class Reply:
     """Called before the answer (e.g. request a stop, deliver an interrupt)."""
 
 
-@dataclass(frozen=True)
+@record
 class Job:
     """The detached run: its log, chunk by chunk, then its exit code."""
 

@@ -10,10 +10,11 @@ asks the backend. May import `spec` data and `backends.runpod` (lazily, in `fetc
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Iterable, Mapping, Sequence
 
 from podmagic.errors import PodmagicError
+from podmagic.records import record
 
 LEVELS = ("HIGH", "MEDIUM", "LOW", "NONE")
 AVAILABLE = frozenset({"HIGH", "MEDIUM", "LOW"})
@@ -21,7 +22,7 @@ AVAILABLE = frozenset({"HIGH", "MEDIUM", "LOW"})
 EXIT_STOCK_OUT = 3
 
 
-@dataclass(frozen=True)
+@record
 class Gpu:
     id: str
     name: str
@@ -42,7 +43,7 @@ class Gpu:
         return "available" if level in AVAILABLE else "stock-out"
 
 
-@dataclass(frozen=True)
+@record
 class Catalog:
     cloud_type: str
     gpus: tuple[Gpu, ...]
@@ -130,7 +131,7 @@ def price_rows(cat: Catalog) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- inventory
 
 
-@dataclass(frozen=True)
+@record
 class DatacenterInventory:
     datacenter: str
     configured: tuple[tuple[str, str], ...]
@@ -187,7 +188,7 @@ def did_you_mean(gpu: str, cat: Catalog) -> str:
 # ---------------------------------------------------------------- estimate
 
 
-@dataclass(frozen=True)
+@record
 class Estimate:
     gpu_id: str | None
     datacenter_id: str | None

@@ -20,6 +20,8 @@ uses. May import `plan`, `podmagic.errors`, the other backends' pod-side text.
 
 from __future__ import annotations
 
+import functools
+import glob
 import json
 import os
 import select
@@ -54,14 +56,22 @@ def default_root() -> Path:
 
 
 def uv_binary() -> str | None:
-    """uv's real executable (the `uv` wheel's, else the one on PATH), links resolved."""
+    """uv's real executable (the `uv` wheel's, else the one on PATH), links resolved. Found once per
+    process while it stays there (`find_uv_bin` walks sysconfig's paths; every run asks twice)."""
+    if _uv_found and os.path.isfile(_uv_found[0]):
+        return _uv_found[0]
     try:
         from uv import find_uv_bin
 
-        return os.path.realpath(find_uv_bin())
+        found = os.path.realpath(find_uv_bin())
     except (ImportError, FileNotFoundError):
-        found = shutil.which("uv")
-        return os.path.realpath(found) if found else None
+        which = shutil.which("uv")
+        found = os.path.realpath(which) if which else None
+    _uv_found[:] = [found] if found else []
+    return found
+
+
+_uv_found: list[str] = []
 
 
 class LocalBackend:
@@ -369,9 +379,16 @@ def _site_packages(path: str) -> list[str]:
     found = shutil.which("python3", path=path)
     if not found:
         return []
-    prefix = Path(os.path.realpath(found)).parent.parent
-    venv = Path(found).parent.parent
-    return sorted({str(p) for base in (prefix, venv) for p in base.glob("lib/python3*/site-packages")})
+    bases = tuple(dict.fromkeys((os.path.dirname(os.path.dirname(os.path.realpath(found))),
+                                 os.path.dirname(os.path.dirname(found)))))
+    return list(_site_packages_under(bases, tuple(_mtime_ns(os.path.join(b, "lib")) for b in bases)))
+
+
+@functools.lru_cache(maxsize=16)
+def _site_packages_under(bases: tuple[str, ...], _lib_mtimes: tuple) -> tuple[str, ...]:
+    """Cached while each `lib/` folder is unchanged (a new python3.X folder appears there)."""
+    pattern = "lib/python3*/site-packages"
+    return tuple(sorted({p for base in bases for p in glob.glob(os.path.join(glob.escape(base), pattern))}))
 
 
 def _mtime_ns(path: str) -> int | None:

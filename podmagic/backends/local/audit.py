@@ -14,14 +14,14 @@ import os
 import shutil
 import stat
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from podmagic.backends.local import POD_JSON, default_root
 from podmagic.errors import PodmagicError
+from podmagic.records import record
 
 
-@dataclass(frozen=True)
+@record
 class LocalPodDir:
     pod_id: str
     path: Path

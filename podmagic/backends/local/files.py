@@ -15,11 +15,11 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 
 from podmagic.errors import BackendError
 from podmagic.plan import staging
+from podmagic.records import record
 
 MAX_LINKS = 40
 
@@ -28,7 +28,7 @@ class OutsidePod(BackendError):
     """A pod path that leads outside the pod (`..`, or a symlink out of it)."""
 
 
-@dataclass(frozen=True)
+@record
 class PodFiles:
     sandbox: Path
     """The sandbox folder, already resolved (no symlinks in it)."""

@@ -1,8 +1,11 @@
 """How a local pod's commands are confined: a bubblewrap mount namespace, else mapped paths.
 
-`mode()` says which one this machine gives (probed once per process, then
-cached; `PODMAGIC_LOCAL_SANDBOX=mapped` forces the fallback, `=namespace`
-refuses to fall back). `Namespace.argv` wraps one command so that the pod's
+`mode()` says which one this machine gives (probed by running bubblewrap
+once, then remembered in `~/.cache/podmagic/sandbox-probe.json` while
+everything the answer depends on is unchanged: bwrap itself, the boot, the
+user and its namespaces, the user-namespace sysctls;
+`PODMAGIC_LOCAL_SANDBOX=mapped` forces the fallback, `=namespace` refuses to
+fall back). `Namespace.argv` wraps one command so that the pod's
 volume mount, `/root` (the pod's `$HOME`) and `/tmp` are bind mounts of the
 sandbox, the rest of the host is read-only at its own paths, `/dev` is
 minimal (plus `/dev/nvidia*` when present), the network is shared, and the
@@ -14,14 +17,15 @@ the client). Imports only the standard library and `podmagic.errors`.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from podmagic.errors import BackendError
+from podmagic.records import record
 
 FORCE_ENV = "PODMAGIC_LOCAL_SANDBOX"
 HOME = "/root"
@@ -57,8 +61,69 @@ def proc_args() -> tuple[str, ...] | None:
     if exe is None:
         return None
     if exe not in _probed:
-        _probed[exe] = _probe(exe)
+        key = _probe_key(exe)
+        cached = _remembered(key)
+        _probed[exe] = cached if cached is not False else _remember(key, _probe(exe))
     return _probed[exe]
+
+
+CACHE_NAME = "sandbox-probe.json"
+SYSCTLS = ("/proc/sys/user/max_user_namespaces", "/proc/sys/kernel/unprivileged_userns_clone",
+           "/proc/sys/kernel/apparmor_restrict_unprivileged_userns")
+
+
+def _cache_path() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return os.path.join(base, "podmagic", CACHE_NAME)
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as fh:
+            return fh.read().strip()
+    except OSError:
+        return None
+
+
+def _probe_key(exe: str) -> list:
+    """What bubblewrap's answer depends on: the binary, this boot, who asks, from which namespaces, the sysctls."""
+    try:
+        st = os.stat(exe)
+        binary = [os.path.realpath(exe), st.st_ino, st.st_size, st.st_mtime_ns]
+    except OSError:
+        binary = [exe]
+    namespaces = []
+    for ns in ("user", "mnt", "pid"):
+        try:
+            namespaces.append(os.readlink(f"/proc/self/ns/{ns}"))
+        except OSError:
+            namespaces.append(None)
+    return [binary, _read("/proc/sys/kernel/random/boot_id"), os.getuid(), namespaces, [_read(p) for p in SYSCTLS]]
+
+
+def _remembered(key: list):
+    """The cached /proc arguments (a tuple, or None for "bwrap cannot run") for `key`; False: not known."""
+    try:
+        with open(_cache_path()) as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return False
+    if not isinstance(data, dict) or data.get("key") != key:
+        return False
+    return tuple(data["proc"]) if data.get("proc") else None
+
+
+def _remember(key: list, proc: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    path = _cache_path()
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as fh:
+            json.dump({"key": key, "proc": list(proc) if proc else None}, fh)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # an unwritable cache only costs the next process a probe
+    return proc
 
 
 def _probe(exe: str) -> tuple[str, ...] | None:
@@ -77,7 +142,7 @@ def _probe(exe: str) -> tuple[str, ...] | None:
     return None
 
 
-@dataclass(frozen=True)
+@record
 class Namespace:
     """The mount layout of one pod: `sandbox` holds `workspace/` (the mount), `root/` and `tmp/`."""
 

@@ -29,11 +29,11 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from podmagic.backends.base import BackendError
+from podmagic.records import record
 
 DEFAULT_BASE_URL = "https://api.runpod.io"
 CONFIG_PATH = "~/.runpod/config.toml"
@@ -100,7 +100,7 @@ def resolve_api_key(explicit: str | None = None) -> str:
     return key
 
 
-@dataclass(frozen=True)
+@record
 class CreateSpec:
     """What `create` sends (validated values; becomes a `CreatePodRequest`)."""
 

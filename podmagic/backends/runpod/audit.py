@@ -11,15 +11,15 @@ the front ends print and confirm.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
 from podmagic.backends.runpod.api import RunPodAPI
 from podmagic.backends.runpod.pod import STOPPED_VOLUME_USD_PER_GB_MONTH
+from podmagic.records import record
 
 
-@dataclass(frozen=True)
+@record
 class StalePod:
     pod_id: str
     name: str

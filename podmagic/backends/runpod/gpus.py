@@ -10,19 +10,19 @@ May import `backends.runpod.api`; never `run` or `ui`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 from podmagic.backends.runpod.api import RunPodAPI
+from podmagic.records import record
 
 
-@dataclass(frozen=True)
+@record
 class DatacenterStock:
     id: str
     name: str
     availability: str
 
 
-@dataclass(frozen=True)
+@record
 class GpuOffer:
     """One GPU type as the catalogue describes it for pods."""
 

@@ -13,14 +13,14 @@ what was tried.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 from podmagic.backends.base import CapacityError
 from podmagic.backends.runpod.api import CapacityExhausted
+from podmagic.records import record
 
 
-@dataclass(frozen=True)
+@record
 class Attempt:
     gpu_id: str
     datacenter_id: str
@@ -28,7 +28,7 @@ class Attempt:
     reason: str = ""
 
 
-@dataclass(frozen=True)
+@record
 class Placed:
     """The created pod (the SDK's answer) and where it landed."""
 

@@ -15,11 +15,11 @@ whether the pod still runs; a pod that is EXITED, TERMINATED or gone raises `Pod
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Callable
 
 from podmagic.backends.base import BackendError
 from podmagic.backends.runpod.api import RunPodAPI, TransientError
+from podmagic.records import record
 
 GONE = ("EXITED", "TERMINATED", "ERROR")
 PENDING_GRACE_SEC = 30.0
@@ -43,7 +43,7 @@ class PodGone(BackendError):
     """The pod stopped or vanished while podmagic was using it."""
 
 
-@dataclass(frozen=True)
+@record
 class Endpoint:
     ip: str
     port: int

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import os
 import shlex
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -46,6 +45,7 @@ from podmagic.backends.ssh.hosts import SSHTarget, resolve_target
 from podmagic.backends.ssh.pod import SSHPod
 from podmagic.backends.ssh.transport import SSHTransport, TransportOptions
 from podmagic.backends.uvinstall import ensure_uv
+from podmagic.records import record
 
 q = shlex.quote
 READY_TIMEOUT_CAP_SEC = 60.0
@@ -118,7 +118,7 @@ def open_pod(target: SSHTarget, *, pod_id: str, root: str | None = None,
         raise
 
 
-@dataclass(frozen=True)
+@record
 class HostFacts:
     """What one round trip at connect time learns about the host."""
 

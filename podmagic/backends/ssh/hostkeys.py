@@ -13,11 +13,11 @@ import base64
 import fcntl
 import hashlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from podmagic.backends.base import BackendError
+from podmagic.records import record
 
 DEFAULT_KNOWN_HOSTS = "~/.config/podmagic/known_hosts"
 
@@ -26,7 +26,7 @@ class HostKeyChanged(BackendError):
     """The server presented a key other than the one recorded for it."""
 
 
-@dataclass(frozen=True)
+@record
 class HostKeySeen:
     """A host key trusted on first use (for an event, never a secret)."""
 

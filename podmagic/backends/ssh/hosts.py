@@ -10,16 +10,16 @@ config file is actually read.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from podmagic.errors import BackendError
+from podmagic.records import record
 
 DEFAULT_USER = "root"
 DEFAULT_CONFIG = "~/.ssh/config"
 
 
-@dataclass(frozen=True)
+@record
 class SSHTarget:
     """One resolved SSH destination."""
 
@@ -39,7 +39,7 @@ class SSHTarget:
         return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
 
 
-@dataclass(frozen=True)
+@record
 class _Parsed:
     host: str
     user: str | None

@@ -26,19 +26,19 @@ import subprocess
 import tarfile
 import tempfile
 import threading
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Iterable
 
 from podmagic.backends.base import BackendError, Transfer
 from podmagic.backends.ssh.transport import SSHTransport
 from podmagic.plan import staging
+from podmagic.records import record
 
 q = shlex.quote
 BUFFER = 1 << 20
 
 
-@dataclass(frozen=True)
+@record
 class Entry:
     """One file-system entry: type (`f`, `d`, `l`), size, whole-second mtime."""
 
@@ -47,7 +47,7 @@ class Entry:
     mtime: int
 
 
-@dataclass(frozen=True)
+@record
 class Listing:
     """The far side of a transfer: a directory's entries, one file, or nothing."""
 
@@ -90,10 +90,10 @@ def parse_listing(raw: bytes) -> Listing:
     if kind is None:
         raise BackendError(f"unexpected listing from the pod: {raw[:200]!r}")
     entries = {}
-    for record in records[1:]:
-        if not record:
+    for line in records[1:]:
+        if not line:
             continue
-        text = record.decode("utf-8", "surrogateescape")
+        text = line.decode("utf-8", "surrogateescape")
         kind_char, size, mtime, rel = text.split(" ", 3)
         entries[rel] = Entry(kind_char, int(size), int(float(mtime)))
     return Listing(kind, entries)

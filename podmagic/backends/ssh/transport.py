@@ -19,7 +19,6 @@ import os
 import socket
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Callable, Iterator, TypeVar
 
@@ -31,6 +30,7 @@ from podmagic.backends.ssh.hostkeys import (
     known_hosts_path,
 )
 from podmagic.backends.ssh.hosts import SSHTarget
+from podmagic.records import record
 
 T = TypeVar("T")
 WINDOW = 32 << 20
@@ -48,7 +48,7 @@ class CommandTimeout(BackendError, TimeoutError):
     """A remote command outlived its timeout (the link itself is fine)."""
 
 
-@dataclass(frozen=True)
+@record
 class TransportOptions:
     connect_timeout_sec: float = 15.0
     keepalive_sec: int = 15

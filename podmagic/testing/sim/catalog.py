@@ -8,8 +8,9 @@ unlimited. The error texts are RunPod's own, verbatim, because clients
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Mapping
+
+from podmagic.records import record
 
 NO_INSTANCES = (
     "There are no longer any instances available with the requested specifications. "
@@ -28,7 +29,7 @@ RUNNING_VOLUME_USD_PER_GB_MONTH = 0.10
 """Volume and container disk of a running pod ($/GB per 30-day month)."""
 
 
-@dataclass(frozen=True)
+@record
 class GpuType:
     """One GPU type as `gpuTypes` describes it."""
 

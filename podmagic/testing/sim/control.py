@@ -26,11 +26,12 @@ from __future__ import annotations
 import secrets
 import string
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
 from podmagic.errors import PodmagicError
+from podmagic.records import record
 from podmagic.testing.sim.catalog import GpuType, NO_INSTANCES
 from podmagic.testing.sim.images import lookup
 from podmagic.testing.sim.podhost import PodHost
@@ -57,7 +58,7 @@ class SimError(PodmagicError):
         return out
 
 
-@dataclass(frozen=True)
+@record
 class Timing:
     """Seconds from a (re)start to: STARTING, RUNNING, the 22/tcp mapping, sshd listening."""
 
@@ -73,7 +74,7 @@ class Timing:
         return Boot(now, runtime_at, ports_at, ports_at + self.ssh_sec, starting_at)
 
 
-@dataclass(frozen=True)
+@record
 class Caller:
     """Who called: the account key (`pod_id` None) or one pod's own key."""
 

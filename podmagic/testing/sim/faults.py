@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict, deque
-from dataclasses import dataclass
+
+from podmagic.records import record
 
 GATEWAY_HTML = (
     "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
@@ -27,7 +28,7 @@ GATEWAY_HTML = (
 )
 
 
-@dataclass(frozen=True)
+@record
 class Fault:
     """One injected answer for one call."""
 

@@ -20,12 +20,13 @@ Whether a given tag really exists on Docker Hub can only be told by the registry
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+
+from podmagic.records import record
 
 UV_MODES = ("none", "local-bin", "path")
 
 
-@dataclass(frozen=True)
+@record
 class Image:
     pattern: str
     uv: str = "none"

@@ -17,10 +17,10 @@ import math
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from podmagic.records import record
 from podmagic.testing.sim.contract import Contract, Exchange
 from podmagic.testing.sim.control import Caller, ControlPlane, SimError
 from podmagic.testing.sim.faults import Fault, FaultPlan
@@ -28,7 +28,7 @@ from podmagic.testing.sim.faults import Fault, FaultPlan
 MAX_BODY = 1 << 20
 
 
-@dataclass(frozen=True)
+@record
 class Call:
     """One request as the simulator saw it."""
 
@@ -165,7 +165,7 @@ class RestServer:
                       retry_after=fault.retry_after if status == 429 else None)
 
 
-@dataclass(frozen=True)
+@record
 class Answer:
     status: int
     content_type: str | None

@@ -14,11 +14,12 @@ import os
 import secrets
 import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
+from podmagic.records import record
 from podmagic.testing.sim.catalog import (
     RUNNING_VOLUME_USD_PER_GB_MONTH,
     VOLUME_USD_PER_GB_MONTH,
@@ -30,7 +31,7 @@ The stored RUNNING means "meant to run": what `status` shows (PROVISIONING, STAR
 RUNNING) follows the boot's timing (`shapes.visible_status`)."""
 
 
-@dataclass(frozen=True)
+@record
 class Boot:
     """When the current container start reaches each stage (wall clock)."""
 
@@ -41,7 +42,7 @@ class Boot:
     starting_at: float = 0.0
 
 
-@dataclass(frozen=True)
+@record
 class PodRecord:
     """One pod as the control plane knows it."""
 

@@ -18,21 +18,31 @@ Exit codes: 0 success; 1 the run failed (or `compare-runs` saw a failed run); 2 
 Job output goes to stdout, progress to stderr.
 
 May import everything under `podmagic` (it is a front end); argparse lives only here and in
-the magics.
+the magics. Only the module that owns the command being run is imported (`COMMANDS`): a `podmagic
+run` does not pay for the catalogue, audit or reproduce modules, nor for building their parsers.
 """
 
 from __future__ import annotations
 
 import argparse
-import difflib
+import importlib
 import os
 import re
 import sys
 
 from podmagic import __version__
-from podmagic.errors import PodmagicError
-from podmagic.spec.jobspec import SpecError
-from podmagic.ui.cli import audit, catalog, forensics, reproduce, runs
+from podmagic.errors import PodmagicError, SpecError, close_matches
+
+MODULES = ("runs", "forensics", "catalog", "audit", "reproduce")
+COMMANDS = {
+    **dict.fromkeys(("run", "validate", "plan", "attach", "wait", "stop", "logs"), "runs"),
+    **dict.fromkeys(("runs", "ls-runs", "show", "events", "events-query", "manifest-summary", "compare",
+                     "compare-runs", "capture-env"), "forensics"),
+    **dict.fromkeys(("gpu-list", "gpu-prices", "gpu-inventory", "estimate"), "catalog"),
+    **dict.fromkeys(("ls-stale", "cleanup"), "audit"),
+    "reproduce": "reproduce",
+}
+"""Which module registers each command (a test holds this to what the modules register)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -42,14 +52,14 @@ class _Parser(argparse.ArgumentParser):
         choice = re.match(r"argument (\S+): invalid choice: '([^']*)' \(choose from (.*)\)$", message)
         if choice:
             options = re.findall(r"'([^']*)'", choice.group(3))
-            close = difflib.get_close_matches(choice.group(2), options, n=1)
+            close = close_matches(choice.group(2), options, n=1)
             what = "command" if choice.group(1) == "COMMAND" else choice.group(1)
             message = (f"unknown {what} {choice.group(2)!r}" + (f"; did you mean {close[0]!r}?" if close else
                                                                  f"; choose from {', '.join(options)}"))
         else:
             flag = re.match(r"unrecognized arguments: (--[\w-]+)", message)
             known = _options(self, getattr(self, "command_line", sys.argv[1:])[:1])
-            close = difflib.get_close_matches(flag.group(1), known, n=1) if flag else []
+            close = close_matches(flag.group(1), known, n=1) if flag else []
             if close:
                 message += f"; did you mean {close[0]}?"
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
@@ -67,18 +77,27 @@ def _options(p: argparse.ArgumentParser, command: list[str]) -> list[str]:
     return found
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with `command`, only the module that owns it is imported and registered."""
     p = _Parser(prog="podmagic", description="Run %%pod specs (runpod-deploy YAML) from the shell.")
     p.add_argument("--version", action="version", version=f"podmagic {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-    for module in (runs, forensics, catalog, audit, reproduce):
-        module.register(sub)
+    for name in [COMMANDS[command]] if command in COMMANDS else MODULES:
+        importlib.import_module(f"podmagic.ui.cli.{name}").register(sub)
     return p
 
 
+def _command(argv: list[str]) -> str | None:
+    """The command named on the command line, when nothing else needs the whole parser (help, completion)."""
+    if os.environ.get("_ARGCOMPLETE") or not argv or argv[0] not in COMMANDS:
+        return None
+    return argv[0]
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = parser()
-    p.command_line = list(sys.argv[1:] if argv is None else argv)
+    command_line = list(sys.argv[1:] if argv is None else argv)
+    p = parser(_command(command_line))
+    p.command_line = command_line
     try:
         import argcomplete  # optional: `pip install 'podmagic[completion]'`
 
