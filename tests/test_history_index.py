@@ -76,3 +76,36 @@ def test_a_poll_with_nothing_changed_scans_no_directory_and_reads_no_finished_ru
     _run(tmp_path, "r-20260102T000000Z-ffff")  # a new run: the next poll sees it
     assert views.run_list(tmp_path)["runs"][0]["run_id"] == "r-20260102T000000Z-ffff"
     assert len(scans) == 1
+
+
+def _age(path, seconds=5):
+    past = time.time() - seconds
+    os.utime(path, (past, past))
+
+
+def test_a_poll_of_finished_runs_is_answered_from_the_last_one_and_a_live_run_is_always_read(tmp_path, monkeypatch):
+    for i in range(40):
+        run_dir = _run(tmp_path, f"f-20260101T0000{i:02d}Z-{i:04x}", {"failed": False, "wall_time_sec": 1.0})
+        _age(run_dir / store.MANIFEST, 120)
+        _age(run_dir / store.STATUS, 120)
+    _settle(tmp_path)
+    views.run_list(tmp_path)  # reads every row once (a finished run's row settles)
+    views.run_list(tmp_path)
+    stats = []
+    real_stat = os.stat
+    monkeypatch.setattr(store.os, "stat", lambda p, *a, **k: stats.append(str(p)) or real_stat(p, *a, **k))
+    monkeypatch.setattr(store, "summary_settled", lambda *a: pytest.fail("a cached answer looks at no run"))
+    assert len(views.run_list(tmp_path)["runs"]) == 40
+    root = store.runs_root(tmp_path)
+    assert stats == [str(root), str(root / ".sweeps")]  # the two folders, not one stat per run
+    monkeypatch.undo()
+
+    live = _run(tmp_path, "l-20260102T000000Z-0001")  # a new run: the folder changed
+    store.write_json_atomic(live / store.STATUS, {"run_id": live.name, "state": "running", "owner_pid": os.getpid(),
+                                                  "started_at_utc": "2026-01-02T00:00:00Z"})
+    _settle(tmp_path)
+    first = views.run_list(tmp_path)["runs"][0]
+    assert first["run_id"] == live.name and first["live"]
+    store.write_json_atomic(live / store.MANIFEST, {"failed": False, "wall_time_sec": 2.0})  # it ends in place
+    ended = views.run_list(tmp_path)["runs"][0]  # the folder did not change, but a live run is read every poll
+    assert not ended["live"] and ended["state"] == "succeeded" and ended["elapsed_sec"] == 2.0

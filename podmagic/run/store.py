@@ -292,6 +292,12 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
     return row
 
 
+def summary_settled(run_dir: Path) -> bool:
+    """Whether `run_summary`'s row for this run is final (a finished run whose files no longer change)."""
+    hit = _FINISHED.get(str(run_dir))
+    return hit is not None and hit[0] is None
+
+
 def link_reproductions(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Give each listed run that others reproduce a `reproduced_by` list (the reverse of `reproduces`)."""
     by_id = {r.get("run_id"): r for r in rows}

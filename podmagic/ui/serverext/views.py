@@ -49,13 +49,32 @@ def run_row(run_dir: Path, now: float | None = None) -> dict[str, Any]:
     cost = _number(row.get("estimated_cost_usd"))
     if cost is None and price is not None and elapsed is not None:
         cost = price * elapsed / 3600.0
-    row.update(live=live, elapsed_sec=elapsed, cost_usd=cost, stop_requested=store.RunDir(run_dir).stop_requested())
+    row.update(live=live, elapsed_sec=elapsed, cost_usd=cost,
+               stop_requested=live and store.RunDir(run_dir).stop_requested())  # moot once it ended
     return row
 
 
+def _signature(folder: Path) -> tuple[int, int] | None:
+    """A folder's (mtime, inode): every record in it is replaced by a rename, which changes the folder."""
+    try:
+        st = folder.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_ino
+
+
+_SWEEPS: dict[str, tuple[Any, dict[str, dict[str, Any]]]] = {}
+_LISTS: dict[str, tuple[Any, dict[str, Any]]] = {}
+"""What the last poll answered, per folder, while nothing it was made of can have changed."""
+
+
 def sweep_index(project_root: Path) -> dict[str, dict[str, Any]]:
-    """run id → {sweep_id, shard} from the recorded sweeps (`.sweeps/*.json`)."""
+    """run id → {sweep_id, shard} from the recorded sweeps (`.sweeps/*.json`); read again only when one changed."""
     folder = store.runs_root(project_root) / SWEEPS_DIR
+    signature = _signature(folder)
+    cached = _SWEEPS.get(str(folder))
+    if cached is not None and signature is not None and cached[0] == signature and _settled(signature):
+        return cached[1]
     index: dict[str, dict[str, Any]] = {}
     try:
         records = sorted(folder.glob("*.json"))
@@ -68,26 +87,49 @@ def sweep_index(project_root: Path) -> dict[str, dict[str, Any]]:
                 variables = shard.get("variables") or {}
                 index[str(shard["run_id"])] = {"sweep_id": record.get("sweep_id") or path.stem,
                                                "shard": ", ".join(f"{k}={v}" for k, v in variables.items())}
+    if signature is not None:
+        _SWEEPS[str(folder)] = (signature, index)
     return index
 
 
+def _settled(signature: tuple[int, ...]) -> bool:
+    """Older than the file system's timestamp granularity: a change within the same tick would look alike."""
+    return time.time_ns() - signature[0] > 1_000_000_000
+
+
 def run_list(project_root: Path) -> dict[str, Any]:
-    """The project's runs, newest first, with their sweep and the live totals the status bar shows."""
+    """The project's runs, newest first, with their sweep and the live totals the status bar shows.
+
+    While the runs folder and the sweeps folder are unchanged and every listed run has finished for good,
+    the panel's poll gets the last answer again: two `stat`s, however many runs there are."""
+    index = store.run_index(project_root)
+    signature = (index.signature, _signature(store.runs_root(project_root) / SWEEPS_DIR))
+    cached = _LISTS.get(str(project_root))
+    if cached is not None and cached[0] == signature:
+        return cached[1]
     sweeps = sweep_index(project_root)
-    rows = []
-    for _, run_dir in zip(range(MAX_RUNS), store.iter_run_dirs(project_root)):
+    rows, final = [], True
+    for run_id in index.newest_first[:MAX_RUNS]:
+        run_dir = store.runs_root(project_root) / run_id
         row = run_row(run_dir)
-        row.update(sweeps.get(run_dir.name, {}))
+        row.update(sweeps.get(run_id, {}))
         rows.append(row)
+        final = final and not row["live"] and store.summary_settled(run_dir)
     store.link_reproductions(rows)
     live = [r for r in rows if r["live"]]
     per_hour = sum(_number(r.get("price_per_hour_usd")) or 0.0 for r in live)
-    return {
+    answer = {
         "project_root": str(project_root),
         "runs": rows,
         "live_count": len(live),
         "live_usd_per_hour": per_hour,
     }
+    sweeps_signature = signature[1]
+    if final and _settled(index.signature) and (sweeps_signature is None or _settled(sweeps_signature)):
+        _LISTS[str(project_root)] = (signature, answer)
+    else:
+        _LISTS.pop(str(project_root), None)
+    return answer
 
 
 def detail_html(row: dict[str, Any], manifest: dict[str, Any] | None, status: dict[str, Any] | None,
