@@ -252,7 +252,9 @@ def capture_end_script(t) -> str:
         parts += ["if command -v nvidia-smi >/dev/null 2>&1; then", _section("nvidia_smi"), "$to nvidia-smi 2>&1",
                   "fi"]
     if t.dmesg:
-        parts += [_section("dmesg"), f"{{ dmesg 2>/dev/null || dmesg -T 2>/dev/null; }} | tail -n {DMESG_LINES}"]
+        parts += [_section("dmesg"),  # the last lines kept by bash itself: no `tail` to start
+                  "mapfile -t d < <(dmesg 2>/dev/null || dmesg -T 2>/dev/null); n=${#d[@]}",
+                  f"[ $n -gt 0 ] && printf '%s\\n' \"${{d[@]:$(( n > {DMESG_LINES} ? n - {DMESG_LINES} : 0 ))}}\""]
     return "\n".join(parts + ["true"]) + "\n"
 
 

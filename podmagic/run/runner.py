@@ -97,11 +97,13 @@ class Runner:
             except Exception:  # a broken view must not break the run
                 pass
 
-    def _enter(self, phase: str) -> None:
+    def _enter(self, phase: str, busy: bool = True) -> None:
+        """A phase begins; `busy=False` (nothing to do in it) skips the status write observers would not see."""
         self.phase = phase
         self._check_stop()
         self.emit("phase_started", phase=phase)
-        self._write_status(force=True)
+        if busy:
+            self._write_status(force=True)
 
     def _write_status(self, force: bool = False, state: str | None = None) -> None:
         now = time.time()
@@ -174,16 +176,16 @@ class Runner:
         self.emit("pod_provisioned", pod_id=self.pod.info.pod_id, backend=plan.backend,
                   gpu_id=self.pod.info.gpu_id, datacenter_id=self.pod.info.datacenter_id,
                   price_per_hour_usd=self.pod.info.price_per_hour_usd)
-        self._enter("setup")
+        self._enter("setup", busy=bool(plan.setup))
         for command in plan.setup:
             self._command(command)
-        self._enter("secrets")
+        self._enter("secrets", busy=bool(secret_files))
         for path, data, mode in secret_files:
             self.pod.write_file(path, data, mode)
         self._enter("staging")
         for push in plan.staging:
             self._push(push)
-        self._enter("preflight")
+        self._enter("preflight", busy=bool(plan.preflight))
         for command in plan.preflight:
             self._command(command)
         self._probe()
@@ -345,10 +347,8 @@ class Runner:
         """
         log = self._log
         self._deadline = time.monotonic() + self.plan.timeout_sec
-        poll, code = POLL_MIN, None
-        while True:
-            if code is None:
-                code = self.pod.exit_code(launch)
+        poll, code = POLL_MIN, self.pod.exit_code(launch)
+        while True:  # the exit code is read before each drain: once it is known, the drain gets the whole log
             if self._drain(launch.log_path, log, checked=launch):
                 poll = POLL_MIN
             if code is not None:

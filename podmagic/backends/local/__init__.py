@@ -256,6 +256,8 @@ class LocalPod:
             time.sleep(timeout)
         elif proc.poll() is None:
             _wait_process(proc, timeout)
+            if proc.poll() is None:
+                return None  # still running (an exit file written this instant is read next time)
         return self.exit_code(launch)
 
     def read_from(self, path: str, offset: int, limit: int = 1 << 20) -> bytes:
