@@ -8,9 +8,16 @@ results as JSON lines so `bench/report.py` can regenerate the README's Performan
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable, Sequence
+
+TREE = Path(os.environ.get("PODMAGIC_BENCH_TREE") or Path(__file__).resolve().parents[1])
+"""The podmagic checkout being measured: this one, or another revision's (`report.py --baseline REV`)."""
+sys.path.insert(0, str(TREE))
 
 
 @dataclass

@@ -20,9 +20,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
 
-from bench_common import Result, emit, timed  # noqa: E402
+from bench_common import TREE, Result, emit, timed  # noqa: E402 - puts the measured tree on sys.path
 from podmagic.run import store  # noqa: E402
 
 
@@ -52,7 +51,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="podmagic-bench-history-"))
     timings: dict[int, dict[str, list[float]]] = {}
-    env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
+    env = {**os.environ, "PYTHONPATH": str(TREE)}
     for count in (20, 2000):
         root = work / f"p{count}"
         make_runs(root, count)

@@ -23,10 +23,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(REPO))
 
+from bench_common import TREE as REPO  # noqa: E402
 from bench_common import Result, duel, emit, timed  # noqa: E402
 
 LINES_JOB = "python3 -c 'import sys; w = sys.stdout.write; line = \"x\" * 99 + \"\\n\"; [w(line) for _ in range(1000000)]'"

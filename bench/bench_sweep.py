@@ -10,17 +10,13 @@ is the job itself: one `sleep S` per wave of P shards (N / P waves).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench_common import Result, best_of, emit  # noqa: E402
+from bench_common import Result, emit  # noqa: E402 - puts the measured tree on sys.path
 
 
 def cpu() -> float:

@@ -18,10 +18,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_common import Result, duel, emit  # noqa: E402
+from bench_common import Result, duel, emit  # noqa: E402 - puts the measured tree on sys.path
 from podmagic.backends.base import PodRequest  # noqa: E402
 from podmagic.backends.ssh.backend import SSHBackend  # noqa: E402
 from podmagic.testing.sshd import SSHServer  # noqa: E402
