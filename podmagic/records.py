@@ -12,6 +12,7 @@ what defining a plain class does. Imports only the standard library.
 from __future__ import annotations
 
 import dataclasses
+import operator
 from dataclasses import MISSING, FrozenInstanceError
 from typing import Any, TypeVar
 
@@ -25,9 +26,13 @@ def record(cls: T) -> T:
     cls = dataclasses.dataclass(cls, init=False, repr=False, eq=False)  # fields only: nothing compiled
     fields = dataclasses.fields(cls)
     cls.__record_init__ = tuple((f.name, f.default, f.default_factory) for f in fields if f.init)
+    cls.__record_names__ = tuple(f.name for f in fields if f.init)
     cls.__record_set__ = tuple((f.name, f.default, f.default_factory) for f in fields if not f.init)
-    cls.__record_compare__ = tuple(f.name for f in fields if f.compare)
+    compared = tuple(f.name for f in fields if f.compare)
+    # attrgetter is C: equality and hashing of records made by the thousand (file listings) stay cheap
+    cls.__record_key__ = operator.attrgetter(*compared) if len(compared) > 1 else _single(compared)
     cls.__record_repr__ = tuple(f.name for f in fields if f.repr)
+    cls.__record_post__ = getattr(cls, "__post_init__", None)
     if not doc:
         cls.__doc__ = f"{cls.__name__}({', '.join(f.name for f in fields)})"
     for name in ("__init__", "__repr__", "__eq__", "__hash__", "__setattr__", "__delattr__"):
@@ -35,8 +40,22 @@ def record(cls: T) -> T:
     return cls
 
 
+def _single(names: tuple[str, ...]):
+    get = operator.attrgetter(names[0]) if names else None
+    return (lambda obj: (get(obj),)) if get else (lambda obj: ())
+
+
 def _init(self, *args: Any, **kwargs: Any) -> None:
     cls = type(self)
+    if not kwargs and not cls.__record_set__ and len(args) == len(cls.__record_names__):
+        self.__dict__.update(zip(cls.__record_names__, args))  # every field given, in order: the common case
+    else:
+        _init_fields(self, cls, args, kwargs)
+    if cls.__record_post__ is not None:
+        cls.__record_post__(self)
+
+
+def _init_fields(self, cls: type, args: tuple, kwargs: dict) -> None:
     spec = cls.__record_init__
     if len(args) > len(spec):
         raise TypeError(f"{cls.__name__}() takes {len(spec)} positional arguments but {len(args)} were given")
@@ -59,9 +78,6 @@ def _init(self, *args: Any, **kwargs: Any) -> None:
     for name, default, factory in cls.__record_set__:
         if default is not MISSING or factory is not MISSING:
             object.__setattr__(self, name, default if default is not MISSING else factory())
-    post = getattr(self, "__post_init__", None)
-    if post is not None:
-        post()
 
 
 def _repr(self) -> str:
@@ -69,18 +85,15 @@ def _repr(self) -> str:
     return f"{type(self).__qualname__}({inner})"
 
 
-def _values(self) -> tuple:
-    return tuple(getattr(self, name) for name in type(self).__record_compare__)
-
-
 def _eq(self, other: object) -> bool:
     if other.__class__ is not self.__class__:
         return NotImplemented
-    return _values(self) == _values(other)
+    key = type(self).__record_key__
+    return key(self) == key(other)
 
 
 def _hash(self) -> int:
-    return hash(_values(self))
+    return hash(type(self).__record_key__(self))
 
 
 def _setattr(self, name: str, value: Any) -> None:

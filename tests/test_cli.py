@@ -69,3 +69,19 @@ def test_import_is_light():
             "print(sorted(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_command_map_names_every_command_and_only_its_module_is_imported():
+    from podmagic.ui import cli
+
+    whole = cli.parser()
+    sub = next(a for a in whole._actions if a.__class__.__name__ == "_SubParsersAction")
+    assert sorted(sub.choices) == sorted(cli.COMMANDS)  # every registered command is mapped, and no other
+    for command, module in cli.COMMANDS.items():
+        one = cli.parser(command)
+        only = next(a for a in one._actions if a.__class__.__name__ == "_SubParsersAction")
+        assert command in only.choices, (command, module)
+    code = ("import sys; from podmagic.ui.cli import parser; parser('run'); "
+            "print(sorted(m for m in sys.modules if m.startswith('podmagic.ui.cli.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['podmagic.ui.cli.common', 'podmagic.ui.cli.runs']"

@@ -241,3 +241,33 @@ def test_partial_nvidia_smi_falls_back_to_the_fields_it_knows(tmp_path):
     row, _ = telemetry.parse_sample(line)
     assert (row["gpu_util_pct"], row["gpu_mem_used_mb"], row["gpu_mem_total_mb"]) == (37, 1200, 46068)
     assert row["gpu_temp_c"] is None and row["host_mem_total_mb"] > 0
+
+
+class _FilesPod:
+    """Just enough of a pod for the capture reader: files by pod path, read by offset in small pieces."""
+
+    def __init__(self, files):
+        self.files = files
+
+    def read_from(self, path, offset, limit=7):
+        return self.files.get(path, b"")[offset:offset + limit]
+
+    def run(self, command, timeout):
+        raise AssertionError("no command: the launcher wrote the capture")
+
+
+def test_a_capture_is_taken_only_once_its_completion_line_is_there(tmp_path):
+    from types import SimpleNamespace
+
+    from podmagic.backends import podside
+
+    exit_path = "/workspace/.podmagic/r/exit"
+    plan = SimpleNamespace(telemetry=SimpleNamespace(enabled=True), run_dir=tmp_path,
+                           launch=SimpleNamespace(exit_path=exit_path))
+    session = telemetry.Session(plan, emit=lambda *a, **k: None)
+    body = f"\n{podside.SECTION}dmesg@@\nline one\nline two\n"
+    path = podside.capture_output_path(exit_path, "end")
+    half = _FilesPod({path: body.encode()})
+    assert session._output(half, "end") is None  # the launcher is still writing it
+    whole = _FilesPod({path: (body + f"\n{podside.CAPTURE_DONE}\n").encode()})
+    assert telemetry.sections(session._output(whole, "end")) == {"dmesg": "line one\nline two"}

@@ -204,7 +204,8 @@ CAPTURE_DONE = SECTION + "done@@"
 def _captures(t, workdir: str) -> list[str]:
     """The two captures as launcher functions: run in a subshell (one fork, no new bash), each command that
     can hang (nvidia-smi, the interpreters) under `timeout` where the pod has it."""
-    return [f"to=; command -v timeout >/dev/null 2>&1 && to='timeout -k 5 {CAPTURE_TIMEOUT_SEC}'",
+    # a name no job exports: the launcher's variables before the job starts are in the job's environment
+    return [f"_podmagic_to=; command -v timeout >/dev/null 2>&1 && _podmagic_to='timeout -k 5 {CAPTURE_TIMEOUT_SEC}'",
             "capture_start() {", capture_start_script(t, workdir).rstrip("\n"), "}",
             "capture_end() {", capture_end_script(t).rstrip("\n"), "}"]
 
@@ -220,14 +221,14 @@ def _section(name: str) -> str:
 
 def capture_start_script(t, workdir: str) -> str:
     """The start capture (sections of output): nvidia-smi's table, list and GPU query, and the pod environment.
-    Shell text for a function or `bash -c`; `$to` (the launcher's `timeout`, else empty) limits what can hang."""
+    Shell text for a function or `bash -c`; `$_podmagic_to` (the launcher's `timeout`, else empty) limits what can hang."""
     parts = ['export PATH="$HOME/.local/bin:$PATH"']
     if t.nvidia_smi:
         parts += ["if command -v nvidia-smi >/dev/null 2>&1; then",
-                  _section("nvidia_smi"), "$to nvidia-smi 2>&1",
-                  _section("gpu_list"), "$to nvidia-smi -L 2>&1",
+                  _section("nvidia_smi"), "$_podmagic_to nvidia-smi 2>&1",
+                  _section("gpu_list"), "$_podmagic_to nvidia-smi -L 2>&1",
                   "gq=",
-                  *(f"if [ -z \"$gq\" ] && o=$($to nvidia-smi --query-gpu={f} --format=csv,noheader,nounits "
+                  *(f"if [ -z \"$gq\" ] && o=$($_podmagic_to nvidia-smi --query-gpu={f} --format=csv,noheader,nounits "
                     "2>/dev/null); "
                     f"then gq={f}; {_section('gpu_fields')}; echo {f}; {_section('gpu_query')}; echo \"$o\"; fi"
                     for f in GPU_QUERIES),
@@ -235,13 +236,13 @@ def capture_start_script(t, workdir: str) -> str:
     if t.remote_env:
         parts += [_section("uname"), "uname -a 2>&1",
                   _section("python3"),
-                  "$to python3 -c 'import platform, sys; print(platform.python_version(), sys.executable)' "
+                  "$_podmagic_to python3 -c 'import platform, sys; print(platform.python_version(), sys.executable)' "
                   "2>/dev/null",
-                  _section("uv"), "$to uv --version 2>/dev/null",
+                  _section("uv"), "$_podmagic_to uv --version 2>/dev/null",
                   _section("freeze"),
-                  f"if f=$(cd {q(workdir) if workdir else _HOME} && $to uv pip freeze 2>/dev/null) && [ -n \"$f\" ]; "
+                  f"if f=$(cd {q(workdir) if workdir else _HOME} && $_podmagic_to uv pip freeze 2>/dev/null) && [ -n \"$f\" ]; "
                   "then printf '%s\\n' \"$f\"; echo '#podmagic:uv pip freeze'; "
-                  "elif $to python3 -m pip freeze 2>/dev/null; then echo '#podmagic:pip freeze'; fi"]
+                  "elif $_podmagic_to python3 -m pip freeze 2>/dev/null; then echo '#podmagic:pip freeze'; fi"]
     return "\n".join(parts + ["true"]) + "\n"
 
 
@@ -249,7 +250,7 @@ def capture_end_script(t) -> str:
     """The end capture: nvidia-smi's table and the dmesg tail (where readable)."""
     parts = ['export PATH="$HOME/.local/bin:$PATH"']
     if t.nvidia_smi:
-        parts += ["if command -v nvidia-smi >/dev/null 2>&1; then", _section("nvidia_smi"), "$to nvidia-smi 2>&1",
+        parts += ["if command -v nvidia-smi >/dev/null 2>&1; then", _section("nvidia_smi"), "$_podmagic_to nvidia-smi 2>&1",
                   "fi"]
     if t.dmesg:
         parts += [_section("dmesg"),  # the last lines kept by bash itself: no `tail` to start

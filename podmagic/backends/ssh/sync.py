@@ -26,6 +26,7 @@ import subprocess
 import tarfile
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Iterable
 
@@ -38,7 +39,7 @@ q = shlex.quote
 BUFFER = 1 << 20
 
 
-@record
+@dataclass(frozen=True)  # not @record: made and compared by the ten thousand, its compiled methods pay
 class Entry:
     """One file-system entry: type (`f`, `d`, `l`), size, whole-second mtime."""
 
