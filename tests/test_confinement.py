@@ -288,23 +288,25 @@ def test_a_detached_run_outlives_the_client_that_started_it(pod_env, project, tm
 
 @pytest.mark.skipif(sandbox.bwrap() is None, reason="no bubblewrap here")
 def test_the_bwrap_probe_is_remembered_while_its_key_holds(monkeypatch, tmp_path):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(sandbox, "_probed", {})
     probes = []
     real = sandbox._probe
     monkeypatch.setattr(sandbox, "_probe", lambda exe: probes.append(exe) or real(exe))
-    first = sandbox.proc_args()
-    cache = tmp_path / "podmagic" / sandbox.CACHE_NAME
-    assert len(probes) == 1 and json.loads(cache.read_text())["proc"] == (list(first) if first else None)
+    first = sandbox.proc_args()  # no folder given: asked, and kept in this process only
+    assert len(probes) == 1 and not list(tmp_path.iterdir())
+    monkeypatch.setattr(sandbox, "_probed", {})
+    assert sandbox.proc_args(tmp_path) == first and len(probes) == 2
+    cache = tmp_path / sandbox.CACHE_NAME
+    assert json.loads(cache.read_text())["proc"] == (list(first) if first else None)
     monkeypatch.setattr(sandbox, "_probed", {})  # a new process: the file answers
-    assert sandbox.proc_args() == first and len(probes) == 1
+    assert sandbox.proc_args(tmp_path) == first and len(probes) == 2
     key = sandbox._probe_key(sandbox.bwrap())
     monkeypatch.setattr(sandbox, "_probe_key", lambda exe: [*key[:2], key[2] + 1, *key[3:]])  # another user
     monkeypatch.setattr(sandbox, "_probed", {})
-    assert sandbox.proc_args() == first and len(probes) == 2  # asked bubblewrap again
+    assert sandbox.proc_args(tmp_path) == first and len(probes) == 3  # asked bubblewrap again
     cache.write_text("{not json")
     monkeypatch.setattr(sandbox, "_probed", {})
-    assert sandbox.proc_args() == first and len(probes) == 3
+    assert sandbox.proc_args(tmp_path) == first and len(probes) == 4
 
 
 def test_forcing_a_mode_that_is_not_there_is_an_error(monkeypatch, pod_env):

@@ -82,7 +82,7 @@ class LocalBackend:
 
     def provision(self, request: PodRequest, emit: Callable[..., None]) -> "LocalPod":
         pod_id = f"local-{request.run_id}"
-        mode = sandbox.mode()
+        mode = sandbox.mode(self.root)
         remote.PathMap(str(self.root / "pods" / pod_id), request.volume_mount)  # the mapped fallback's rule
         box = self.root / "pods" / pod_id
         try:

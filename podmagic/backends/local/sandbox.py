@@ -1,9 +1,10 @@
 """How a local pod's commands are confined: a bubblewrap mount namespace, else mapped paths.
 
 `mode()` says which one this machine gives (probed by running bubblewrap
-once, then remembered in `~/.cache/podmagic/sandbox-probe.json` while
-everything the answer depends on is unchanged: bwrap itself, the boot, the
-user and its namespaces, the user-namespace sysctls;
+once per process; given the local backend's root, the answer is also kept
+there, in `.sandbox-probe.json`, while everything it depends on is
+unchanged: bwrap itself, the boot, the user and its namespaces, the
+user-namespace sysctls;
 `PODMAGIC_LOCAL_SANDBOX=mapped` forces the fallback, `=namespace` refuses to
 fall back). `Namespace.argv` wraps one command so that the pod's
 volume mount, `/root` (the pod's `$HOME`) and `/tmp` are bind mounts of the
@@ -36,14 +37,14 @@ _probed: dict[str, tuple[str, ...] | None] = {}
 """bwrap path → the /proc arguments that work here, or None when bwrap cannot run (cached)."""
 
 
-def mode() -> str:
-    """`namespace` or `mapped`: what runs a local pod's commands on this machine."""
+def mode(cache_dir: str | os.PathLike | None = None) -> str:
+    """`namespace` or `mapped`: what runs a local pod's commands on this machine (`cache_dir`: see `proc_args`)."""
     forced = os.environ.get(FORCE_ENV, "").strip().lower()
     if forced == "mapped":
         return "mapped"
     if forced not in ("", "namespace"):
         raise BackendError(f"{FORCE_ENV}={forced!r}: use `namespace` or `mapped`")
-    if proc_args() is not None:
+    if proc_args(cache_dir) is not None:
         return "namespace"
     if forced == "namespace":
         raise BackendError(f"{FORCE_ENV}=namespace, but bubblewrap (`bwrap`) cannot create a mount namespace "
@@ -55,26 +56,25 @@ def bwrap() -> str | None:
     return shutil.which("bwrap")
 
 
-def proc_args() -> tuple[str, ...] | None:
-    """How /proc is given to a pod (a fresh proc when allowed, else the host's read-only); None: no bwrap."""
+def proc_args(cache_dir: str | os.PathLike | None = None) -> tuple[str, ...] | None:
+    """How /proc is given to a pod (a fresh proc when allowed, else the host's read-only); None: no bwrap.
+
+    Asked of bubblewrap once per process; with `cache_dir` (the local backend's root) the answer is
+    also read from and kept in a file there, so a new process (a CLI run) does not ask again."""
     exe = bwrap()
     if exe is None:
         return None
     if exe not in _probed:
+        path = os.path.join(cache_dir, CACHE_NAME) if cache_dir is not None else None
         key = _probe_key(exe)
-        cached = _remembered(key)
-        _probed[exe] = cached if cached is not False else _remember(key, _probe(exe))
+        cached = _remembered(path, key) if path else False
+        _probed[exe] = cached if cached is not False else _remember(path, key, _probe(exe))
     return _probed[exe]
 
 
-CACHE_NAME = "sandbox-probe.json"
+CACHE_NAME = ".sandbox-probe.json"
 SYSCTLS = ("/proc/sys/user/max_user_namespaces", "/proc/sys/kernel/unprivileged_userns_clone",
            "/proc/sys/kernel/apparmor_restrict_unprivileged_userns")
-
-
-def _cache_path() -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return os.path.join(base, "podmagic", CACHE_NAME)
 
 
 def _read(path: str) -> str | None:
@@ -101,10 +101,10 @@ def _probe_key(exe: str) -> list:
     return [binary, _read("/proc/sys/kernel/random/boot_id"), os.getuid(), namespaces, [_read(p) for p in SYSCTLS]]
 
 
-def _remembered(key: list):
+def _remembered(path: str, key: list):
     """The cached /proc arguments (a tuple, or None for "bwrap cannot run") for `key`; False: not known."""
     try:
-        with open(_cache_path()) as fh:
+        with open(path) as fh:
             data = json.load(fh)
     except (OSError, ValueError):
         return False
@@ -113,8 +113,9 @@ def _remembered(key: list):
     return tuple(data["proc"]) if data.get("proc") else None
 
 
-def _remember(key: list, proc: tuple[str, ...] | None) -> tuple[str, ...] | None:
-    path = _cache_path()
+def _remember(path: str | None, key: list, proc: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    if path is None:
+        return proc
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = f"{path}.{os.getpid()}.tmp"
