@@ -184,6 +184,18 @@ def wait_phase(run_dir: Path, phase: str, timeout=60.0) -> None:
     raise AssertionError(f"never reached {phase}")
 
 
+def wait_for_output(run_dir: Path, text: str, timeout=60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if text in (run_dir / "run.log").read_text():
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"the run never printed {text!r}")
+
+
 def test_client_killed_in_setup_the_guard_ends_the_pod(sim, tmp_path):
     text = seed().replace("run: |", "setup:\n  - {command: sleep 30}\nrun: |")
     proc, run_dir = client(sim, tmp_path, text, {"PODMAGIC_HEARTBEAT_TIMEOUT_SEC": "3"})
@@ -204,7 +216,7 @@ def test_sigterm_takes_the_interrupt_path(sim, tmp_path):
                           "for i in $(seq 100); do echo tick $i; sleep 0.1; done")
     proc, run_dir = client(sim, tmp_path, text)
     wait_phase(run_dir, "run")
-    time.sleep(0.5)
+    wait_for_output(run_dir, "tick 2")  # the job is printing (its launcher runs the start capture first)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 130, proc.stderr.read()[-2000:]
     manifest = json.loads((run_dir / "runpod_deploy_pull_manifest.json").read_text())
