@@ -8,14 +8,14 @@ Pure functions, shared by every backend:
   process group of its own and is ended (sleep and all) when the job ends.
 - `kill_command`: ends the job's process group, then the launcher's.
 - `launch_files`: every file a launch puts on the pod: the job's script, the
-  launcher and, with telemetry (`Launch.telemetry`), the sampler and the
-  start and end capture scripts. The launcher runs the start capture before
-  the job, starts the sampler beside it and, when the job has ended, stops
-  the sampler (one last sample first) and runs the end capture before it
-  writes the exit file; each capture's output is written whole
-  (`<control>.telemetry_start`/`_end`): a run with telemetry costs no
-  command of its own. It exports `PODMAGIC_METRICS`,
-  the file a job appends its own JSON-line metrics to.
+  launcher and, with telemetry (`Launch.telemetry`), the sampler. The
+  launcher holds the start and end captures as functions: it runs the start
+  capture before the job, starts the sampler beside it and, when the job has
+  ended, stops the sampler (one last sample first) and runs the end capture
+  before it writes the exit file; each capture's output
+  (`<control>.telemetry_start`/`_end`) ends with `CAPTURE_DONE` once whole:
+  a run with telemetry costs no command of its own. It exports
+  `PODMAGIC_METRICS`, the file a job appends its own JSON-line metrics to.
 - `PathMap`: a pod that is not a real RunPod pod (an SSH host with a root,
   the local sandbox's mapped fallback) maps the pod paths it owns,
   `/workspace/...` and `/root/...` (its `$HOME`), onto `<root>/workspace/...`

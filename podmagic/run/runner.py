@@ -79,7 +79,7 @@ class Runner:
         """The manifest could not be written (a full disk): raised after teardown, saying so."""
         self._held: list[int] = []
         """Interrupts that arrived during teardown, delivered once it is done."""
-        self.telemetry = telemetry.Session(plan, self.emit, self.redactor.mask, self.heartbeat_timeout_sec)
+        self.telemetry = telemetry.Session(plan, self.emit, self.redactor.mask)
 
     # ------------------------------------------------------------ events
 

@@ -29,7 +29,7 @@ and `describe()` gives the pod description.
 
 Parsing and planning here are pure functions; `Session` is the small
 collaborator the runner calls at five points (what the launcher is to do,
-started, poll, end, and the manifest fields it leaves on the outcome). May
+launched, poll, end, and the manifest fields it leaves on the outcome). May
 import: the standard library, `plan.requests`, `backends.podside` (shell
 text), `run.probecache` and `run.store`.
 """
@@ -313,10 +313,9 @@ class Result:
 
 
 class Session:
-    """The runner's telemetry collaborator: `pod_side`, `started`, `poll`, `end`; never raises."""
+    """The runner's telemetry collaborator: `pod_side`, `launched`, `poll`, `end`; never raises."""
 
-    def __init__(self, plan, emit: Callable[..., None], mask: Callable[[str], str] = str,
-                 heartbeat_timeout_sec: float | None = None):
+    def __init__(self, plan, emit: Callable[..., None], mask: Callable[[str], str] = str):
         self.plan, self.emit, self.mask = plan, emit, mask
         self.t = plan.telemetry
         self.result = Result()
@@ -324,7 +323,6 @@ class Session:
         exit_path = plan.launch.exit_path
         self.samples = LineReader(podside.samples_path(exit_path))
         self.user = LineReader(podside.user_metrics_path(exit_path))
-        self.heartbeat_timeout_sec = heartbeat_timeout_sec
         self.started = False
         self.pod_telemetry: PodTelemetry | None = None
         self._took_start = False

@@ -9,11 +9,10 @@ asks the backend. May import `spec` data and `backends.runpod` (lazily, in `fetc
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import field
 from typing import Any, Iterable, Mapping, Sequence
 
-from podmagic.errors import PodmagicError
+from podmagic.errors import PodmagicError, close_matches
 from podmagic.records import record
 
 LEVELS = ("HIGH", "MEDIUM", "LOW", "NONE")
@@ -181,7 +180,7 @@ def did_you_mean(gpu: str, cat: Catalog) -> str:
     names = [g.id for g in cat.gpus]
     words = set(gpu.lower().split())
     holding = sorted((n for n in names if words <= set(n.lower().split())), key=len)  # "RTX 4090" ⊂ "GeForce RTX 4090"
-    close = holding[:1] or difflib.get_close_matches(gpu, names, n=1, cutoff=0.5)
+    close = holding[:1] or close_matches(gpu, names, n=1, cutoff=0.5)
     return f"  (not a RunPod GPU id; did you mean {close[0]!r}?)" if close else "  (not a RunPod GPU id)"
 
 

@@ -25,7 +25,7 @@ from IPython.display import HTML, display
 from traitlets import Unicode
 
 from podmagic.backends import BACKENDS
-from podmagic.errors import PodmagicError
+from podmagic.errors import PodmagicError, close_matches
 from podmagic.plan.build import describe
 from podmagic.run import api, history, provenance, store
 from podmagic.run.results import Run
@@ -258,9 +258,7 @@ class PodMagic(Magics):
         command, rest = words[0], words[1:]
         handler = getattr(self, "_cmd_" + command.replace("-", "_"), None)
         if handler is None:
-            import difflib
-
-            close = difflib.get_close_matches(command, LINE_COMMANDS, n=1)
+            close = close_matches(command, LINE_COMMANDS, n=1)
             hint = f"did you mean {close[0]}? " if close else ""
             raise PodError(f"%pod: unknown command {command!r}; {hint}commands: {', '.join(LINE_COMMANDS)}")
         return handler(rest)
