@@ -167,6 +167,15 @@ _INDEXES: dict[str, RunIndex] = {}
 _INDEX_LOCK = threading.Lock()
 
 
+TICK_NS = 10**9
+"""Coarser than any file system's timestamps: a change within one tick of another looks alike."""
+
+
+def quiet_since(mtime_ns: int, ns: int = TICK_NS) -> bool:
+    """Whether a file or folder last changed more than `ns` ago (so an equal mtime means no change)."""
+    return time.time_ns() - mtime_ns > ns
+
+
 def run_index(project_root: Path) -> RunIndex:
     """The runs folder's index, rebuilt only when the folder changed (a run added or removed).
 
@@ -183,8 +192,7 @@ def run_index(project_root: Path) -> RunIndex:
     signature = (st.st_mtime_ns, st.st_nlink, st.st_ino)
     key = str(root)
     cached = _INDEXES.get(key)
-    settled = time.time() - st.st_mtime > 1.0  # coarse timestamps: a change within the same tick looks alike
-    if cached is not None and cached.signature == signature and settled:
+    if cached is not None and cached.signature == signature and quiet_since(st.st_mtime_ns):
         return cached
     keyed = []
     with os.scandir(root) as entries:
@@ -283,7 +291,7 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
         )
         row.update({k: manifest[k] for k in ("reproduces", "reproduction_verdict") if manifest.get(k)})
         if signature is not None:
-            settled = time.time_ns() - max(signature) > SETTLED_NS
+            settled = quiet_since(max(signature), SETTLED_NS)
             _FINISHED[key] = (None if settled else signature, dict(row))
     elif row.get("state") in LIVE_STATES and not owner_alive(status):
         row["state"] = "lost"

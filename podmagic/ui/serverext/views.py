@@ -68,12 +68,13 @@ _LISTS: dict[str, tuple[Any, dict[str, Any]]] = {}
 """What the last poll answered, per folder, while nothing it was made of can have changed."""
 
 
-def sweep_index(project_root: Path) -> dict[str, dict[str, Any]]:
-    """run id → {sweep_id, shard} from the recorded sweeps (`.sweeps/*.json`); read again only when one changed."""
+def sweep_index(project_root: Path, signature: tuple[int, int] | None = None) -> dict[str, dict[str, Any]]:
+    """run id → {sweep_id, shard} from the recorded sweeps (`.sweeps/*.json`); read again only when one changed
+    (`signature`: the sweeps folder's, when the caller has it)."""
     folder = store.runs_root(project_root) / SWEEPS_DIR
-    signature = _signature(folder)
+    signature = signature or _signature(folder)
     cached = _SWEEPS.get(str(folder))
-    if cached is not None and signature is not None and cached[0] == signature and _settled(signature):
+    if cached is not None and signature is not None and cached[0] == signature and store.quiet_since(signature[0]):
         return cached[1]
     index: dict[str, dict[str, Any]] = {}
     try:
@@ -92,25 +93,20 @@ def sweep_index(project_root: Path) -> dict[str, dict[str, Any]]:
     return index
 
 
-def _settled(signature: tuple[int, ...]) -> bool:
-    """Older than the file system's timestamp granularity: a change within the same tick would look alike."""
-    return time.time_ns() - signature[0] > 1_000_000_000
-
-
 def run_list(project_root: Path) -> dict[str, Any]:
     """The project's runs, newest first, with their sweep and the live totals the status bar shows.
 
     While the runs folder and the sweeps folder are unchanged and every listed run has finished for good,
     the panel's poll gets the last answer again: two `stat`s, however many runs there are."""
-    index = store.run_index(project_root)
-    signature = (index.signature, _signature(store.runs_root(project_root) / SWEEPS_DIR))
+    index, folder = store.run_index(project_root), store.runs_root(project_root)
+    signature = (index.signature, _signature(folder / SWEEPS_DIR))
     cached = _LISTS.get(str(project_root))
     if cached is not None and cached[0] == signature:
         return cached[1]
-    sweeps = sweep_index(project_root)
+    sweeps = sweep_index(project_root, signature[1])
     rows, final = [], True
     for run_id in index.newest_first[:MAX_RUNS]:
-        run_dir = store.runs_root(project_root) / run_id
+        run_dir = folder / run_id
         row = run_row(run_dir)
         row.update(sweeps.get(run_id, {}))
         rows.append(row)
@@ -125,7 +121,8 @@ def run_list(project_root: Path) -> dict[str, Any]:
         "live_usd_per_hour": per_hour,
     }
     sweeps_signature = signature[1]
-    if final and _settled(index.signature) and (sweeps_signature is None or _settled(sweeps_signature)):
+    if final and store.quiet_since(index.signature[0]) and (sweeps_signature is None
+                                                            or store.quiet_since(sweeps_signature[0])):
         _LISTS[str(project_root)] = (signature, answer)
     else:
         _LISTS.pop(str(project_root), None)
