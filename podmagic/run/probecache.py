@@ -9,7 +9,8 @@ there and not inside a pod of its own (`pod.stable_path`), the answer is reused:
 probe once, a repeated CLI run not at all. Pods that cannot tell (ssh, runpod) always probe.
 
 The same store keeps the telemetry start capture's pod environment (uname, python3, uv, the
-freeze), which depends on the same things (`remember`). Kept in `<runs root>/.probe-cache.json`,
+freeze), which depends on the same things: looked up before the launch (`recall`) and kept once
+the launcher's capture is read (`keep`). Kept in `<runs root>/.probe-cache.json`,
 entries a day at most. Imports: `run.store`.
 """
 
