@@ -6,7 +6,8 @@ Pure functions, shared by every backend:
   job, why. The watchdog lives in the launcher, on the pod, so a dead client
   cannot leave a job running past its runtime cap or heartbeat limit; it has a
   process group of its own and is ended (sleep and all) when the job ends.
-- `kill_command`: ends the job's process group, then the launcher's.
+- `kill_command`: ends the job's process group, then waits for the launcher
+  to finish (its end capture, its exit file), KILLing it past a limit.
 - `launch_files`: every file a launch puts on the pod: the job's script, the
   launcher and, with telemetry (`Launch.telemetry`), the sampler. The
   launcher holds the start and end captures as functions: it runs the start
@@ -116,16 +117,21 @@ def launcher_script(launch: Launch, exports: dict[str, str] | None = None) -> st
         *(f"export {k}={q(v)}" for k, v in (exports or {}).items()),
         *(_captures(t, launch.workdir) + [_capture(c, "start"), *_sampler_start(c)] if t else []),
         f"cd {q(launch.workdir)} 2>/dev/null || cd \"$HOME\"" if launch.workdir else 'cd "$HOME"',
+        # a kill that came while the start capture ran found no job to end: the job then never starts
+        f"if [ -f {q(c + '.ended_by')} ]; then rc=143; else",
         "set -m  # job control: the job gets a process group of its own",
         f"bash {q(launch.script_path)} > {q(launch.log_path)} 2>&1 < /dev/null &",
         "job=$!",
         f"echo $job > {q(c + '.pid')}",
+        # ... and one that came between that look and the pid's write is carried out here
+        f"[ -f {q(c + '.ended_by')} ] && kill -TERM -- -$job 2>/dev/null",
         *_watchdog(launch),
         "set +m",
         "wait $job",
         "rc=$?",
         # a watchdog that fired (it wrote .ended_by) still has its after-command to run (e.g. terminate the pod)
         *([f"[ -f {q(c + '.ended_by')} ] || kill -TERM -- -$watchdog 2>/dev/null"] if _watchdog(launch) else []),
+        "fi",
         # the end capture comes first: once the exit code is there, so is everything the launcher writes
         *(_sampler_end() + [_capture(c, "end")] if t else []),
         f"echo $rc > {q(c + '.tmp')} && mv {q(c + '.tmp')} {q(c)}",
@@ -350,14 +356,23 @@ def start_command(launcher_path: str) -> str:
     return f"setsid nohup bash {q(launcher_path)} > /dev/null 2>&1 < /dev/null & echo $!"
 
 
-def kill_command(launch: Launch, grace_sec: float = 2.0) -> str:
-    """Terminate the job's process group (then KILL), then the launcher."""
+def kill_command(launch: Launch, grace_sec: float = 2.0, launcher_sec: float = 10.0) -> str:
+    """End the job's process group (TERM, then KILL after `grace_sec`), then wait for the launcher to finish.
+
+    When it returns, the launcher writes nothing more (its end capture and exit file are there, or it was
+    KILLed after `launcher_sec`), so a teardown that reads or removes the pod's files races nothing. A kill
+    before the job's pid exists is carried out by the launcher, which looks for `.ended_by` around the start.
+    """
     c = launch.control_prefix
+    job, launcher = f"$(cat {q(c + '.pid')} 2>/dev/null)", f"$(cat {q(c + '.launcher_pid')} 2>/dev/null)"
     return (
-        f"echo interrupted > {q(c + '.ended_by')}; "
-        f"job=$(cat {q(c + '.pid')} 2>/dev/null); "
-        f"if [ -n \"$job\" ]; then kill -TERM -- -$job 2>/dev/null; sleep {grace_sec:g}; "
-        f"kill -KILL -- -$job 2>/dev/null; fi; true"
+        f"echo interrupted > {q(c + '.ended_by')}; job={job}; "
+        f"if [ -n \"$job\" ]; then kill -TERM -- -$job 2>/dev/null; {_until_gone('$job', grace_sec)}; "
+        f"kill -KILL -- -$job 2>/dev/null; fi; "
+        f"l={launcher}; if [ -n \"$l\" ]; then {_until_gone('$l', launcher_sec)}; fi; "
+        # a job that started after the first look: the launcher has TERMed it; this ends what lingers
+        f"job={job}; [ -n \"$job\" ] && kill -KILL -- -$job 2>/dev/null; "
+        f"[ -n \"$l\" ] && kill -0 $l 2>/dev/null && kill -KILL -- -$l 2>/dev/null; true"
     )
 
 

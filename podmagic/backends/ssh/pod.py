@@ -243,7 +243,11 @@ class SSHPod:
             self._close_waiter(exit_path)
         try:
             if action == "delete" and self.created_root:
-                self._must(f"rm -rf -- {q(self.created_root)}")
+                # a process still writing under the root (one the kill could not end) can make one
+                # `rm -rf` meet a directory that is no longer empty: a few tries, then the error
+                root = q(self.created_root)
+                self._must(f"for _ in 1 2 3 4 5; do rm -rf -- {root} 2>/dev/null && exit 0; sleep 0.2; done; "
+                           f"rm -rf -- {root}", what=f"removing {self.created_root}")
                 return "TERMINATED"
             return "RUNNING"
         finally:

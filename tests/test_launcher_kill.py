@@ -1,0 +1,108 @@
+"""The pod-side launcher and `kill_command`, run with the real bash on this machine (no backend around them).
+
+A kill can come at any moment of the launcher's life: while the start capture runs (no job pid yet), while
+the job runs, or with a job that ignores TERM. Whatever the moment, the job must not outlive the kill, and
+once `kill_command` returns the launcher must write nothing more: the teardown reads and removes the
+pod's files next (an `rm -rf` racing a launcher that still writes fails, and leaves the pod)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from podmagic.backends import podside
+from podmagic.plan.requests import Launch, PodTelemetry
+
+
+def _launch(tmp_path: Path, body: str, telemetry: PodTelemetry | None = None) -> Launch:
+    control = tmp_path / "control"
+    control.mkdir()
+    return Launch(script_path=str(control / "run.sh"), log_path=str(control / "run.log"),
+                  exit_path=str(control / "exit"), workdir=str(tmp_path), body=body, telemetry=telemetry)
+
+
+def _start(launch: Launch, env: dict[str, str] | None = None) -> None:
+    for path, text in podside.launch_files(launch).items():
+        Path(path).write_text(text)
+        os.chmod(path, 0o700)
+    out = subprocess.run(["bash", "-c", podside.start_command(podside.launcher_path(launch.exit_path))],
+                         env={**os.environ, **(env or {})}, capture_output=True, text=True, check=True)
+    assert out.stdout.strip().isdigit()
+
+
+def _wait_for(path: Path, limit: float = 10.0) -> None:
+    end = time.monotonic() + limit
+    while not (path.exists() and path.read_text().strip()):
+        assert time.monotonic() < end, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+def _kill(launch: Launch, **kw) -> float:
+    started = time.monotonic()
+    subprocess.run(["bash", "-c", podside.kill_command(launch, **kw)], check=True, timeout=60)
+    return time.monotonic() - started
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in state
+
+
+def test_a_kill_during_the_start_capture_means_the_job_never_starts(tmp_path):
+    # an nvidia-smi that takes a second: the launcher is in its start capture, no job pid written yet
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "nvidia-smi").write_text("#!/bin/sh\nsleep 1\necho 'No devices were found'\n")
+    (bin_dir / "nvidia-smi").chmod(0o755)
+    marker = tmp_path / "job-ran"
+    telemetry = PodTelemetry(sample_interval_sec=30, max_samples=10, mount=str(tmp_path), nvidia_smi=True,
+                             remote_env=False, dmesg=False)
+    launch = _launch(tmp_path, f"touch {marker}\nsleep 30\n", telemetry)
+    _start(launch, {"PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    _wait_for(Path(launch.exit_path + ".launcher_pid"))
+    assert not Path(launch.exit_path + ".pid").exists()
+
+    _kill(launch)
+
+    exit_file = Path(launch.exit_path)
+    assert exit_file.read_text().strip() == "143", "the launcher must have finished when the kill returns"
+    assert not Path(launch.exit_path + ".pid").exists() and not marker.exists(), "the job started after the kill"
+    assert not _alive(int(Path(launch.exit_path + ".launcher_pid").read_text()))
+    assert Path(launch.exit_path + ".ended_by").read_text().strip() == "interrupted"
+    end = Path(podside.capture_output_path(launch.exit_path, "end")).read_text()
+    assert end.rstrip().endswith(podside.CAPTURE_DONE)
+
+
+def test_a_kill_during_the_job_ends_it_and_waits_for_the_launcher(tmp_path):
+    launch = _launch(tmp_path, "echo started\nsleep 30\n")
+    _start(launch)
+    _wait_for(Path(launch.exit_path + ".pid"))
+    job = int(Path(launch.exit_path + ".pid").read_text())
+
+    took = _kill(launch, grace_sec=5)
+
+    assert took < 4, f"a job that ends on TERM must not cost the whole grace period ({took:.1f} s)"
+    assert not _alive(job)
+    assert Path(launch.exit_path).read_text().strip() == "143"
+    assert not _alive(int(Path(launch.exit_path + ".launcher_pid").read_text()))
+
+
+def test_a_job_that_ignores_term_is_killed_after_the_grace(tmp_path):
+    launch = _launch(tmp_path, "trap '' TERM\necho started\nsleep 30 & wait $!\nsleep 30\n")
+    _start(launch)
+    _wait_for(Path(launch.exit_path + ".pid"))
+    _wait_for(Path(launch.log_path))
+    job = int(Path(launch.exit_path + ".pid").read_text())
+
+    took = _kill(launch, grace_sec=1)
+
+    assert 1 <= took < 8
+    assert not _alive(job)
+    assert Path(launch.exit_path).read_text().strip() == "137"
+    out = subprocess.run(["pgrep", "-g", str(job)], capture_output=True, text=True)
+    assert out.stdout.strip() == "", "a process of the job's group outlived the kill"
