@@ -328,6 +328,34 @@ def test_clean_tree_records_no_patch(project):
     assert recipe.working_tree_patch(project) == (b"", "clean")
 
 
+def test_the_patch_sees_each_kind_of_change_and_never_writes_the_users_index(project):
+    """The clean check is one `git status` listing: each kind of change must still make a patch, changes
+    under the run directories alone must not, and the user's index stays byte for byte as it was."""
+    index = project / ".git" / "index"
+    runs = project / "artifacts" / "runpod" / "r1"
+    runs.mkdir(parents=True)
+    (runs / "run.log").write_text("a run's log\n")  # ignored here: run directories never count
+    os.utime(project / "train.py", (1, 1))  # stale stat data: a status that refreshed would rewrite the index
+    before = index.read_bytes()
+    assert recipe.working_tree_patch(project) == (b"", "clean")
+    assert index.read_bytes() == before
+    for change, seen in ((lambda: (project / "new.py").write_text("n = 1\n"), b"b/new.py"),
+                         (lambda: (project / "train.py").write_text("print('edited')\n"), b"edited"),
+                         (lambda: (project / "uv.lock").unlink(), b"deleted file mode")):
+        change()
+        patch, status = recipe.working_tree_patch(project)
+        assert status == "recorded" and seen in patch
+    assert index.read_bytes() == before
+
+
+def test_repo_facts_outside_a_repository_and_before_the_first_commit(tmp_path):
+    assert recipe.repo_facts(tmp_path) == (None, None, None)
+    git(tmp_path, "init", "-q")
+    top, common, sha = recipe.repo_facts(tmp_path)
+    assert top == tmp_path.resolve() and common == str(tmp_path.resolve() / ".git") and sha is None
+    assert recipe.working_tree_patch(tmp_path) == (None, "unreadable: not a git repository with a commit")
+
+
 def test_metrics_fall_back_to_the_pulled_json_artifacts(tmp_path):
     out = tmp_path / "run" / "out"
     out.mkdir(parents=True)

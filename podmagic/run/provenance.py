@@ -59,7 +59,7 @@ def git_state(root: Path) -> tuple[str | None, str | None, bool | None]:
     """(HEAD's SHA, the branch, dirty) from one `git status --porcelain=v2 --branch`: tracked files only, so
     untracked run directories do not make every run dirty. A detached HEAD's branch is `HEAD` (as
     `rev-parse --abbrev-ref HEAD` says); a repository without commits has no SHA and no branch."""
-    out = _git(root, "status", "--porcelain=v2", "--branch", "--untracked-files=no")
+    out = _git(root, "--no-optional-locks", "status", "--porcelain=v2", "--branch", "--untracked-files=no")
     if out is None:
         return None, None, None
     lines = out.splitlines()

@@ -49,20 +49,44 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def repo_facts(path: Path) -> tuple[Path | None, str | None, str | None]:
+    """(toplevel, common git directory, HEAD's SHA) of the repository around `path`, from one `git rev-parse`;
+    Nones outside a repository, no SHA before the first commit."""
+    try:
+        done = git(path, "rev-parse", "--path-format=absolute", "--show-toplevel", "--git-common-dir",
+                   "--verify", "-q", "HEAD")
+    except (OSError, subprocess.TimeoutExpired):
+        return None, None, None
+    lines = done.stdout.decode("utf-8", "replace").splitlines()
+    if len(lines) < 2:
+        return None, None, None
+    return Path(lines[0]), lines[1], lines[2] if done.returncode == 0 and len(lines) > 2 else None
+
+
 def working_tree_patch(top: Path, cap: int = PATCH_CAP_BYTES) -> tuple[bytes | None, str]:
     """(patch, status): status is "clean", "recorded", "too_large" or "unreadable: why"."""
-    common = git(top, "rev-parse", "--path-format=absolute", "--git-common-dir")
-    if common.returncode != 0 or git(top, "rev-parse", "--verify", "-q", "HEAD").returncode != 0:
+    _, common, sha = repo_facts(top)
+    return _patch(top, common, sha, cap)
+
+
+def _patch(top: Path, common: str | None, sha: str | None, cap: int) -> tuple[bytes | None, str]:
+    if common is None or sha is None:
         return None, "unreadable: not a git repository with a commit"
-    untracked = git(top, "ls-files", "--others", "--exclude-standard", "-z", "--", *PATHSPEC).stdout.split(b"\0")
-    size = sum((top / os.fsdecode(p)).stat().st_size for p in untracked if p and (top / os.fsdecode(p)).is_file())
+    # one listing says whether there is anything to record (most runs: no) and which files are untracked;
+    # --no-optional-locks: status must not refresh (write) the user's index
+    listing = git(top, "--no-optional-locks", "status", "--porcelain=v2", "-z", "--untracked-files=all",
+                  "--no-renames", "--", *PATHSPEC)
+    if listing.returncode == 0 and not listing.stdout:
+        return b"", "clean"
+    untracked = [entry[2:] for entry in listing.stdout.split(b"\0") if entry.startswith(b"? ")]
+    size = sum((top / os.fsdecode(p)).stat().st_size for p in untracked if (top / os.fsdecode(p)).is_file())
     if size > cap:
         return None, "too_large"
     with tempfile.TemporaryDirectory(prefix="podmagic-patch-") as tmp:
         os.makedirs(os.path.join(tmp, "objects", "pack"))
         env = {**os.environ, "GIT_INDEX_FILE": os.path.join(tmp, "index"),
                "GIT_OBJECT_DIRECTORY": os.path.join(tmp, "objects"),
-               "GIT_ALTERNATE_OBJECT_DIRECTORIES": os.path.join(os.fsdecode(common.stdout.strip()), "objects")}
+               "GIT_ALTERNATE_OBJECT_DIRECTORIES": os.path.join(common, "objects")}
         for step in (("read-tree", "HEAD"), ("add", "-A", "--", ".")):
             done = git(top, *step, env=env)
             if done.returncode != 0:
@@ -74,11 +98,6 @@ def working_tree_patch(top: Path, cap: int = PATCH_CAP_BYTES) -> tuple[bytes | N
     if len(diff.stdout) > cap:
         return None, "too_large"
     return diff.stdout, "recorded" if diff.stdout else "clean"
-
-
-def _head(top: Path) -> str | None:
-    done = git(top, "rev-parse", "--verify", "-q", "HEAD")
-    return done.stdout.decode().strip() or None if done.returncode == 0 else None
 
 
 def mask_patch(patch: bytes, mask: Callable[[str], str]) -> tuple[bytes, bool]:
@@ -120,13 +139,13 @@ def staged_hashes(pushes, cap: int = HASH_CAP_BYTES) -> dict[str, Any]:
 
 def capture(plan, mask: Callable[[str], str], *, git_on: bool = True) -> tuple[bytes | None, dict[str, Any]]:
     """(patch bytes to keep, the `reproduce.json` record) for a plan about to run."""
-    top = provenance.git_toplevel(plan.project_root)
+    top, common, sha = repo_facts(plan.project_root)
     record: dict[str, Any] = {
         "schema": 1, "git_toplevel": str(top) if top else None, "project_root": str(plan.project_root),
-        "git_sha": _head(top) if top else None,
+        "git_sha": sha,
     }
     patch, status = (None, "unreadable: telemetry.capture_local_git is off") if not git_on else \
-        (None, "unreadable: not in a git repository") if top is None else working_tree_patch(top)
+        (None, "unreadable: not in a git repository") if top is None else _patch(top, common, sha, PATCH_CAP_BYTES)
     masked = False
     if patch:
         patch, masked = mask_patch(patch, mask)
