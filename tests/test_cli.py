@@ -85,3 +85,30 @@ def test_the_command_map_names_every_command_and_only_its_module_is_imported():
             "print(sorted(m for m in sys.modules if m.startswith('podmagic.ui.cli.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['podmagic.ui.cli.common', 'podmagic.ui.cli.runs']"
+
+
+def test_the_command_ends_at_once_only_when_nothing_waits_for_the_exit(tmp_path):
+    """`main()` ends the process itself (skipping Python's slow shutdown) only when no atexit callback
+    and no other thread is left; either way its piped output is whole and its exit code is the command's."""
+    spec = tmp_path / "job.yaml"
+    spec.write_text("name: ok\nstaging: []\nrun: echo hi\n")
+    lines = "for i in range(2000): print('x' * 60, i)"  # more than a pipe buffer: stdout must be flushed
+    code = ("import atexit, sys\n"
+            "from podmagic.ui.cli import main\n"
+            "{register}\n"
+            f"{lines}\n"
+            f"sys.argv = ['podmagic', 'validate', {str(spec)!r}]\n"
+            "sys.exit(main())\n")
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # as most shells have it
+    quiet = subprocess.run([sys.executable, "-c", code.format(register="")], capture_output=True, text=True,
+                           cwd=tmp_path, env=buffered)
+    assert quiet.returncode == 0 and quiet.stdout.count("\n") == 2001 and "x 1999" in quiet.stdout
+    assert quiet.stdout.rstrip().endswith("job.yaml schema_version=2 job=ok")
+    told = subprocess.run([sys.executable, "-c", code.format(register="atexit.register(print, 'atexit ran')")],
+                          capture_output=True, text=True, cwd=tmp_path, env=buffered)
+    assert told.returncode == 0 and told.stdout.rstrip().endswith("atexit ran")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: [\n")
+    failed = subprocess.run([sys.executable, "-m", "podmagic.ui.cli", "validate", str(broken)],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert failed.returncode == 2 and "broken.yaml:" in failed.stderr
