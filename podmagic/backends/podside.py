@@ -115,7 +115,7 @@ def launcher_script(launch: Launch, exports: dict[str, str] | None = None) -> st
         f"echo $$ > {q(c + '.launcher_pid')}",
         f"export PODMAGIC_METRICS={q(user_metrics_path(c))}",
         *(f"export {k}={q(v)}" for k, v in (exports or {}).items()),
-        *(_captures(t, launch.workdir) + [_capture(c, "start"), *_sampler_start(c)] if t else []),
+        *(_captures(t, launch.workdir) + [_capture(c, "start")] if t else []),
         f"cd {q(launch.workdir)} 2>/dev/null || cd \"$HOME\"" if launch.workdir else 'cd "$HOME"',
         # a kill that came while the start capture ran found no job to end: the job then never starts
         f"if [ -f {q(c + '.ended_by')} ]; then rc=143; else",
@@ -127,6 +127,7 @@ def launcher_script(launch: Launch, exports: dict[str, str] | None = None) -> st
         f"[ -f {q(c + '.ended_by')} ] && kill -TERM -- -$job 2>/dev/null",
         *_watchdog(launch),
         "set +m",
+        *(_sampler_start(c) if t else []),  # after the job: its fork does not delay the job's start
         "wait $job",
         "rc=$?",
         # a watchdog that fired (it wrote .ended_by) still has its after-command to run (e.g. terminate the pod)
