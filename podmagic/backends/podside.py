@@ -260,9 +260,8 @@ def capture_end_script(t) -> str:
         parts += ["if command -v nvidia-smi >/dev/null 2>&1; then", _section("nvidia_smi"), "$_podmagic_to nvidia-smi 2>&1",
                   "fi"]
     if t.dmesg:
-        parts += [_section("dmesg"),  # the last lines kept by bash itself: no `tail` to start
-                  "mapfile -t d < <(dmesg 2>/dev/null || dmesg -T 2>/dev/null); n=${#d[@]}",
-                  f"[ $n -gt 0 ] && printf '%s\\n' \"${{d[@]:$(( n > {DMESG_LINES} ? n - {DMESG_LINES} : 0 ))}}\""]
+        # `tail`, not bash's mapfile: mapfile reads a pipe a byte at a time (20 ms of CPU here, against 8)
+        parts += [_section("dmesg"), f"dmesg 2>/dev/null | tail -n {DMESG_LINES}"]
     return "\n".join(parts + ["true"]) + "\n"
 
 
