@@ -368,3 +368,25 @@ def test_metrics_fall_back_to_the_pulled_json_artifacts(tmp_path):
     (tmp_path / "run" / store.RunDir.USER_METRICS).write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.0}\n')
     series, source = run_metrics(tmp_path / "run", manifest)
     assert source == store.RunDir.USER_METRICS and series == {"loss": [(1.0, 2.0), (2.0, 1.0)]}
+
+
+def test_in_repository_finds_git_where_git_would(tmp_path, monkeypatch):
+    from podmagic.run import provenance
+
+    monkeypatch.delenv("GIT_DIR", raising=False)
+    monkeypatch.delenv("GIT_WORK_TREE", raising=False)
+    plain = tmp_path / "plain" / "deep"
+    plain.mkdir(parents=True)
+    assert not provenance.in_repository(plain)
+    assert provenance.git_state(plain) == (None, None, None) and recipe.repo_facts(plain) == (None, None, None)
+    repo = tmp_path / "repo"
+    (repo / "sub" / "dir").mkdir(parents=True)
+    git(repo, "init", "-q")
+    assert provenance.in_repository(repo / "sub" / "dir")
+    assert recipe.repo_facts(repo / "sub" / "dir")[0] == repo.resolve()
+    linked = tmp_path / "linked"  # a worktree or submodule: `.git` is a file naming the real one
+    linked.mkdir()
+    (linked / ".git").write_text(f"gitdir: {repo / '.git'}\n")
+    assert provenance.in_repository(linked)
+    monkeypatch.setenv("GIT_DIR", str(repo / ".git"))  # git told where by its environment
+    assert provenance.in_repository(plain)

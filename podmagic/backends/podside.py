@@ -12,7 +12,7 @@ Pure functions, shared by every backend:
   launcher and, with telemetry (`Launch.telemetry`), the sampler. The
   launcher holds the start and end captures as functions: it runs the start
   capture before the job, starts the sampler beside it and, when the job has
-  ended, stops the sampler (one last sample first) and runs the end capture
+  ended, stops the sampler (it takes one last sample) while it runs the end capture
   before it writes the exit file; each capture's output
   (`<control>.telemetry_start`/`_end`) ends with `CAPTURE_DONE` once whole:
   a run with telemetry costs no command of its own. It exports
@@ -134,7 +134,8 @@ def launcher_script(launch: Launch, exports: dict[str, str] | None = None) -> st
         *([f"[ -f {q(c + '.ended_by')} ] || kill -TERM -- -$watchdog 2>/dev/null"] if _watchdog(launch) else []),
         "fi",
         # the end capture comes first: once the exit code is there, so is everything the launcher writes
-        *(_sampler_end() + [_capture(c, "end")] if t else []),
+        *(["kill -TERM $sampler 2>/dev/null", _capture(c, "end"), 'if [ -n "$sampler" ]; then wait $sampler; fi']
+          if t else []),  # the sampler takes its last sample (TERM) while the end capture runs
         f"echo $rc > {q(c + '.tmp')} && mv {q(c + '.tmp')} {q(c)}",
     ]
     return "\n".join(lines) + "\n"
@@ -275,11 +276,6 @@ def _sampler_start(c: str) -> list[str]:
     # sourced in a subshell: a fork of the launcher, no new bash to start
     return [f"( . {q(sampler_path(c))} ) < /dev/null > /dev/null 2>&1 & sampler=$!",
             f"echo $sampler > {q(c + '.sampler_pid')}"]
-
-
-def _sampler_end() -> list[str]:
-    """TERM makes the sampler take its last sample (it ends at once after it); the end capture follows."""
-    return ["kill -TERM $sampler 2>/dev/null && wait $sampler"]
 
 
 def _until_gone(pid: str, limit_sec: float) -> str:

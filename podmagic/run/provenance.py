@@ -10,10 +10,26 @@ raises. Imports only the standard library.
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 from pathlib import Path
 
 LOCKFILES = ("uv.lock", "requirements.txt")
+
+
+def in_repository(path: Path) -> bool:
+    """Whether git could find a repository around `path`: a `.git` in it or a folder above, or git told
+    where by its environment. False spares a run the git processes that would only say "not a repository"."""
+    if any(os.environ.get(name) for name in ("GIT_DIR", "GIT_WORK_TREE")):
+        return True
+    here = os.path.abspath(path)
+    while True:
+        if os.path.lexists(os.path.join(here, ".git")):
+            return True
+        parent = os.path.dirname(here)
+        if parent == here:
+            return False
+        here = parent
 
 
 def _git(root: Path, *args: str) -> str | None:
@@ -22,6 +38,8 @@ def _git(root: Path, *args: str) -> str | None:
 
 
 def _git_bytes(root: Path, *args: str) -> bytes | None:
+    if not in_repository(root):
+        return None
     try:
         out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):

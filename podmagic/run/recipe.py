@@ -52,6 +52,8 @@ def sha256(data: bytes) -> str:
 def repo_facts(path: Path) -> tuple[Path | None, str | None, str | None]:
     """(toplevel, common git directory, HEAD's SHA) of the repository around `path`, from one `git rev-parse`;
     Nones outside a repository, no SHA before the first commit."""
+    if not provenance.in_repository(path):
+        return None, None, None
     try:
         done = git(path, "rev-parse", "--path-format=absolute", "--show-toplevel", "--git-common-dir",
                    "--verify", "-q", "HEAD")
