@@ -110,3 +110,24 @@ def test_a_job_that_ignores_term_is_killed_after_the_grace(tmp_path):
     # a killed orphan stays a zombie until the machine's init reaps it (some containers' init never does)
     left = [pid for pid in out.stdout.split() if _alive(int(pid))]
     assert left == [], "a process of the job's group outlived the kill"
+
+
+def test_a_sampler_that_will_not_end_never_holds_the_exit_file(tmp_path):
+    """The launcher stops its sampler with TERM; a TERM can be lost when it reaches the sampler's subshell in
+    its first moments (bash resets its signals there: one launch in a few hundred here, when the job ends
+    as the sampler starts). Stood in for by a sampler that ignores TERM: the exit file must come anyway."""
+    telemetry = PodTelemetry(sample_interval_sec=30, max_samples=10, mount=str(tmp_path), nvidia_smi=False,
+                             remote_env=False, dmesg=False)
+    launch = _launch(tmp_path, "exit 3\n", telemetry)
+    files = podside.launch_files(launch)
+    files[podside.sampler_path(launch.exit_path)] = "trap '' TERM\nsleep 60 & wait $!\n"
+    for path, text in files.items():
+        Path(path).write_text(text)
+        os.chmod(path, 0o700)
+    started = time.monotonic()
+    subprocess.run(["bash", "-c", podside.start_command(podside.launcher_path(launch.exit_path))], check=True,
+                   capture_output=True)
+    _wait_for(Path(launch.exit_path), limit=30)
+    assert Path(launch.exit_path).read_text().strip() == "3"
+    assert time.monotonic() - started < 15, "the exit file waited on the sampler"
+    assert not _alive(int(Path(launch.exit_path + ".sampler_pid").read_text()))

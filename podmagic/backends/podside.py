@@ -134,7 +134,7 @@ def launcher_script(launch: Launch, exports: dict[str, str] | None = None) -> st
         *([f"[ -f {q(c + '.ended_by')} ] || kill -TERM -- -$watchdog 2>/dev/null"] if _watchdog(launch) else []),
         "fi",
         # the end capture comes first: once the exit code is there, so is everything the launcher writes
-        *(["kill -TERM $sampler 2>/dev/null", _capture(c, "end"), 'if [ -n "$sampler" ]; then wait $sampler; fi']
+        *(["kill -TERM $sampler 2>/dev/null", _capture(c, "end"), _sampler_gone()]
           if t else []),  # the sampler takes its last sample (TERM) while the end capture runs
         f"echo $rc > {q(c + '.tmp')} && mv {q(c + '.tmp')} {q(c)}",
     ]
@@ -276,6 +276,15 @@ def _sampler_start(c: str) -> list[str]:
     # sourced in a subshell: a fork of the launcher, no new bash to start
     return [f"( . {q(sampler_path(c))} ) < /dev/null > /dev/null 2>&1 & sampler=$!",
             f"echo $sampler > {q(c + '.sampler_pid')}"]
+
+
+def _sampler_gone(limit_sec: float = 5.0) -> str:
+    """Wait for the TERMed sampler, sending TERM again every 50 ms, KILL after `limit_sec`: a TERM that
+    reaches the subshell in its first moments can be lost (about one launch in 300 here, when the job ends
+    as the sampler starts), and the exit file must never wait on it. Costs nothing when it is gone."""
+    return (f'if [ -n "$sampler" ]; then n=0; while kill -0 $sampler 2>/dev/null && [ $n -lt {int(limit_sec / 0.05)} ]; '
+            "do kill -TERM $sampler 2>/dev/null; sleep 0.05; n=$((n + 1)); done; "
+            "kill -KILL $sampler 2>/dev/null; wait $sampler 2>/dev/null; fi")
 
 
 def _until_gone(pid: str, limit_sec: float) -> str:
