@@ -279,21 +279,22 @@ def _sampler_start(c: str) -> list[str]:
 
 
 def _sampler_gone(limit_sec: float = 5.0) -> str:
-    """Wait for the TERMed sampler, sending TERM again every 50 ms, KILL after `limit_sec`: a TERM that
+    """Wait for the TERMed sampler, sending TERM again at each look, KILL after `limit_sec`: a TERM that
     reaches the subshell in its first moments can be lost (about one launch in 300 here, when the job ends
     as the sampler starts), and the exit file must never wait on it. Costs nothing when it is gone."""
-    return (f'if [ -n "$sampler" ]; then n=0; while kill -0 $sampler 2>/dev/null && [ $n -lt {int(limit_sec / 0.05)} ]; '
-            "do kill -TERM $sampler 2>/dev/null; sleep 0.05; n=$((n + 1)); done; "
+    return (f'if [ -n "$sampler" ]; then {_until_gone("$sampler", limit_sec, each="kill -TERM $sampler 2>/dev/null")}; '
             "kill -KILL $sampler 2>/dev/null; wait $sampler 2>/dev/null; fi")
 
 
-def _until_gone(pid: str, limit_sec: float) -> str:
-    """Wait for `pid` to end, looking every 50 ms (not seconds: the job's end waits on it), at most `limit_sec`.
+def _until_gone(pid: str, limit_sec: float, each: str = "") -> str:
+    """Wait for `pid` to end, looking every 50 ms (not seconds: the job's end waits on it), at most `limit_sec`;
+    `each` runs at every look while it is there. No process is started when it is already gone.
 
     A zombie counts as gone: an orphan is reaped by the pod's init, which may take its time (`kill -0`
     still succeeds on it)."""
-    return (f"for _ in $(seq {max(1, int(limit_sec / 0.05))}); do kill -0 {pid} 2>/dev/null || break; "
-            f"grep -qs '^State:[[:space:]]*Z' /proc/{pid}/status && break; sleep 0.05; done")
+    return (f"n=0; while [ $n -lt {max(1, int(limit_sec / 0.05))} ] && kill -0 {pid} 2>/dev/null && "
+            f"! grep -qs '^State:[[:space:]]*Z' /proc/{pid}/status; do {each + '; ' if each else ''}"
+            "sleep 0.05; n=$((n + 1)); done")
 
 
 def sampler_script(out_path: str, *, interval_sec: float, mount: str, query: str | tuple[str, ...], max_samples: int,
