@@ -47,7 +47,8 @@ def run_child(argv: list[str], *, cwd: Path, env: dict, stdout=subprocess.DEVNUL
 def cli(work: Path, env: dict, spec: str) -> list[str]:
     path = work / f"{abs(hash(spec))}.yaml"
     path.write_text(spec)
-    return [sys.executable, "-m", "podmagic.ui.cli", "run", str(path)]
+    # what the `podmagic` console script runs (not `-m`, whose runpy a user's shell does not pay)
+    return [sys.executable, "-c", "import sys; from podmagic.ui.cli import main; sys.exit(main())", "run", str(path)]
 
 
 def bench_sleep(work: Path, env: dict, repeat: int) -> list[Result]:

@@ -131,3 +131,28 @@ def test_a_sampler_that_will_not_end_never_holds_the_exit_file(tmp_path):
     assert Path(launch.exit_path).read_text().strip() == "3"
     assert time.monotonic() - started < 15, "the exit file waited on the sampler"
     assert not _alive(int(Path(launch.exit_path + ".sampler_pid").read_text()))
+
+
+def test_the_log_is_whole_when_the_exit_file_comes(tmp_path):
+    """The job writes into a pipe that the launcher's logger empties into the log: the exit code is
+    written only once the logger has read the pipe to its end, so every line is in the log by then."""
+    launch = _launch(tmp_path, "for i in $(seq 1 50000); do echo \"line $i\"; done; echo last >&2; exit 4\n")
+    _start(launch)
+    _wait_for(Path(launch.exit_path), limit=30)
+    lines = Path(launch.log_path).read_text().splitlines()
+    assert Path(launch.exit_path).read_text().strip() == "4"
+    assert lines[:-1] == [f"line {i}" for i in range(1, 50001)] and lines[-1] == "last"
+
+
+def test_a_process_left_holding_the_log_does_not_hold_the_exit_file(tmp_path):
+    """A job that leaves a background process with its output open (a server started with `&`): the
+    launcher waits for the log a bounded while (`LOGGER_WAIT_SEC`), then writes the exit code."""
+    launch = _launch(tmp_path, "(sleep 30; echo late) &\necho started\n")
+    started = time.monotonic()
+    _start(launch)
+    _wait_for(Path(launch.exit_path), limit=30)
+    took = time.monotonic() - started
+    assert Path(launch.exit_path).read_text().strip() == "0"
+    assert podside.LOGGER_WAIT_SEC <= took < podside.LOGGER_WAIT_SEC + 5
+    assert Path(launch.log_path).read_text() == "started\n"
+    subprocess.run(["bash", "-c", f"kill -KILL -- -$(cat {launch.exit_path}.pid) 2>/dev/null; true"], check=True)

@@ -173,6 +173,47 @@ def test_stopping_a_sweep_stops_running_shards_and_cancels_pending_ones(pod_env,
     assert manifests[0]["interrupted"] and manifests[1:] == [None, None]
 
 
+def test_a_sweep_whose_host_dies_marks_its_running_shard_lost(pod_env, project, monkeypatch):
+    """The observer takes ends from the host's record and reads no shard's files while the host lives;
+    once the host is gone, a shard it never recorded as ended is lost (its files say it did not end)."""
+    import signal
+
+    from podmagic.run import store, sweep
+
+    summaries = []
+    real_summary = store.run_summary
+    monkeypatch.setattr(store, "run_summary", lambda d: summaries.append(d) or real_summary(d))
+    sweep_id, shards = sweep.prepare("name: lo-{i}\nstaging: []\nrun: echo up; sleep 60\n", [{"i": "0"}],
+                                     cwd=project)
+    sw = sweep.Sweep(sweep_id, shards, project, max_parallel=1).start()
+    deadline = time.monotonic() + 30
+    while not (sw.shards[0].run_dir and (sw.shards[0].run_dir / "run.log").exists()
+               and (sw.shards[0].run_dir / "run.log").read_text()):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert sw.shards[0].state == "running" and summaries == []
+    os.kill(sw._host.pid, signal.SIGKILL)
+    sw.wait(30)
+    assert [s.state for s in sw.shards] == ["lost"] and summaries == [sw.shards[0].run_dir]
+    _kill_matching(sw.shards[0].run_dir.name)  # the job the host left running (detached shards outlive it)
+
+
+def _kill_matching(text: str) -> None:
+    import signal
+
+    for entry in os.listdir("/proc"):
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if entry.isdigit() and text.encode() in cmdline:
+            try:
+                os.killpg(int(entry), signal.SIGKILL) if os.getpgid(int(entry)) == int(entry) else None
+                os.kill(int(entry), signal.SIGKILL)
+            except OSError:
+                pass
+
+
 def test_probe_and_pod_environment_are_captured_once_while_nothing_changes(pod_env, project, monkeypatch):
     from podmagic.backends import podside
     from podmagic.backends.local import LocalPod

@@ -2,8 +2,10 @@
 
 Pure functions, shared by every backend:
 - `launcher_script`: starts the job in its own process group, writes its
-  log, its exit code (atomically, at the end) and, when a watchdog ends the
-  job, why. The watchdog lives in the launcher, on the pod, so a dead client
+  log (the job writes into a pipe that a `cat` beside it empties into the
+  log file: cheaper for a job that prints line by line than appending to a
+  file), its exit code (atomically, at the end, once the log is whole) and,
+  when a watchdog ends the job, why. The watchdog lives in the launcher, on the pod, so a dead client
   cannot leave a job running past its runtime cap or heartbeat limit; it has a
   process group of its own and is ended (sleep and all) when the job ends.
 - `kill_command`: ends the job's process group, then waits for the launcher
@@ -119,17 +121,26 @@ def launcher_script(launch: Launch, exports: dict[str, str] | None = None) -> st
         f"cd {q(launch.workdir)} 2>/dev/null || cd \"$HOME\"" if launch.workdir else 'cd "$HOME"',
         # a kill that came while the start capture ran found no job to end: the job then never starts
         f"if [ -f {q(c + '.ended_by')} ]; then rc=143; else",
+        # the job writes into a pipe that `cat` empties into the log: a write to a pipe costs a job that prints
+        # line by line (PYTHONUNBUFFERED) half what an append to a file does, and the log gets large writes
+        f": > {q(launch.log_path)}; exec {{_pm_log_fd}}> >(exec cat >> {q(launch.log_path)})",
+        "logger=$!",
         "set -m  # job control: the job gets a process group of its own",
-        f"bash {q(launch.script_path)} > {q(launch.log_path)} 2>&1 < /dev/null &",
+        f"bash {q(launch.script_path)} >&$_pm_log_fd 2>&1 < /dev/null {{_pm_log_fd}}>&- &",
         "job=$!",
+        "exec {_pm_log_fd}>&-  # the job holds the pipe's only write end: its end is the logger's",
         f"echo $job > {q(c + '.pid')}",
         # ... and one that came between that look and the pid's write is carried out here
         f"[ -f {q(c + '.ended_by')} ] && kill -TERM -- -$job 2>/dev/null",
         *_watchdog(launch),
         "set +m",
         *(_sampler_start(c) if t else []),  # after the job: its fork does not delay the job's start
+        NAP_FUNCTION,
         "wait $job",
         "rc=$?",
+        # the log is whole once the logger has read the pipe to its end; a process the job left behind that
+        # still holds the pipe is not waited on for long (the logger is ended: its further output is lost)
+        f"{_until_gone('$logger', LOGGER_WAIT_SEC, nap='_pm_nap')}; kill -TERM $logger 2>/dev/null",
         # a watchdog that fired (it wrote .ended_by) still has its after-command to run (e.g. terminate the pod)
         *([f"[ -f {q(c + '.ended_by')} ] || kill -TERM -- -$watchdog 2>/dev/null"] if _watchdog(launch) else []),
         "fi",
@@ -139,6 +150,10 @@ def launcher_script(launch: Launch, exports: dict[str, str] | None = None) -> st
         f"echo $rc > {q(c + '.tmp')} && mv {q(c + '.tmp')} {q(c)}",
     ]
     return "\n".join(lines) + "\n"
+
+
+LOGGER_WAIT_SEC = 2.0
+"""How long the launcher waits, once the job has ended, for its log to be written to the end."""
 
 
 def _watchdog(launch: Launch) -> list[str]:
@@ -281,20 +296,34 @@ def _sampler_start(c: str) -> list[str]:
 def _sampler_gone(limit_sec: float = 5.0) -> str:
     """Wait for the TERMed sampler, sending TERM again at each look, KILL after `limit_sec`: a TERM that
     reaches the subshell in its first moments can be lost (about one launch in 300 here, when the job ends
-    as the sampler starts), and the exit file must never wait on it. Costs nothing when it is gone."""
-    return (f'if [ -n "$sampler" ]; then {_until_gone("$sampler", limit_sec, each="kill -TERM $sampler 2>/dev/null")}; '
+    as the sampler starts), and the exit file must never wait on it. Costs nothing when it is gone; looks
+    every 5 ms at first (the job's end waits on it), with the launcher's fork-free `_pm_nap`."""
+    return (f'if [ -n "$sampler" ]; then '
+            f'{_until_gone("$sampler", limit_sec, each="kill -TERM $sampler 2>/dev/null", nap="_pm_nap")}; '
             "kill -KILL $sampler 2>/dev/null; wait $sampler 2>/dev/null; fi")
 
 
-def _until_gone(pid: str, limit_sec: float, each: str = "") -> str:
-    """Wait for `pid` to end, looking every 50 ms (not seconds: the job's end waits on it), at most `limit_sec`;
-    `each` runs at every look while it is there. No process is started when it is already gone.
+ALIVE_FUNCTION = ("_pm_alive() { local k= v=; kill -0 \"$1\" 2>/dev/null || return 1; [ -e \"/proc/$1\" ] || return 0; "
+                  "while read -r k v _; do [ \"$k\" = State: ] && break; done < \"/proc/$1/status\" 2>/dev/null; "
+                  "[ \"$v\" != Z ] && kill -0 \"$1\" 2>/dev/null; }")
+"""Whether a process is there and not a zombie, by bash builtins alone (no `grep` per look). A zombie
+counts as gone: an orphan is reaped by the pod's init, which may take its time (`kill -0` still succeeds
+on it); with no /proc, `kill -0` alone decides."""
+NAP_FUNCTION = ("exec {_pm_nap_fd}<> <(:)  # a pipe no one writes: `read -t` on it sleeps without a fork\n"
+                "_pm_nap() { read -rt \"$1\" -u $_pm_nap_fd; }")
+"""A sub-second sleep that starts no process (the launcher's waits on the job's end path use it)."""
 
-    A zombie counts as gone: an orphan is reaped by the pod's init, which may take its time (`kill -0`
-    still succeeds on it)."""
-    return (f"n=0; while [ $n -lt {max(1, int(limit_sec / 0.05))} ] && kill -0 {pid} 2>/dev/null && "
-            f"! grep -qs '^State:[[:space:]]*Z' /proc/{pid}/status; do {each + '; ' if each else ''}"
-            "sleep 0.05; n=$((n + 1)); done")
+
+def _until_gone(pid: str, limit_sec: float, each: str = "", nap: str = "") -> str:
+    """Wait for `pid` to end (`_pm_alive`, defined here), at most about `limit_sec`; `each` runs at every look
+    while it is there. No process is started when it is already gone. With `nap` (the launcher's
+    `_pm_nap`) it looks every 5 ms for the first 0.2 s, then every 50 ms; without, `sleep 0.05` each time."""
+    looks = max(1, int(limit_sec / 0.05))
+    wait = (f"if [ $n -lt 40 ]; then {nap} 0.005; else {nap} 0.05; fi" if nap else "sleep 0.05")
+    if nap:
+        looks += 36  # the first 40 looks take 0.2 s, not 2 s
+    return (f"{ALIVE_FUNCTION}; n=0; while [ $n -lt {looks} ] && _pm_alive {pid}; do {each + '; ' if each else ''}"
+            f"{wait}; n=$((n + 1)); done")
 
 
 def sampler_script(out_path: str, *, interval_sec: float, mount: str, query: str | tuple[str, ...], max_samples: int,

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -84,6 +83,8 @@ def _patch(top: Path, common: str | None, sha: str | None, cap: int) -> tuple[by
     size = sum((top / os.fsdecode(p)).stat().st_size for p in untracked if (top / os.fsdecode(p)).is_file())
     if size > cap:
         return None, "too_large"
+    import tempfile  # only when there is a change to record: most runs have none
+
     with tempfile.TemporaryDirectory(prefix="podmagic-patch-") as tmp:
         os.makedirs(os.path.join(tmp, "objects", "pack"))
         env = {**os.environ, "GIT_INDEX_FILE": os.path.join(tmp, "index"),

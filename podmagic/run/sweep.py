@@ -126,6 +126,12 @@ class Sweep:
             if shard.run_dir is None:
                 shard.state = row["state"] if row.get("state") in TERMINAL else ("cancelled" if host_done else "pending")
             elif shard.state not in TERMINAL:
+                if row.get("state") in TERMINAL:  # the host records a shard's end once its manifest is written
+                    shard.state = row["state"]
+                    continue
+                if not host_done:  # no read of every running shard's files at every poll
+                    shard.state = "running"
+                    continue
                 state = store.run_summary(shard.run_dir).get("state")
                 shard.state = state if state in TERMINAL else ("lost" if host_done else "running")
         if self.on_change:

@@ -28,6 +28,7 @@ import select
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterable
@@ -59,6 +60,10 @@ def uv_binary() -> str | None:
     """uv's real executable (the `uv` wheel's, else the one on PATH), links resolved. Found once per
     process while it stays there (`find_uv_bin` walks sysconfig's paths; every run asks twice)."""
     if _uv_found and os.path.isfile(_uv_found[0]):
+        return _uv_found[0]
+    beside = os.path.join(os.path.dirname(sys.executable), "uv")  # where the wheel puts it in a venv
+    if sys.prefix != sys.base_prefix and os.access(beside, os.X_OK):  # (find_uv_bin's first look, without sysconfig)
+        _uv_found[:] = [os.path.realpath(beside)]
         return _uv_found[0]
     try:
         from uv import find_uv_bin

@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import PurePosixPath
 
 from podmagic.errors import BackendError
@@ -128,6 +127,8 @@ def _remember(path: str | None, key: list, proc: tuple[str, ...] | None) -> tupl
 
 
 def _probe(exe: str) -> tuple[str, ...] | None:
+    import tempfile  # once per machine: the answer is kept
+
     with tempfile.TemporaryDirectory(prefix="podmagic-probe-") as tmp:
         for sub in ("workspace", "root", "tmp"):
             os.mkdir(os.path.join(tmp, sub))

@@ -26,9 +26,9 @@ import subprocess
 import tarfile
 import tempfile
 import threading
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
-from typing import IO, Iterable
+from typing import IO, Iterable, NamedTuple
 
 from podmagic.backends.base import BackendError, Transfer
 from podmagic.backends.ssh.transport import SSHTransport
@@ -39,8 +39,7 @@ q = shlex.quote
 BUFFER = 1 << 20
 
 
-@dataclass(frozen=True)  # not @record: made and compared by the ten thousand, its compiled methods pay
-class Entry:
+class Entry(NamedTuple):  # not @record: made and compared by the ten thousand; a tuple compares in C
     """One file-system entry: type (`f`, `d`, `l`), size, whole-second mtime."""
 
     kind: str
@@ -96,7 +95,7 @@ def parse_listing(raw: bytes) -> Listing:
             continue
         text = line.decode("utf-8", "surrogateescape")
         kind_char, size, mtime, rel = text.split(" ", 3)
-        entries[rel] = Entry(kind_char, int(size), int(float(mtime)))
+        entries[rel] = Entry(kind_char, int(size), int(mtime.partition(".")[0]))  # whole seconds, as int(float)
     return Listing(kind, entries)
 
 
@@ -110,9 +109,9 @@ def remote_listing(transport: SSHTransport, path: str, excludes: tuple[str, ...]
     return transport.retrying(once)
 
 
-def local_entry(path: Path) -> Entry | None:
+def local_entry(path: Path | str) -> Entry | None:
     try:
-        st = path.lstat()
+        st = os.lstat(path)
     except FileNotFoundError:
         return None
     kind = "l" if stat.S_ISLNK(st.st_mode) else ("d" if stat.S_ISDIR(st.st_mode) else "f")  # one lstat
@@ -127,7 +126,8 @@ def _doomed(existing: dict[str, Entry], kept: set[str], patterns: tuple[str, ...
     """Top-most far-side paths `--delete` removes: files neither sent nor excluded, and
     directories not in the source that hold nothing that survives (excluded content
     survives, so its directories do too)."""
-    protected = {r for r, e in existing.items() if staging.excluded_path(r, e.kind == "d", patterns)}
+    protected = {r for r, e in existing.items() if staging.excluded_path(r, e.kind == "d", patterns)} if patterns \
+        else set()
     doomed = {r for r, e in existing.items() if e.kind != "d" and r not in kept and r not in protected}
     anchors = kept | protected | {r for r, e in existing.items() if e.kind != "d" and r not in doomed}
     live = set().union(*(_ancestors(r) for r in anchors)) if anchors else set()
@@ -145,14 +145,22 @@ def push_tree(transport: SSHTransport, base: Path, files: Iterable[str], destina
               excludes: tuple[str, ...], delete: bool) -> Transfer:
     """Mirror `files` (relative to `base`) into the pod directory `destination`."""
     selected = list(files)
-    far = remote_listing(transport, destination, excludes)
+    with ThreadPoolExecutor(1) as pool:  # the far side lists while the near side is looked at
+        listing = pool.submit(remote_listing, transport, destination, excludes)
+        prefix = os.path.join(os.fspath(base), "")
+        near = [local_entry(prefix + rel) for rel in selected]  # str paths: pathlib costs more than the lstat
+        far = listing.result()
     if far.kind == "file":
         raise BackendError(f"staging destination {destination} is a file on the pod, not a directory")
-    changed = [rel for rel in selected if not same(local_entry(base / rel), far.entries.get(rel))]
+    changed, size = [], 0
+    for rel, entry in zip(selected, near):
+        if not same(entry, far.entries.get(rel)):
+            changed.append(rel)
+            size += entry.size if entry is not None and entry.kind == "f" else 0
     clash = [rel for rel in changed if far.entries.get(rel, Entry("f", 0, 0)).kind == "d"]
     doomed = _doomed(far.entries, set(selected), excludes) if delete else []
     _remove(transport, destination, sorted(set(doomed) | set(clash)))
-    sent = _send_tar(transport, base, changed, destination) if changed else 0
+    sent = _send_tar(transport, base, changed, destination, size=size) if changed else 0
     return Transfer(sent, len(selected))
 
 
@@ -177,10 +185,11 @@ def _remove(transport: SSHTransport, root: str, rels: list[str]) -> None:
 
 
 def _send_tar(transport: SSHTransport, base: Path, rels: list[str], destination: str,
-              rename: dict[str, str] | None = None) -> int:
+              rename: dict[str, str] | None = None, size: int | None = None) -> int:
+    """Send `rels` as one archive; returns the file bytes sent (`size`: already known from a listing)."""
     command = f"mkdir -p {q(destination)} && tar -x -p --no-same-owner -f - -C {q(destination)}"
     if not rename and _gnu_tar():
-        return _send_tar_with_system_tar(transport, base, rels, command, destination)
+        return _send_tar_with_system_tar(transport, base, rels, command, destination, size)
     counted = {"bytes": 0}
 
     def produce(writer: IO[bytes]) -> None:
@@ -195,13 +204,14 @@ def _send_tar(transport: SSHTransport, base: Path, rels: list[str], destination:
 
 
 def _send_tar_with_system_tar(transport: SSHTransport, base: Path, rels: list[str], command: str,
-                              destination: str) -> int:
+                              destination: str, size: int | None = None) -> int:
     """The archive made by this machine's GNU tar (C, no Python work per file), piped onto the channel.
 
     The same archive as `_add` makes: GNU format, whole-second mtimes, owner 0, no names."""
     names = b"".join(r.encode("utf-8", "surrogateescape") + b"\0" for r in rels)
     root = str(base)
-    sent = sum(st.st_size for st in (os.lstat(os.path.join(root, r)) for r in rels) if stat.S_ISREG(st.st_mode))
+    sent = size if size is not None else sum(
+        st.st_size for st in (os.lstat(os.path.join(root, r)) for r in rels) if stat.S_ISREG(st.st_mode))
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(
             ["tar", "-c", "-f", "-", "--format=gnu", "--numeric-owner", "--owner=0", "--group=0",

@@ -3,16 +3,38 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+import threading
 import time
 from pathlib import Path
 
 from podmagic.errors import PodmagicError
 from podmagic.plan.build import describe
 from podmagic.run import api, history, store
+from podmagic.run.events import Event
 from podmagic.spec.jobspec import SpecError, decode
-from podmagic.ui import render
 from podmagic.ui.cli.common import Printer, add_config, add_root, config_file, progress_line, root
+
+
+def _manifest_text(manifest: dict) -> str:
+    from podmagic.ui import render  # at the end of a run only (`_import_render_meanwhile`): its start does not wait
+
+    for thread in _importers:
+        thread.join()  # done with its import: joined, so the command line can end at once (`_exit_now`)
+    return render.manifest_text(manifest)
+
+
+_importers: list[threading.Thread] = []
+
+
+def _import_render_meanwhile(event: Event) -> None:
+    """Once the job runs, import what prints its record in a thread: the job's run time hides it (the
+    main thread mostly waits on the pod then), instead of the end of the run paying for it."""
+    if event.kind == "phase_started" and event.data.get("phase") == "run" and "podmagic.ui.render" not in sys.modules:
+        _importers.append(threading.Thread(target=importlib.import_module, args=("podmagic.ui.render",),
+                                           daemon=True, name="podmagic-render-import"))
+        _importers[-1].start()
 
 
 class RunFailed(PodmagicError):
@@ -183,11 +205,11 @@ def _start_and_run(args, prepared: api.Prepared, retried: bool = False) -> int:
               file=sys.stderr)
         return 0
     try:
-        manifest = api.execute(prepared, listeners=[Printer()])
+        manifest = api.execute(prepared, listeners=[Printer(), _import_render_meanwhile])
     except KeyboardInterrupt:
         print(f"\n[podmagic] interrupted; run dir {run_dir}", file=sys.stderr)
         return 130
-    print(render.manifest_text(manifest), file=sys.stderr)
+    print(_manifest_text(manifest), file=sys.stderr)
     if manifest.get("failed") and not retried and _stock_out(manifest) and _fallback_ok(args, prepared):
         target = args.fallback_cloud_type
         print(f"[podmagic] stock-out on pod create; retrying with cloud_type={target}", file=sys.stderr)
@@ -283,7 +305,7 @@ def cmd_wait(args) -> int:
     except TimeoutError as exc:
         print(f"podmagic wait: {exc}", file=sys.stderr)
         return 1
-    print(render.manifest_text(manifest), file=sys.stderr)
+    print(_manifest_text(manifest), file=sys.stderr)
     return exit_code(manifest)
 
 
@@ -306,7 +328,7 @@ def cmd_attach(args) -> int:
               file=sys.stderr)
         return 130
     follower.join(2)
-    print(render.manifest_text(follower.manifest), file=sys.stderr)
+    print(_manifest_text(follower.manifest), file=sys.stderr)
     return exit_code(follower.manifest)
 
 
