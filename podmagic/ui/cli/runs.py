@@ -31,7 +31,7 @@ _importers: list[threading.Thread] = []
 def _import_render_meanwhile(event: Event) -> None:
     """Once the job runs, import what prints its record in a thread: the job's run time hides it (the
     main thread mostly waits on the pod then), instead of the end of the run paying for it."""
-    if event.kind == "phase_started" and event.data.get("phase") == "run" and "podmagic.ui.render" not in sys.modules:
+    if event.kind == "run_started" and "podmagic.ui.render" not in sys.modules:  # after the launch: no contention
         _importers.append(threading.Thread(target=importlib.import_module, args=("podmagic.ui.render",),
                                            daemon=True, name="podmagic-render-import"))
         _importers[-1].start()
