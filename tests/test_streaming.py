@@ -156,17 +156,21 @@ def test_a_sweeps_shards_run_in_one_host_that_outlives_its_caller(pod_env, proje
     assert len(owners) == 1 and os.getpid() not in owners  # one host process ran every shard
 
 
+def _wait_first_shard_printing(sw, limit: float = 30) -> None:
+    deadline = time.monotonic() + limit
+    while not (sw.shards[0].run_dir and (sw.shards[0].run_dir / "run.log").exists()
+               and (sw.shards[0].run_dir / "run.log").read_text()):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
 def test_stopping_a_sweep_stops_running_shards_and_cancels_pending_ones(pod_env, project):
     from podmagic.run import sweep
 
     sweep_id, shards = sweep.prepare("name: st-{i}\nstaging: []\nrun: echo up; sleep 60\n",
                                      [{"i": str(i)} for i in range(3)], cwd=project)
     sw = sweep.Sweep(sweep_id, shards, project, max_parallel=1).start()
-    deadline = time.monotonic() + 30
-    while not (sw.shards[0].run_dir and (sw.shards[0].run_dir / "run.log").exists()
-               and (sw.shards[0].run_dir / "run.log").read_text()):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    _wait_first_shard_printing(sw)
     sw.stop()
     manifests = sw.wait(60)
     assert [s.state for s in sw.shards] == ["interrupted", "cancelled", "cancelled"]
@@ -186,11 +190,7 @@ def test_a_sweep_whose_host_dies_marks_its_running_shard_lost(pod_env, project, 
     sweep_id, shards = sweep.prepare("name: lo-{i}\nstaging: []\nrun: echo up; sleep 60\n", [{"i": "0"}],
                                      cwd=project)
     sw = sweep.Sweep(sweep_id, shards, project, max_parallel=1).start()
-    deadline = time.monotonic() + 30
-    while not (sw.shards[0].run_dir and (sw.shards[0].run_dir / "run.log").exists()
-               and (sw.shards[0].run_dir / "run.log").read_text()):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    _wait_first_shard_printing(sw)
     assert sw.shards[0].state == "running" and summaries == []
     os.kill(sw._host.pid, signal.SIGKILL)
     sw.wait(30)

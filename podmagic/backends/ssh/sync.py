@@ -126,8 +126,8 @@ def _doomed(existing: dict[str, Entry], kept: set[str], patterns: tuple[str, ...
     """Top-most far-side paths `--delete` removes: files neither sent nor excluded, and
     directories not in the source that hold nothing that survives (excluded content
     survives, so its directories do too)."""
-    protected = {r for r, e in existing.items() if staging.excluded_path(r, e.kind == "d", patterns)} if patterns \
-        else set()
+    protected = ({r for r, e in existing.items() if staging.excluded_path(r, e.kind == "d", patterns)}
+                 if patterns else set())
     doomed = {r for r, e in existing.items() if e.kind != "d" and r not in kept and r not in protected}
     anchors = kept | protected | {r for r, e in existing.items() if e.kind != "d" and r not in doomed}
     live = set().union(*(_ancestors(r) for r in anchors)) if anchors else set()
