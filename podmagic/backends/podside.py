@@ -5,8 +5,8 @@ Pure functions, shared by every backend:
   log (the job writes into a pipe that a `cat` beside it empties into the
   log file: cheaper for a job that prints line by line than appending to a
   file), its exit code (atomically, at the end, once the log is whole) and,
-  when a watchdog ends the job, why. The watchdog lives in the launcher, on the pod, so a dead client
-  cannot leave a job running past its runtime cap or heartbeat limit; it has a
+  when a watchdog ends the job, why. The watchdog lives in the launcher, on
+  the pod, so a dead client cannot leave a job running past its runtime cap or heartbeat limit; it has a
   process group of its own and is ended (sleep and all) when the job ends.
 - `kill_command`: ends the job's process group, then waits for the launcher
   to finish (its end capture, its exit file), KILLing it past a limit.
@@ -318,10 +318,9 @@ def _until_gone(pid: str, limit_sec: float, each: str = "", nap: str = "") -> st
     """Wait for `pid` to end (`_pm_alive`, defined here), at most about `limit_sec`; `each` runs at every look
     while it is there. No process is started when it is already gone. With `nap` (the launcher's
     `_pm_nap`) it looks every 5 ms for the first 0.2 s, then every 50 ms; without, `sleep 0.05` each time."""
-    looks = max(1, int(limit_sec / 0.05))
-    wait = (f"if [ $n -lt 40 ]; then {nap} 0.005; else {nap} 0.05; fi" if nap else "sleep 0.05")
-    if nap:
-        looks += 36  # the first 40 looks take 0.2 s, not 2 s
+    looks, wait = max(1, int(limit_sec / 0.05)), "sleep 0.05"
+    if nap:  # the first 40 looks take 5 ms each: 0.2 s, the time of 4 looks of 50 ms
+        looks, wait = looks - 4 + 40, f"if [ $n -lt 40 ]; then {nap} 0.005; else {nap} 0.05; fi"
     return (f"{ALIVE_FUNCTION}; n=0; while [ $n -lt {looks} ] && _pm_alive {pid}; do {each + '; ' if each else ''}"
             f"{wait}; n=$((n + 1)); done")
 

@@ -132,8 +132,8 @@ class Sweep:
                 if not host_done:  # no read of every running shard's files at every poll
                     shard.state = "running"
                     continue
-                state = store.run_summary(shard.run_dir).get("state")
-                shard.state = state if state in TERMINAL else ("lost" if host_done else "running")
+                state = store.run_summary(shard.run_dir).get("state")  # the host is gone: did the shard end?
+                shard.state = state if state in TERMINAL else "lost"
         if self.on_change:
             self.on_change()
 

@@ -186,9 +186,10 @@ def _remove(transport: SSHTransport, root: str, rels: list[str]) -> None:
 
 def _send_tar(transport: SSHTransport, base: Path, rels: list[str], destination: str,
               rename: dict[str, str] | None = None, size: int | None = None) -> int:
-    """Send `rels` as one archive; returns the file bytes sent (`size`: already known from a listing)."""
+    """Send `rels` as one archive; returns the file bytes sent. The system tar is used when the byte
+    count is known from a listing (`size`) and nothing is renamed; else `tarfile`, which counts them."""
     command = f"mkdir -p {q(destination)} && tar -x -p --no-same-owner -f - -C {q(destination)}"
-    if not rename and _gnu_tar():
+    if not rename and size is not None and _gnu_tar():
         return _send_tar_with_system_tar(transport, base, rels, command, destination, size)
     counted = {"bytes": 0}
 
@@ -204,14 +205,11 @@ def _send_tar(transport: SSHTransport, base: Path, rels: list[str], destination:
 
 
 def _send_tar_with_system_tar(transport: SSHTransport, base: Path, rels: list[str], command: str,
-                              destination: str, size: int | None = None) -> int:
+                              destination: str, size: int) -> int:
     """The archive made by this machine's GNU tar (C, no Python work per file), piped onto the channel.
 
     The same archive as `_add` makes: GNU format, whole-second mtimes, owner 0, no names."""
     names = b"".join(r.encode("utf-8", "surrogateescape") + b"\0" for r in rels)
-    root = str(base)
-    sent = size if size is not None else sum(
-        st.st_size for st in (os.lstat(os.path.join(root, r)) for r in rels) if stat.S_ISREG(st.st_mode))
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(
             ["tar", "-c", "-f", "-", "--format=gnu", "--numeric-owner", "--owner=0", "--group=0",
@@ -240,7 +238,7 @@ def _send_tar_with_system_tar(transport: SSHTransport, base: Path, rels: list[st
         if proc.returncode != 0:
             err.seek(0)
             raise BackendError(f"archiving the staged files failed: {err.read().decode(errors='replace')[-500:]}")
-    return sent
+    return size
 
 
 def _feed(proc: subprocess.Popen, data: bytes) -> None:
