@@ -25,8 +25,15 @@ def execute(nb, cwd: Path, allow_errors=False):
 
 
 def outputs_text(cell) -> str:
-    parts = []
+    """The cell's outputs as a reader sees them. A kernel may send one print as two stream messages when
+    its buffer flushes between them; front-ends run consecutive stream chunks together, and so does this."""
+    parts, stream = [], None
     for out in cell.get("outputs", []):
+        name = out.get("name") if out.get("output_type") == "stream" else None
+        if name is not None and name == stream:
+            parts[-1] += out.get("text", "")
+            continue
+        stream = name
         parts.append(out.get("text", ""))
         parts.extend(str(v) for v in out.get("data", {}).values())
         parts.extend(out.get("traceback", []))
