@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from bench_common import TREE as REPO  # noqa: E402
-from bench_common import Result, duel, emit, timed  # noqa: E402
+from bench_common import Result, compile_package, duel, emit, timed  # noqa: E402
 
 LINES_JOB = "python3 -c 'import sys; w = sys.stdout.write; line = \"x\" * 99 + \"\\n\"; [w(line) for _ in range(1000000)]'"
 BIG_JOB = "head -c 500000000 /dev/zero | tr '\\0' 'y' | fold -w 99"
@@ -98,12 +98,6 @@ def bench_log(work: Path, env: dict, repeat: int, job: str, label: str, to_file:
         return [Result(label, ours, to_disk, reference_label=file_ref, note=note)]
     return [Result(label, ours, to_null, reference_label="the job to /dev/null", note=note),
             Result(f"{label}, against the job writing its log", ours, to_disk, reference_label=file_ref)]
-
-
-def compile_package() -> None:
-    """Byte-code for every module, as an installed package has it (this machine sets PYTHONDONTWRITEBYTECODE,
-    so a new interpreter would otherwise compile what changed since the last compileall each time)."""
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "podmagic")], check=True)
 
 
 def bench_import(repeat: int) -> list[Result]:

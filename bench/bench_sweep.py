@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_common import Result, emit  # noqa: E402 - puts the measured tree on sys.path
+from bench_common import Result, compile_package, emit  # noqa: E402 - puts the measured tree on sys.path
 
 
 def cpu() -> float:
@@ -45,6 +45,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    compile_package()
     work = Path(tempfile.mkdtemp(prefix="podmagic-bench-sweep-"))
     os.environ["PODMAGIC_LOCAL_ROOT"] = str(work / "pods")
     results = []

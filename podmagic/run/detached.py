@@ -43,17 +43,19 @@ def spawn(prepared: api.Prepared, secret_values: dict[str, str] | None = None) -
 
 
 def spawn_sweep(root: Path, sweep_id: str, secret_values: dict[str, str] | None = None,
-                cwd: str | None = None):
+                cwd: str | None = None, prepared: list[api.Prepared] | None = None):
     """Start the host of a recorded sweep in a session of its own; returns a handle with `poll`/`wait`.
 
-    Where the system can fork, the host is a fork of this interpreter (podmagic already imported:
-    no start-up to pay); elsewhere a new interpreter (`--sweep ROOT SWEEP_ID`).
+    Where the system can fork, the host is a fork of this interpreter: podmagic already imported (what
+    a shard runs is imported here first, once per process, not once per sweep) and the `prepared`
+    shards already in its memory, so it starts them at once. Elsewhere a new interpreter
+    (`--sweep ROOT SWEEP_ID`) re-prepares them from the sweep's host file.
     """
     from podmagic.run.sweep import SWEEPS_DIR
 
     log_path = store.runs_root(root) / SWEEPS_DIR / f"{sweep_id}.host.log"
     if FORK:
-        return _fork_host(root, sweep_id, dict(secret_values or {}), cwd, log_path)
+        return _fork_host(root, sweep_id, dict(secret_values or {}), cwd, log_path, prepared)
     env = {**os.environ, SECRETS_ENV: json.dumps(secret_values or {})}
     with open(log_path, "ab") as log:
         return subprocess.Popen([sys.executable, "-m", "podmagic.run.detached", "--sweep", str(root), sweep_id],
@@ -91,9 +93,13 @@ class _Forked:
         return self.returncode
 
 
-def _fork_host(root: Path, sweep_id: str, secrets: dict[str, str], cwd: str | None, log_path: Path) -> _Forked:
-    from podmagic.run import sweep
+def _fork_host(root: Path, sweep_id: str, secrets: dict[str, str], cwd: str | None, log_path: Path,
+               prepared: list[api.Prepared] | None) -> _Forked:
+    from podmagic.backends import backend_class
+    from podmagic.run import recipe, runner, sweep  # noqa: F401 - imported for the child: see spawn_sweep
 
+    for name in {p.plan.backend for p in prepared or ()}:
+        backend_class(name)
     pid = os.fork()
     if pid:
         return _Forked(pid)
@@ -112,7 +118,7 @@ def _fork_host(root: Path, sweep_id: str, secrets: dict[str, str], cwd: str | No
         sys.stderr = open(2, "w", buffering=1, closefd=False)
         if cwd:
             os.chdir(cwd)
-        code = sweep.host(root, sweep_id, secrets)
+        code = sweep.host(root, sweep_id, secrets, prepared)
     except BaseException:  # noqa: BLE001 - the host's log is where its failure is told
         traceback.print_exc()
     finally:

@@ -100,7 +100,8 @@ class Sweep:
             "shards": [{"variables": s.variables, "inputs": s.prepared.inputs} for s in self.shards],
         })
         self._host = detached.spawn_sweep(self.root, self.sweep_id, dict(self.secret_values),
-                                          cwd=str(self.shards[0].prepared.inputs["cwd"]))
+                                          cwd=str(self.shards[0].prepared.inputs["cwd"]),
+                                          prepared=[s.prepared for s in self.shards])
         self._thread = threading.Thread(target=self._observe, daemon=True, name=self.sweep_id)
         self._thread.start()
         return self
@@ -153,9 +154,7 @@ class Sweep:
         """Schedule and run every shard in this process (the host); returns when all have ended."""
         pending, threads = list(self.shards), []
         sysconfig.get_config_vars()  # its lazy set-up is not thread-safe: uv.find_uv_bin saw EXE None
-        while pending or any(t.is_alive() for t in threads):
-            self._ended.wait(POLL_SEC)  # a shard that ends wakes the scheduler at once
-            self._ended.clear()
+        while True:
             if self.stop_file().exists():
                 self._stop.set()
             if self._stop.is_set() or (self.fail_fast and self.any_failed()):
@@ -166,6 +165,10 @@ class Sweep:
                 pending = []
             while pending and len(self.running()) < self.max_parallel:
                 threads.append(self._launch(pending.pop(0)))
+            if not pending and not any(t.is_alive() for t in threads):
+                break
+            self._ended.wait(POLL_SEC)  # a shard that ends wakes the scheduler at once
+            self._ended.clear()
         self._record()
 
     def _launch(self, shard: Shard) -> threading.Thread:
@@ -216,13 +219,16 @@ class Sweep:
         return [store.read_json(s.run_dir / store.MANIFEST) if s.run_dir else None for s in self.shards]
 
 
-def host(root: Path, sweep_id: str, secret_values: Mapping[str, str]) -> int:
-    """The host process's work: re-prepare every shard from the host file and run them all here."""
+def host(root: Path, sweep_id: str, secret_values: Mapping[str, str],
+         prepared: Sequence[api.Prepared] | None = None) -> int:
+    """The host process's work: run every shard here. A forked host is handed the caller's `prepared`
+    shards (already validated, in its memory); a new interpreter re-prepares them from the host file."""
     plan = store.read_json(store.runs_root(root) / SWEEPS_DIR / f"{sweep_id}.host.json")
     if plan is None:
         raise RunNotFound(f"no sweep host file for {sweep_id!r} under {store.runs_root(root)}")
-    shards = [Shard(dict(row["variables"]), api.prepare_from(row["inputs"], secret_values))
-              for row in plan["shards"]]
+    if prepared is None:
+        prepared = [api.prepare_from(row["inputs"], secret_values) for row in plan["shards"]]
+    shards = [Shard(dict(row["variables"]), p) for row, p in zip(plan["shards"], prepared, strict=True)]
     sweep = Sweep(sweep_id, shards, Path(root), max_parallel=plan["max_parallel"], fail_fast=plan["fail_fast"],
                   secret_values=secret_values)
     sweep.run_here()

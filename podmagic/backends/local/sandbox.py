@@ -17,9 +17,11 @@ the client). Imports only the standard library and `podmagic.errors`.
 
 from __future__ import annotations
 
+import functools
 import glob
 import json
 import os
+import posixpath
 import shutil
 import subprocess
 from pathlib import PurePosixPath
@@ -52,7 +54,15 @@ def mode(cache_dir: str | os.PathLike | None = None) -> str:
 
 
 def bwrap() -> str | None:
-    return shutil.which("bwrap")
+    """bubblewrap on PATH; a path found once is kept while it is still there (a PATH walk per launch is not free)."""
+    path_env = os.environ.get("PATH", os.defpath)
+    found = _found.get(path_env)
+    if found is None or not os.access(found, os.X_OK):
+        found = _found[path_env] = shutil.which("bwrap", path=path_env)
+    return found
+
+
+_found: dict[str, str | None] = {}
 
 
 def proc_args(cache_dir: str | os.PathLike | None = None) -> tuple[str, ...] | None:
@@ -173,16 +183,38 @@ class Namespace:
         return [*args, "--chdir", cwd, "--", *command]
 
     def hidden(self, path: str) -> bool:
-        """Whether the pod's own folders cover this host path."""
-        p = PurePosixPath(path)
-        covered = [PurePosixPath("/" + t) for t in REPLACED_TOP] + [PurePosixPath(HOME), PurePosixPath(self.mount)]
-        return any(p == c or c in p.parents for c in covered)
+        """Whether the pod's own folders cover this host path (plain strings: asked on every launch)."""
+        p = posixpath.normpath(path)
+        covered = ["/" + t for t in REPLACED_TOP] + [HOME, posixpath.normpath(self.mount)]
+        return any(p == c or p.startswith(c.rstrip("/") + "/") for c in covered)
 
     def _root(self) -> list[str]:
         """The host's top level, read-only, minus what the pod replaces; folders above a mount that
         does not exist on the host are opened one level so its mount point can be made."""
-        skip = {*REPLACED_TOP, HOME.strip("/")}
-        return _layer("/", [p for p in PurePosixPath(self.mount).parts[1:]], skip)
+        return list(_root_layer(PurePosixPath(self.mount).parts[1:], _mtimes(self.mount)))
+
+
+def _mtimes(mount: str) -> tuple[int | None, ...]:
+    """The modification times of `/` and of each folder above the mount: what `_layer` lists."""
+    out, path = [], "/"
+    for part in PurePosixPath(mount).parts[1:]:
+        out.append(_mtime_ns(path))
+        path = posixpath.join(path, part)
+    return tuple(out)
+
+
+def _mtime_ns(path: str) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+
+
+@functools.lru_cache(maxsize=8)
+def _root_layer(mount_parts: tuple[str, ...], _mtimes: tuple) -> tuple[str, ...]:
+    """`_layer` of the host's top level, kept while the folders it lists are unchanged (an entry added,
+    removed or replaced changes its folder's mtime): every launch of a pod wraps its command in it."""
+    return tuple(_layer("/", list(mount_parts), {*REPLACED_TOP, HOME.strip("/")}))
 
 
 def _layer(host_dir: str, mount_parts: list[str], skip: set[str]) -> list[str]:
