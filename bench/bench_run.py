@@ -8,7 +8,7 @@ Local backend, alternating tries, best of `--repeat` with the range of ratios:
   lines   1M x 100-char lines through `podmagic run` (stdout to /dev/null) vs the same job (with the
           pod's PYTHONUNBUFFERED=1) to /dev/null and writing to a file, with podmagic's peak RSS;
   big     a 500 MB log through `podmagic run` vs the same job writing it to a file, with peak RSS;
-  import  `import podmagic` and `import podmagic.run.api` (fresh interpreter minus an empty one) vs
+  import  `import podmagic` and `import podmagic.run.api` (a fresh interpreter, timed by `-X importtime`) vs
           `import yaml`, with byte-code compiled once (as an installed package has it).
 """
 
@@ -101,20 +101,25 @@ def bench_log(work: Path, env: dict, repeat: int, job: str, label: str, to_file:
 
 
 def bench_import(repeat: int) -> list[Result]:
+    """Each module's import in a fresh interpreter, as `-X importtime` times it (its cumulative line): the
+    import alone, without the interpreter's start-up, whose few ms of jitter are larger than `import podmagic`
+    (subtracting an empty interpreter's time made it come out below zero)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
-    def fresh(code: str) -> list[float]:
-        return [timed(lambda: subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, check=True))
-                for _ in range(repeat * 2)]
+    def import_ms(module: str) -> float:
+        done = subprocess.run([sys.executable, "-X", "importtime", "-c", f"import {module}"], cwd=REPO, env=env,
+                              check=True, capture_output=True, text=True)
+        line = next(ln for ln in reversed(done.stderr.splitlines()) if ln.rstrip().endswith(f"| {module}"))
+        return int(line.split("|")[1]) / 1000  # "import time: self [us] | cumulative | name"
 
-    empty = min(fresh("pass"))
-    yml = [t - empty for t in fresh("import yaml")]
-    out = []
-    for module in ("podmagic", "podmagic.run.api"):
-        ours = [t - empty for t in fresh(f"import {module}")]
-        out.append(Result(f"`import {module}` (fresh interpreter, minus an empty one)", [t * 1000 for t in ours],
-                          [t * 1000 for t in yml], unit="ms", reference_label="`import yaml`"))
-    return out
+    modules = ("yaml", "podmagic", "podmagic.run.api")
+    times: dict[str, list[float]] = {m: [] for m in modules}
+    for _ in range(repeat * 2):  # taking turns: a machine whose speed drifts moves them alike
+        for module in modules:
+            times[module].append(import_ms(module))
+    return [Result(f"`import {module}` (fresh interpreter, `-X importtime`)", times[module], times["yaml"],
+                   unit="ms", reference_label="`import yaml`")
+            for module in ("podmagic", "podmagic.run.api")]
 
 
 def main() -> None:

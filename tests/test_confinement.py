@@ -309,6 +309,28 @@ def test_the_bwrap_probe_is_remembered_while_its_key_holds(monkeypatch, tmp_path
     assert sandbox.proc_args(tmp_path) == first and len(probes) == 4
 
 
+def test_the_namespace_layout_is_kept_while_the_host_top_level_is_unchanged(monkeypatch, tmp_path):
+    """The host's top level is listed once per change of `/`'s mtime, not once per launch."""
+    from pathlib import PurePosixPath
+
+    listed = []
+    real = sandbox._layer
+    monkeypatch.setattr(sandbox, "_layer", lambda *a: listed.append(a[0]) or real(*a))
+    sandbox._root_layer.cache_clear()
+    ns = sandbox.Namespace(str(tmp_path), "/workspace")
+    first = ns.argv(["true"], cwd="/root")
+    assert ns.argv(["true"], cwd="/root") == first and listed == ["/"]
+    st = os.stat("/")
+    monkeypatch.setattr(sandbox, "_mtime_ns", lambda path: st.st_mtime_ns + 1)  # an entry added to `/`
+    assert ns.argv(["true"], cwd="/root") == first and listed == ["/", "/"]
+    for path in ("/tmp", "/tmp/x", "/root", "/root/.local", "/workspace/a", "/proc/1", "/dev", "/usr/bin",
+                 "/tmpfoo", "/rooted", "/workspaces", "/", "/tmp/../usr"):  # as the PurePosixPath rule said
+        p = PurePosixPath(path)
+        covered = [PurePosixPath(c) for c in ("/proc", "/dev", "/tmp", "/root", "/workspace")]
+        expected = any(p == c or c in p.parents for c in covered)
+        assert ns.hidden(path) == (expected if ".." not in path else False), path
+
+
 def test_forcing_a_mode_that_is_not_there_is_an_error(monkeypatch, pod_env):
     from podmagic.errors import BackendError
 

@@ -140,14 +140,19 @@ def _wait_manifests(project, sweep_id, count, timeout=60):
     raise AssertionError(f"sweep {sweep_id} did not finish")
 
 
-def test_a_sweeps_shards_run_in_one_host_that_outlives_its_caller(pod_env, project):
+@pytest.mark.parametrize("host", ["fork", "new interpreter"])
+def test_a_sweeps_shards_run_in_one_host_that_outlives_its_caller(pod_env, project, host):
+    """A forked host runs the caller's prepared shards; a new interpreter re-prepares them from the host file."""
     import subprocess
     import sys
 
     from podmagic.run import store
 
+    env = {k: v for k, v in os.environ.items() if k != "PODMAGIC_SWEEP_SPAWN"}
+    if host == "new interpreter":
+        env["PODMAGIC_SWEEP_SPAWN"] = "1"
     out = subprocess.run([sys.executable, "-c", SWEEP_OUTLIVES, str(project)], capture_output=True, text=True,
-                         timeout=60, check=True)
+                         timeout=60, check=True, env=env)
     sweep_id = out.stdout.split()[0]
     dirs, manifests = _wait_manifests(project, sweep_id, 3)
     assert [m["failed"] for m in manifests] == [False] * 3
