@@ -321,7 +321,7 @@ def test_the_namespace_layout_is_kept_while_the_host_top_level_is_unchanged(monk
     first = ns.argv(["true"], cwd="/root")
     assert ns.argv(["true"], cwd="/root") == first and listed == ["/"]
     st = os.stat("/")
-    monkeypatch.setattr(sandbox, "_mtime_ns", lambda path: st.st_mtime_ns + 1)  # an entry added to `/`
+    monkeypatch.setattr(sandbox, "mtime_ns", lambda path: st.st_mtime_ns + 1)  # an entry added to `/`
     assert ns.argv(["true"], cwd="/root") == first and listed == ["/", "/"]
     for path in ("/tmp", "/tmp/x", "/root", "/root/.local", "/workspace/a", "/proc/1", "/dev", "/usr/bin",
                  "/tmpfoo", "/rooted", "/workspaces", "/", "/tmp/../usr"):  # as the PurePosixPath rule said

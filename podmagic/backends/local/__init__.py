@@ -166,7 +166,7 @@ class LocalPod:
         env["sandbox"] = self.mode
         stores = [self.env.get("UV_PYTHON_INSTALL_DIR", ""), *env["PATH"].split(":")]
         stores += _site_packages(env["PATH"])  # a package installed there changes a freeze
-        return [env, [(p, _mtime_ns(p)) for p in stores if p and not p.startswith("~")]]
+        return [env, [(p, sandbox.mtime_ns(p)) for p in stores if p and not p.startswith("~")]]
 
     def live_gpus(self) -> list[dict] | None:
         return None  # no control plane: nvidia-smi, where there is one, says it all
@@ -388,7 +388,7 @@ def _site_packages(path: str) -> list[str]:
         return []
     bases = tuple(dict.fromkeys((os.path.dirname(os.path.dirname(os.path.realpath(found))),
                                  os.path.dirname(os.path.dirname(found)))))
-    return list(_site_packages_under(bases, tuple(_mtime_ns(os.path.join(b, "lib")) for b in bases)))
+    return list(_site_packages_under(bases, tuple(sandbox.mtime_ns(os.path.join(b, "lib")) for b in bases)))
 
 
 @functools.lru_cache(maxsize=16)
@@ -396,13 +396,6 @@ def _site_packages_under(bases: tuple[str, ...], _lib_mtimes: tuple) -> tuple[st
     """Cached while each `lib/` folder is unchanged (a new python3.X folder appears there)."""
     pattern = "lib/python3*/site-packages"
     return tuple(sorted({p for base in bases for p in glob.glob(os.path.join(glob.escape(base), pattern))}))
-
-
-def _mtime_ns(path: str) -> int | None:
-    try:
-        return os.stat(path).st_mtime_ns
-    except OSError:
-        return None
 
 
 def _wait_process(proc: subprocess.Popen, timeout: float) -> None:

@@ -198,12 +198,13 @@ def _mtimes(mount: str) -> tuple[int | None, ...]:
     """The modification times of `/` and of each folder above the mount: what `_layer` lists."""
     out, path = [], "/"
     for part in PurePosixPath(mount).parts[1:]:
-        out.append(_mtime_ns(path))
+        out.append(mtime_ns(path))
         path = posixpath.join(path, part)
     return tuple(out)
 
 
-def _mtime_ns(path: str) -> int | None:
+def mtime_ns(path: str) -> int | None:
+    """A path's mtime, None when it is not there (the local pod's caches are keyed on these)."""
     try:
         return os.stat(path).st_mtime_ns
     except OSError:
