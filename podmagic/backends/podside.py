@@ -31,10 +31,8 @@ from __future__ import annotations
 import re
 import shlex
 
-from dataclasses import replace
-
 from podmagic.backends.base import BackendError, Launch
-from podmagic.records import record
+from podmagic.records import record, replace
 
 q = shlex.quote
 HOME = "/root"

@@ -20,11 +20,11 @@ from __future__ import annotations
 import platform
 import re
 import shlex
-from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
 from podmagic.backends.base import PodInfo
+from podmagic.records import replace
 
 q = shlex.quote
 PROBE = 'printf "%s|%s|%s|" "$(uname -s)" "$(uname -m)" "$HOME"; uv --version 2>/dev/null || true'

@@ -5,11 +5,10 @@ Pure data: imports only the standard library. Backends read these; the plan buil
 
 from __future__ import annotations
 
-from dataclasses import field
 from pathlib import Path
 from typing import Mapping
 
-from podmagic.records import record
+from podmagic.records import field, record
 
 
 @record

@@ -12,7 +12,6 @@ import json
 import os
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -20,8 +19,8 @@ from podmagic.backends import check_front_end_options, ssh_host
 from podmagic.errors import RunNotFound, close_matches
 from podmagic.plan import build as plan_mod
 from podmagic.plan import reconcile
-from podmagic.records import record
-from podmagic.run import store
+from podmagic.records import record, replace
+from podmagic.run import speccache, store
 from podmagic.run.events import Event, Journal, Listener
 from podmagic.run.redact import Redactor
 from podmagic.spec import jobspec as spec_mod
@@ -178,7 +177,8 @@ def prepare(text: str, *, cwd: Path, backend: str = "local", source: str = "cell
         "is_file": is_file, "sweep": sweep, "canonical": canonical, "backend_options": backend_options,
         "sweep_id": sweep_id, "overrides": overrides,
     }
-    spec = apply_overrides(spec_mod.parse(text, source=source, line_offset=line_offset), overrides)
+    nodes = speccache.nodes(text, source=source, line_offset=line_offset)
+    spec = apply_overrides(spec_mod.parse(text, source=source, line_offset=line_offset, nodes=nodes), overrides)
     check_variables_used(spec, variables, "--var/--sweep" if sweep else "--var")
     check_variables_used(spec, secret_variables, "--secret-var")
     root = project_root(spec, cwd, is_file=is_file)

@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from podmagic.records import record
+from podmagic.records import field, record
 
 NOT_JOURNALED = frozenset({"output", "tick", "metrics"})
 """`metrics` rows are in metrics.jsonl / user_metrics.jsonl already."""

@@ -17,12 +17,12 @@ it is recorded when telemetry's start capture is off or fails.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from podmagic import __version__
 from podmagic.backends.base import PodInfo
 from podmagic.plan.build import Plan
+from podmagic.records import field, mutable
 from podmagic.run.events import utc_iso
 from podmagic.run.redact import MASK
 from podmagic.run.store import status_word
@@ -48,7 +48,7 @@ TELEMETRY_KEYS = ("gpu_name", "gpu_count", "gpu_memory_total_mb", "gpu_driver_ve
                   "uv_version", "remote_python_version", "remote_python_path", "remote_uname", "user_metrics_file")
 
 
-@dataclass
+@mutable
 class Outcome:
     """What happened; filled in by the runner as the run goes."""
 

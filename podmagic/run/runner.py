@@ -19,7 +19,6 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -27,6 +26,7 @@ from podmagic.backends.base import POD_HANDLE, Pod
 from podmagic.errors import StepFailed, Stopped
 from podmagic.plan import staging
 from podmagic.plan.build import Command, Plan, calls_bare_python
+from podmagic.records import replace
 from podmagic.run import manifest as manifest_mod
 from podmagic.run import probecache, provenance, store, telemetry
 from podmagic.run.events import Event, Listener, utc_iso

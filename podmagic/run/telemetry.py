@@ -40,13 +40,13 @@ import json
 import re
 import threading
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from podmagic.backends import podside
 from podmagic.backends.podside import GPU_QUERY, SAMPLE_QUERY, SECTION
 from podmagic.plan.requests import PodTelemetry
+from podmagic.records import asdict, field, mutable
 from podmagic.run import probecache, store
 
 METRICS = store.RunDir.METRICS
@@ -303,7 +303,7 @@ class LineReader:
         return [line.decode("utf-8", "replace") for line in lines if line.strip()]
 
 
-@dataclass
+@mutable
 class Result:
     """What telemetry adds to the manifest (the runner's outcome carries it)."""
 

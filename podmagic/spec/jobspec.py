@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-import yaml
-
-from podmagic.errors import SpecError, close_matches  # SpecError lives in errors: front ends catch it without spec
-from podmagic.records import record
+from podmagic.errors import (  # SpecError lives in errors: front ends catch it without spec
+    SpecError,
+    close_matches,
+)
+from podmagic.records import field, mutable, record, replace
 from podmagic.spec import schema
+
+if TYPE_CHECKING:
+    import yaml  # imported by `compose` only: a spec whose nodes are kept (`run.speccache`) never loads it
 
 MAX_CELL_BYTES = 512 * 1024
 MAX_NODES = 20_000
@@ -202,7 +205,7 @@ class JobSpec:
 # ---------------------------------------------------------------- YAML → nodes
 
 
-@dataclass
+@mutable
 class _Node:
     value: Any
     line: int
@@ -215,7 +218,9 @@ class _Reader:
     """Turns composed YAML nodes into `_Node`s, checking duplicates and size."""
 
     def __init__(self, source: str, line_offset: int):
-        self.source, self.offset, self.count = source, line_offset, 0
+        import yaml
+
+        self.source, self.offset, self.count, self.yaml = source, line_offset, 0, yaml
         self.constructor = yaml.constructor.SafeConstructor()
 
     def error(self, message: str, mark: Any) -> SpecError:
@@ -227,9 +232,9 @@ class _Reader:
             raise self.error(f"the YAML expands to more than {MAX_NODES:,} values "
                              "(an anchor/alias bomb?); write the values out", n.start_mark)
         line, col = n.start_mark.line + 1 + self.offset, n.start_mark.column + 1
-        if isinstance(n, yaml.MappingNode):
+        if isinstance(n, self.yaml.MappingNode):
             return _Node(self.mapping(n, path), line, col)
-        if isinstance(n, yaml.SequenceNode):
+        if isinstance(n, self.yaml.SequenceNode):
             return _Node([self.node(item, f"{path}[{i}]") for i, item in enumerate(n.value)], line, col)
         return _Node(self.scalar(n), line, col, n.value)
 
@@ -239,14 +244,14 @@ class _Reader:
             raise self.error("YAML merge keys (`<<:`) are not supported; write the keys out", n.start_mark)
         try:
             return self.constructor.construct_object(n)
-        except (yaml.YAMLError, ValueError, TypeError, AttributeError, OverflowError):
+        except (self.yaml.YAMLError, ValueError, TypeError, AttributeError, OverflowError):
             raise self.error(f"cannot read the value {n.value!r} as tag {n.tag!r}; remove the tag or quote "
                              "the value", n.start_mark) from None
 
     def mapping(self, n: yaml.MappingNode, path: str) -> dict[str, tuple[_Node, _Node]]:
         out: dict[str, tuple[_Node, _Node]] = {}
         for key_node, value_node in n.value:
-            key = self.scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else None
+            key = self.scalar(key_node) if isinstance(key_node, self.yaml.ScalarNode) else None
             where = f"{path}." if path else ""
             if not isinstance(key, str):
                 raise self.error(f"keys must be plain names; got {key!r} under `{path or 'the top level'}`", key_node.start_mark)
@@ -259,10 +264,17 @@ class _Reader:
         return out
 
 
-def _compose(text: str, source: str, line_offset: int) -> _Node | None:
+def check_size(text: str, source: str = "cell", line_offset: int = 0) -> None:
     if len(text.encode("utf-8", "surrogatepass")) > MAX_CELL_BYTES:
         raise SpecError(f"the spec is larger than {MAX_CELL_BYTES // 1024} KiB; keep data in "
                         "files and stage them", 1 + line_offset, 1, source)
+
+
+def compose(text: str, *, source: str = "cell", line_offset: int = 0) -> _Node | None:
+    """The YAML's nodes (values, positions, scalars' text), duplicates and size checked; None if empty."""
+    import yaml
+
+    check_size(text, source, line_offset)
     reader = _Reader(source, line_offset)
     try:
         _check_depth(text, reader)
@@ -317,6 +329,7 @@ def _yaml_hint(problem: str, text: str, index: int) -> tuple[int, str]:
 
 def _check_depth(text: str, reader: _Reader) -> None:
     """Refuse nesting deeper than MAX_DEPTH, from the event stream (which does not recurse)."""
+    yaml = reader.yaml
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: the check costs a fortieth
     try:
         _depth(yaml.parse(text, Loader=loader), reader)
@@ -325,7 +338,7 @@ def _check_depth(text: str, reader: _Reader) -> None:
 
 
 def _depth(events, reader: _Reader) -> None:
-    depth = 0
+    depth, yaml = 0, reader.yaml
     for event in events:
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
@@ -333,6 +346,38 @@ def _depth(events, reader: _Reader) -> None:
                 raise reader.error(f"the YAML nests deeper than {MAX_DEPTH} levels; flatten it", event.start_mark)
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
+
+
+_KEPT = (str, int, float, bool, type(None))
+
+
+def dump_nodes(node: _Node) -> list | None:
+    """`node` as JSON data for `load_nodes`; None when a value is not JSON's (a timestamp, `!!binary`)."""
+    value = node.value
+    if isinstance(value, dict):
+        items = []
+        for key, (key_node, child) in value.items():
+            inner = dump_nodes(child)
+            if inner is None:
+                return None
+            items.append([key, key_node.line, key_node.col, inner])
+        return ["m", node.line, node.col, items]
+    if isinstance(value, list):
+        inner = [dump_nodes(child) for child in value]
+        return None if any(i is None for i in inner) else ["l", node.line, node.col, inner]
+    return ["s", node.line, node.col, value, node.raw] if type(value) in _KEPT else None
+
+
+def load_nodes(data: list) -> _Node:
+    """The nodes `dump_nodes` wrote (a malformed `data` raises ValueError, TypeError or IndexError)."""
+    kind, line, col = data[0], data[1], data[2]
+    if kind == "m":
+        return _Node({k: (_Node(k, kl, kc), load_nodes(child)) for k, kl, kc, child in data[3]}, line, col)
+    if kind == "l":
+        return _Node([load_nodes(child) for child in data[3]], line, col)
+    if kind == "s" and type(data[3]) in _KEPT:
+        return _Node(data[3], line, col, data[4])
+    raise ValueError(f"not a node: {kind!r}")
 
 
 # ---------------------------------------------------------------- nodes → spec
@@ -677,13 +722,14 @@ def _variables(b: _Builder, root: dict[str, _Node]) -> tuple[tuple[str, str], ..
     return tuple(out)
 
 
-def parse(text: str, *, source: str = "cell", line_offset: int = 0) -> JobSpec:
+def parse(text: str, *, source: str = "cell", line_offset: int = 0, nodes: _Node | None = None) -> JobSpec:
     """Parse and validate a `%%pod` cell body or a runpod-deploy YAML file.
 
     `line_offset` shifts reported lines (a cell's body starts after the
-    `%%pod` line, so the magic passes 1).
+    `%%pod` line, so the magic passes 1). `nodes`: what `compose(text, line_offset=...)` gave
+    (kept from an earlier parse); everything they say is validated as if just composed.
     """
-    top = _compose(text, source, line_offset)
+    top = nodes if nodes is not None else compose(text, source=source, line_offset=line_offset)
     first = _Node(None, 1 + line_offset, 1)
     if top is None:
         raise SpecError("the spec is empty: a %%pod cell needs at least `run:` (and usually `pod:`)",

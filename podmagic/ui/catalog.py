@@ -9,11 +9,10 @@ asks the backend. May import `spec` data and `backends.runpod` (lazily, in `fetc
 
 from __future__ import annotations
 
-from dataclasses import field
 from typing import Any, Iterable, Mapping, Sequence
 
 from podmagic.errors import PodmagicError, close_matches
-from podmagic.records import record
+from podmagic.records import field, record
 
 LEVELS = ("HIGH", "MEDIUM", "LOW", "NONE")
 AVAILABLE = frozenset({"HIGH", "MEDIUM", "LOW"})

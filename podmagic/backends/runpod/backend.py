@@ -28,7 +28,6 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -55,6 +54,7 @@ from podmagic.backends.ssh.backend import open_pod
 from podmagic.backends.ssh.hosts import SSHTarget
 from podmagic.backends.ssh.transport import TransportOptions
 from podmagic.plan.naming import slug
+from podmagic.records import replace
 
 RUN_RECONNECT_SEC = 300.0
 MIN_CONNECT_SEC = 10.0

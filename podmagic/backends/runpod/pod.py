@@ -20,7 +20,6 @@ from __future__ import annotations
 import re
 import shlex
 import time
-from dataclasses import replace
 from typing import Callable
 
 from podmagic.backends.base import BackendError, Launch, PodInfo, PodRequest
@@ -33,6 +32,7 @@ from podmagic.backends.runpod.recycle import (
     write_state,
 )
 from podmagic.backends.ssh.pod import SSHPod
+from podmagic.records import replace
 
 STOPPED_VOLUME_USD_PER_GB_MONTH = 0.20
 POD_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")

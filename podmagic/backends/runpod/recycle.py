@@ -15,14 +15,13 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
 from podmagic.backends.base import BackendError, PodRequest
 from podmagic.backends.runpod.api import RunPodAPI
 from podmagic.plan.naming import slug
-from podmagic.records import record
+from podmagic.records import asdict, record
 
 RUN_SUFFIX = re.compile(r"-\d{8}T\d{6}Z-[0-9a-f]{4}$")
 

@@ -19,7 +19,6 @@ import secrets
 import shlex
 import tarfile
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Iterable
 
@@ -39,6 +38,7 @@ from podmagic.backends.ssh.transport import (
     is_connection_error,
 )
 from podmagic.plan import staging
+from podmagic.records import replace
 
 q = shlex.quote
 TIMEOUT_EXIT = 124

@@ -1,0 +1,112 @@
+"""The composed YAML of spec texts parsed before, so that a repeated `podmagic run FILE` never loads PyYAML.
+
+`import yaml` costs a new interpreter about 17 ms (its reader compiles a 9 ms regular expression at
+import) and composing a spec a few more: a sixth of what `podmagic run` adds to a one-second job.
+`jobspec.compose` is a pure function of the text and the line offset, so its nodes (values,
+positions, each scalar's text) are kept under a digest of those and of the code that made them
+(the files of `spec.jobspec` and of PyYAML). Only YAML's part is skipped: what the nodes mean is
+validated afresh on every parse, so a spec's errors are the same whether its nodes were kept or
+not, and a spec that fails to compose is never kept. Nodes that hold what JSON cannot (a YAML
+timestamp, `!!binary`) are not kept either.
+
+Kept in `$XDG_CACHE_HOME/podmagic/specs` (default `~/.cache/podmagic/specs`), or in
+`PODMAGIC_SPEC_CACHE` (`off`: keep nothing), one small file per text; past `MAX_ENTRIES` the
+older half goes. A spec's text is already copied into each run directory; this keeps no more of it
+than its values. Imports: `spec.jobspec`, `run.store`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from importlib.machinery import PathFinder
+from pathlib import Path
+
+from podmagic.run import store
+from podmagic.spec import jobspec
+
+ENV = "PODMAGIC_SPEC_CACHE"
+FORMAT = 1
+MAX_ENTRIES = 512
+
+
+def directory() -> Path | None:
+    chosen = os.environ.get(ENV)
+    if chosen == "off":
+        return None
+    if chosen:
+        return Path(chosen)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base, "podmagic", "specs")
+
+
+def nodes(text: str, *, source: str = "cell", line_offset: int = 0):
+    """`jobspec.compose(text, ...)`: the kept nodes when this text was composed before, else composed now
+    (and kept). Raises what `compose` raises."""
+    where = directory()
+    if where is None:
+        return jobspec.compose(text, source=source, line_offset=line_offset)
+    jobspec.check_size(text, source, line_offset)  # before hashing a text too large to be a spec
+    path = where / f"{_key(text, line_offset)}.json"
+    kept = _load(path)
+    if kept is not None:
+        return kept
+    composed = jobspec.compose(text, source=source, line_offset=line_offset)
+    data = jobspec.dump_nodes(composed) if composed is not None else None
+    if data is not None:
+        _keep(path, data)
+    return composed
+
+
+def _key(text: str, line_offset: int) -> str:
+    stamp = [FORMAT, line_offset, _stamp(jobspec.__file__), _stamp(_yaml_file())]
+    return hashlib.sha256(json.dumps(stamp).encode() + b"\0" + text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _yaml_file() -> str | None:
+    """PyYAML's `__init__.py`, found without importing it."""
+    loaded = sys.modules.get("yaml")
+    if loaded is not None:
+        return getattr(loaded, "__file__", None)
+    spec = PathFinder.find_spec("yaml")
+    return spec.origin if spec is not None else None
+
+
+def _stamp(path: str | None) -> list | None:
+    try:
+        st = os.stat(path) if path else None
+    except OSError:
+        return None
+    return [path, st.st_mtime_ns, st.st_size] if st else None
+
+
+def _load(path: Path):
+    try:
+        data = json.loads(path.read_bytes())
+        return jobspec.load_nodes(data["nodes"])
+    except (OSError, ValueError, TypeError, KeyError, IndexError):
+        return None  # not kept yet, or not readable as nodes: compose (and keep) again
+
+
+def _keep(path: Path, data: list) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        store.write_text_atomic(path, json.dumps({"format": FORMAT, "nodes": data}))
+        if path.name < "08":  # one new entry in 32 (by its digest) looks at the count: a miss costs no listing
+            _prune(path.parent)
+    except (OSError, store.DiskFull):
+        pass  # a cache that cannot be written costs the next run its YAML, nothing else
+
+
+def _prune(where: Path) -> None:
+    entries = [e for e in os.scandir(where) if e.name.endswith(".json")]
+    if len(entries) <= MAX_ENTRIES:
+        return
+    entries.sort(key=lambda e: e.stat().st_mtime_ns)
+    for entry in entries[: len(entries) - MAX_ENTRIES // 2]:
+        try:
+            os.unlink(entry.path)
+        except OSError:
+            pass
