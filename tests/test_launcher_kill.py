@@ -156,3 +156,20 @@ def test_a_process_left_holding_the_log_does_not_hold_the_exit_file(tmp_path):
     assert podside.LOGGER_WAIT_SEC <= took < podside.LOGGER_WAIT_SEC + 5
     assert Path(launch.log_path).read_text() == "started\n"
     subprocess.run(["bash", "-c", f"kill -KILL -- -$(cat {launch.exit_path}.pid) 2>/dev/null; true"], check=True)
+
+
+def test_the_first_sample_waits_for_the_job_to_start_and_a_shorter_job_still_gets_one(tmp_path):
+    """The sampler is forked just after the job: its first sample comes `FIRST_SAMPLE_SEC` in, and a job
+    that ends before that (TERM while the sampler naps) still leaves exactly one sample, taken at the end."""
+    telemetry = PodTelemetry(sample_interval_sec=30, max_samples=10, mount=str(tmp_path), nvidia_smi=False,
+                             remote_env=False, dmesg=False)
+    for body, count in (("true\n", 1), ("sleep 0.5\n", 2)):
+        here = tmp_path / body.split()[0]
+        here.mkdir()
+        launch = _launch(here, body, telemetry)
+        _start(launch)
+        _wait_for(Path(launch.exit_path), limit=30)
+        samples = Path(podside.samples_path(launch.exit_path)).read_text().splitlines()
+        assert len(samples) == count, samples  # the short one: the TERM's sample; the other: 0.05 s in, and the TERM's
+        assert all("\tload=" in s and "\tdisk=" in s for s in samples)
+    assert podside.FIRST_SAMPLE_SEC < 0.5

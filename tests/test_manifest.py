@@ -86,3 +86,13 @@ def test_rows_are_in_a_fixed_order_formatted_and_skip_empty_values(plan):
     assert shown["$/hour"] == "1.8" and shown["estimated cost ($)"] == "0.005" and shown["exit code"] == "0"
     assert shown["artifact metrics"] == "success (12 bytes)" and labels[-1] == "artifact metrics"
     assert "error" not in shown
+
+
+@pytest.mark.parametrize("ts", [0, 0.999, 1.5, 951782400.25, 1796289918.999, 4102444800.0, 2**31 + 0.5])
+def test_utc_stamps_are_what_datetime_writes(ts):
+    """`utc_iso` formats by `time` (no `datetime` import on a run's path); it says what isoformat said."""
+    from datetime import datetime, timezone
+
+    from podmagic.run.events import utc_iso
+
+    assert utc_iso(ts) == datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -323,14 +323,18 @@ def _until_gone(pid: str, limit_sec: float, each: str = "", nap: str = "") -> st
             f"{wait}; n=$((n + 1)); done")
 
 
+FIRST_SAMPLE_SEC = 0.05
+
+
 def sampler_script(out_path: str, *, interval_sec: float, mount: str, query: str | tuple[str, ...], max_samples: int,
                    heartbeat_path: str | None = None, heartbeat_timeout_sec: float | None = None) -> str:
     """The pod-side sampler: one tab-separated line per sample (parsed by `run.telemetry.parse_sample`).
 
     One process on the pod, no new connection per sample, and no process per reading but `df` (and
     `nvidia-smi` where there is one): the clock, /proc/loadavg, the first line of /proc/stat and
-    MemTotal/MemAvailable are read by bash itself. It samples at start, every `interval_sec`, and once
-    more on TERM; it ends by itself after `max_samples` or when the client's heartbeat is older than
+    MemTotal/MemAvailable are read by bash itself. It samples `FIRST_SAMPLE_SEC` after the start (the
+    sampler is forked just after the job, whose start its `df` would slow on a small pod), then every
+    `interval_sec`, and once more on TERM (so a shorter job still gets one sample); it ends by itself after `max_samples` or when the client's heartbeat is older than
     `heartbeat_timeout_sec`. `query` may list field sets to try in order (an nvidia-smi that refuses a
     field refuses the whole query); the one that works is written in each line (`gpuf=`).
     """
@@ -367,6 +371,7 @@ def sampler_script(out_path: str, *, interval_sec: float, mount: str, query: str
         "}\n"
         "trap 'trap \"\" TERM; kill $! 2>/dev/null; sample; exit 0' TERM  # once; its pending sleep goes too\n"
         "i=0\n"
+        f"read -rt {FIRST_SAMPLE_SEC:g} <> <(:)  # a pipe no one writes: a sleep without a process\n"
         f"while [ $i -lt {int(max_samples)} ]; do\n"
         "  sample; i=$((i + 1))\n"
         f"  [ $i -lt {int(max_samples)} ] || break\n"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,8 +34,8 @@ Listener = Callable[[Event], None]
 
 
 def utc_iso(ts: float | None = None) -> str:
-    moment = datetime.fromtimestamp(time.time() if ts is None else ts, tz=timezone.utc)
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+    """`2026-12-03T09:25:18Z` (by `time`: `datetime` is 2 ms of a command line's start)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if ts is None else ts))
 
 
 class Journal:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,9 @@ def _started(row: dict[str, Any]) -> float | None:
     stamp = row.get("started_at_utc")
     if not stamp:
         return None
+    # imported only where runs are listed: a run's start does not pay for it
+    from datetime import datetime, timezone
+
     try:
         return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
     except ValueError:
