@@ -7,7 +7,7 @@ Pure functions, shared by every backend:
   file), its exit code (atomically, at the end, once the log is whole) and,
   when a watchdog ends the job, why. The watchdog lives in the launcher, on
   the pod, so a dead client cannot leave a job running past its runtime cap or heartbeat limit; it has a
-  process group of its own and is ended (sleep and all) when the job ends.
+  process group of its own and is ended when the job ends.
 - `kill_command`: ends the job's process group, then waits for the launcher
   to finish (its end capture, its exit file), KILLing it past a limit.
 - `launch_files`: every file a launch puts on the pod: the job's script, the
@@ -173,8 +173,9 @@ def _watchdog(launch: Launch) -> list[str]:
     return [
         "(",
         "  printf -v start '%(%s)T' -1",
+        "  exec {nap}<> <(:)  # its sleeps are `read -t` on a pipe no one writes: no process per look",
         "  while kill -0 $job 2>/dev/null; do",
-        f"    sleep {launch.watchdog_interval_sec:g}",
+        f"    read -rt {launch.watchdog_interval_sec:g} -u $nap",
         "    printf -v now '%(%s)T' -1; why=",
         *checks,
         '    if [ -n "$why" ]; then',
@@ -185,7 +186,7 @@ def _watchdog(launch: Launch) -> list[str]:
         "    fi",
         "  done",
         ") < /dev/null > /dev/null 2>&1 &",
-        "watchdog=$!  # a process group of its own (set -m): ended, sleep and all, when the job ends",
+        "watchdog=$!  # a process group of its own (set -m): ended with everything in it when the job ends",
     ]
 
 
@@ -369,13 +370,14 @@ def sampler_script(out_path: str, *, interval_sec: float, mount: str, query: str
         "  printf 'ts=%s\\tgpuf=%s\\tgpu=%s\\tload=%s\\tcpu=%s\\tmem=%s\\tdisk=%s\\n' "
         '"$ts" "$gq" "$gpu" "$load" "$cpu" "$mem" "$disk" >> "$out"\n'
         "}\n"
-        "trap 'trap \"\" TERM; kill $! 2>/dev/null; sample; exit 0' TERM  # once; its pending sleep goes too\n"
+        "trap 'trap \"\" TERM; sample; exit 0' TERM  # once: it cuts a pending nap short\n"
         "i=0\n"
-        f"read -rt {FIRST_SAMPLE_SEC:g} <> <(:)  # a pipe no one writes: a sleep without a process\n"
+        "exec {nap}<> <(:)  # its sleeps are `read -t` on a pipe no one writes: no process per sample\n"
+        f"read -rt {FIRST_SAMPLE_SEC:g} -u $nap\n"
         f"while [ $i -lt {int(max_samples)} ]; do\n"
         "  sample; i=$((i + 1))\n"
         f"  [ $i -lt {int(max_samples)} ] || break\n"
-        f"  sleep {interval_sec:g} & wait $!\n"
+        f"  read -rt {interval_sec:g} -u $nap\n"
         f"{stale}"
         "done\n"
     )
