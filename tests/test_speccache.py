@@ -126,3 +126,18 @@ def test_a_folder_that_cannot_be_written_costs_nothing_but_the_cache(tmp_path, m
     blocker.write_text("")
     monkeypatch.setenv(speccache.ENV, str(blocker / "specs"))
     assert api.prepare(SPEC, cwd=tmp_path).spec == jobspec.parse(SPEC)
+
+
+def test_only_this_users_entries_in_a_folder_only_it_can_write_are_read(kept, tmp_path):
+    """Kept nodes are the commands a run runs: an entry another user could have written is composed again."""
+    api.prepare(SPEC, cwd=tmp_path)
+    (entry,) = kept.glob("*.json")
+    planted = json.dumps({"format": 1, "nodes": jobspec.dump_nodes(jobspec.compose(SPEC.replace("echo", "evil")))})
+    entry.write_text(planted)
+    os.chmod(kept, 0o777)  # a folder others may write to: nothing in it is trusted
+    assert "evil" not in api.prepare(SPEC, cwd=tmp_path).spec.run.body
+    os.chmod(kept, 0o700)
+    entry.write_text(planted)
+    os.chmod(entry, 0o666)  # an entry others may have rewritten
+    assert "evil" not in api.prepare(SPEC, cwd=tmp_path).spec.run.body
+    assert oct(kept.stat().st_mode & 0o777) == "0o700"

@@ -12,7 +12,8 @@ timestamp, `!!binary`) are not kept either.
 Kept in `$XDG_CACHE_HOME/podmagic/specs` (default `~/.cache/podmagic/specs`), or in
 `PODMAGIC_SPEC_CACHE` (`off`: keep nothing), one small file per text; past `MAX_ENTRIES` the
 older half goes. A spec's text is already copied into each run directory; this keeps no more of it
-than its values. Imports: `spec.jobspec`, `run.store`.
+than its values. Kept nodes become the commands a run runs, so an entry is read only
+when this user wrote it, in a folder (made 0700) no one else can write to. Imports: `spec.jobspec`, `run.store`.
 """
 
 from __future__ import annotations
@@ -84,15 +85,27 @@ def _stamp(path: str | None) -> list | None:
 
 def _load(path: Path):
     try:
-        data = json.loads(path.read_bytes())
+        if not _ours(path.parent):
+            return None
+        with open(path, "rb") as fh:
+            if not _ours(fh.fileno()):
+                return None
+            data = json.loads(fh.read())
         return jobspec.load_nodes(data["nodes"])
     except (OSError, ValueError, TypeError, KeyError, IndexError):
         return None  # not kept yet, or not readable as nodes: compose (and keep) again
 
 
+def _ours(where) -> bool:
+    """Only what this user wrote, in a folder no one else can write to, is read: kept nodes become the
+    commands a run runs, so a shared `PODMAGIC_SPEC_CACHE` must not let another user plant or swap them."""
+    st = os.stat(where)
+    return st.st_uid == os.getuid() and not st.st_mode & 0o022
+
+
 def _keep(path: Path, data: list) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         store.write_text_atomic(path, json.dumps({"format": FORMAT, "nodes": data}))
         if path.name < "08":  # one new entry in 32 (by its digest) looks at the count: a miss costs no listing
             _prune(path.parent)
