@@ -111,7 +111,9 @@ def _is_classvar(annotation: Any) -> bool:
     if isinstance(annotation, str):
         return annotation.startswith(("ClassVar", "typing.ClassVar"))
     typing = sys.modules.get("typing")
-    return typing is not None and (annotation is typing.ClassVar or getattr(annotation, "__origin__", None) is typing.ClassVar)
+    if typing is None:
+        return False
+    return annotation is typing.ClassVar or getattr(annotation, "__origin__", None) is typing.ClassVar
 
 
 def _foreign(value: Any) -> Field | None:

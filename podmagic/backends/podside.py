@@ -335,9 +335,10 @@ def sampler_script(out_path: str, *, interval_sec: float, mount: str, query: str
     `nvidia-smi` where there is one): the clock, /proc/loadavg, the first line of /proc/stat and
     MemTotal/MemAvailable are read by bash itself. It samples `FIRST_SAMPLE_SEC` after the start (the
     sampler is forked just after the job, whose start its `df` would slow on a small pod), then every
-    `interval_sec`, and once more on TERM (so a shorter job still gets one sample); it ends by itself after `max_samples` or when the client's heartbeat is older than
-    `heartbeat_timeout_sec`. `query` may list field sets to try in order (an nvidia-smi that refuses a
-    field refuses the whole query); the one that works is written in each line (`gpuf=`).
+    `interval_sec`, and once more on TERM (so a shorter job still gets one sample); it ends by itself
+    after `max_samples` or when the client's heartbeat is older than `heartbeat_timeout_sec`. `query`
+    may list field sets to try in order (an nvidia-smi that refuses a field refuses the whole query);
+    the one that works is written in each line (`gpuf=`).
     """
     queries = (query,) if isinstance(query, str) else tuple(query)
     pick = "; ".join(f"[ -z \"$gq\" ] && nvidia-smi --query-gpu={x} --format=csv,noheader,nounits >/dev/null 2>&1 "

@@ -13,10 +13,7 @@ import math
 import re
 from typing import TYPE_CHECKING, Any, Mapping
 
-from podmagic.errors import (  # SpecError lives in errors: front ends catch it without spec
-    SpecError,
-    close_matches,
-)
+from podmagic.errors import SpecError, close_matches  # SpecError lives in errors: front ends catch it without spec
 from podmagic.records import field, mutable, record, replace
 from podmagic.spec import schema
 
