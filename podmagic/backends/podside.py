@@ -2,9 +2,8 @@
 
 Pure functions, shared by every backend:
 - `launcher_script`: starts the job in its own process group, writes its
-  log (the job writes into a pipe that a `cat` beside it empties into the
-  log file: cheaper for a job that prints line by line than appending to a
-  file), its exit code (atomically, at the end, once the log is whole) and,
+  log (the job appends to it itself, stdout and stderr interleaved), its
+  exit code (atomically, at the end, once the log is whole) and,
   when a watchdog ends the job, why. The watchdog lives in the launcher, on
   the pod, so a dead client cannot leave a job running past its runtime cap or heartbeat limit; it has a
   process group of its own and is ended when the job ends.
@@ -119,26 +118,20 @@ def launcher_script(launch: Launch, exports: dict[str, str] | None = None) -> st
         f"cd {q(launch.workdir)} 2>/dev/null || cd \"$HOME\"" if launch.workdir else 'cd "$HOME"',
         # a kill that came while the start capture ran found no job to end: the job then never starts
         f"if [ -f {q(c + '.ended_by')} ]; then rc=143; else",
-        # the job writes into a pipe that `cat` empties into the log: a write to a pipe costs a job that prints
-        # line by line (PYTHONUNBUFFERED) half what an append to a file does, and the log gets large writes
-        f": > {q(launch.log_path)}; exec {{_pm_log_fd}}> >(exec cat >> {q(launch.log_path)})",
-        "logger=$!",
+        # the job appends to the log itself: every line is there once it has ended (a pipe and a `cat`
+        # emptying it cost a job that prints line by line twice the CPU, the reader woken at each line)
+        f": > {q(launch.log_path)}",
         "set -m  # job control: the job gets a process group of its own",
-        f"bash {q(launch.script_path)} >&$_pm_log_fd 2>&1 < /dev/null {{_pm_log_fd}}>&- &",
+        f"bash {q(launch.script_path)} >> {q(launch.log_path)} 2>&1 < /dev/null &",
         "job=$!",
-        "exec {_pm_log_fd}>&-  # the job holds the pipe's only write end: its end is the logger's",
         f"echo $job > {q(c + '.pid')}",
         # ... and one that came between that look and the pid's write is carried out here
         f"[ -f {q(c + '.ended_by')} ] && kill -TERM -- -$job 2>/dev/null",
         *_watchdog(launch),
         "set +m",
-        *(_sampler_start(c) if t else []),  # after the job: its fork does not delay the job's start
-        NAP_FUNCTION,
+        *(_sampler_start(c) + [NAP_FUNCTION] if t else []),  # after the job: its fork does not delay its start
         "wait $job",
         "rc=$?",
-        # the log is whole once the logger has read the pipe to its end; a process the job left behind that
-        # still holds the pipe is not waited on for long (the logger is ended: its further output is lost)
-        f"{_until_gone('$logger', LOGGER_WAIT_SEC, nap='_pm_nap')}; kill -TERM $logger 2>/dev/null",
         # a watchdog that fired (it wrote .ended_by) still has its after-command to run (e.g. terminate the pod)
         *([f"[ -f {q(c + '.ended_by')} ] || kill -TERM -- -$watchdog 2>/dev/null"] if _watchdog(launch) else []),
         "fi",
@@ -148,10 +141,6 @@ def launcher_script(launch: Launch, exports: dict[str, str] | None = None) -> st
         f"echo $rc > {q(c + '.tmp')} && mv {q(c + '.tmp')} {q(c)}",
     ]
     return "\n".join(lines) + "\n"
-
-
-LOGGER_WAIT_SEC = 2.0
-"""How long the launcher waits, once the job has ended, for its log to be written to the end."""
 
 
 def _watchdog(launch: Launch) -> list[str]:
