@@ -163,7 +163,7 @@ def _theirs(value: Any, dataclasses: Any) -> Any:
 def replace(obj: Any, /, **changes: Any) -> Any:
     """`dataclasses.replace`, without importing dataclasses for a record."""
     cls = type(obj)
-    if "__record_fields__" not in cls.__dict__ and not hasattr(cls, "__record_fields__"):
+    if not hasattr(cls, "__record_fields__"):
         import dataclasses
 
         return dataclasses.replace(obj, **changes)
