@@ -108,6 +108,7 @@ def launcher_script(launch: Launch, exports: dict[str, str] | None = None) -> st
     """The detached launcher: job in its own group, exit code file, watchdog, telemetry around the job."""
     c = launch.control_prefix
     t = launch.telemetry
+    watchdog = _watchdog(launch)
     lines = [
         "#!/usr/bin/env bash",
         "# podmagic launcher (generated): runs the job detached and records its end.",
@@ -127,13 +128,15 @@ def launcher_script(launch: Launch, exports: dict[str, str] | None = None) -> st
         f"echo $job > {q(c + '.pid')}",
         # ... and one that came between that look and the pid's write is carried out here
         f"[ -f {q(c + '.ended_by')} ] && kill -TERM -- -$job 2>/dev/null",
-        *_watchdog(launch),
+        # after the job (its fork does not delay the job's start), before the watchdog and the sampler use it
+        *([NAP_FUNCTION] if t or watchdog else []),
+        *watchdog,
         "set +m",
-        *(_sampler_start(c) + [NAP_FUNCTION] if t else []),  # after the job: its fork does not delay its start
+        *(_sampler_start(c) if t else []),
         "wait $job",
         "rc=$?",
         # a watchdog that fired (it wrote .ended_by) still has its after-command to run (e.g. terminate the pod)
-        *([f"[ -f {q(c + '.ended_by')} ] || kill -TERM -- -$watchdog 2>/dev/null"] if _watchdog(launch) else []),
+        *([f"[ -f {q(c + '.ended_by')} ] || kill -TERM -- -$watchdog 2>/dev/null"] if watchdog else []),
         "fi",
         # the end capture comes first: once the exit code is there, so is everything the launcher writes
         *(["kill -TERM $sampler 2>/dev/null", _capture(c, "end"), _sampler_gone()]
@@ -162,9 +165,8 @@ def _watchdog(launch: Launch) -> list[str]:
     return [
         "(",
         "  printf -v start '%(%s)T' -1",
-        "  exec {nap}<> <(:)  # its sleeps are `read -t` on a pipe no one writes: no process per look",
         "  while kill -0 $job 2>/dev/null; do",
-        f"    read -rt {launch.watchdog_interval_sec:g} -u $nap",
+        f"    _pm_nap {launch.watchdog_interval_sec:g}",
         "    printf -v now '%(%s)T' -1; why=",
         *checks,
         '    if [ -n "$why" ]; then',
@@ -213,16 +215,18 @@ CAPTURE_DONE = SECTION + "done@@"
 
 
 def _captures(t, workdir: str) -> list[str]:
-    """The two captures as launcher functions: run in a subshell (one fork, no new bash), each command that
-    can hang (nvidia-smi, the interpreters) under `timeout` where the pod has it."""
+    """The two captures as launcher functions, run by the launcher itself (no fork): what they set is
+    local to them (`PATH` too). Each command that can hang (nvidia-smi, the interpreters) runs under
+    `timeout` where the pod has it."""
     # a name no job exports: the launcher's variables before the job starts are in the job's environment
+    scope = 'local -x PATH="$PATH"; local gq= o= f='
     return [f"_podmagic_to=; command -v timeout >/dev/null 2>&1 && _podmagic_to='timeout -k 5 {CAPTURE_TIMEOUT_SEC}'",
-            "capture_start() {", capture_start_script(t, workdir).rstrip("\n"), "}",
-            "capture_end() {", capture_end_script(t).rstrip("\n"), "}"]
+            "capture_start() {", scope, capture_start_script(t, workdir).rstrip("\n"), "}",
+            "capture_end() {", scope, capture_end_script(t).rstrip("\n"), "}"]
 
 
 def _capture(c: str, moment: str) -> str:
-    return f"{{ ( capture_{moment} ) < /dev/null; printf '\\n%s\\n' {q(CAPTURE_DONE)}; }} > " \
+    return f"{{ capture_{moment} < /dev/null; printf '\\n%s\\n' {q(CAPTURE_DONE)}; }} > " \
            f"{q(capture_output_path(c, moment))} 2>&1"
 
 
@@ -299,7 +303,8 @@ counts as gone: an orphan is reaped by the pod's init, which may take its time (
 on it); with no /proc, `kill -0` alone decides."""
 NAP_FUNCTION = ("exec {_pm_nap_fd}<> <(:)  # a pipe no one writes: `read -t` on it sleeps without a fork\n"
                 "_pm_nap() { read -rt \"$1\" -u $_pm_nap_fd; }")
-"""A sub-second sleep that starts no process (the launcher's waits on the job's end path use it)."""
+"""A sub-second sleep that starts no process: defined once by the launcher, just after the job's fork, for
+its own waits on the job's end path, the watchdog's looks and the sampler's intervals."""
 
 
 def _until_gone(pid: str, limit_sec: float, each: str = "", nap: str = "") -> str:
@@ -362,12 +367,12 @@ def sampler_script(out_path: str, *, interval_sec: float, mount: str, query: str
         "}\n"
         "trap 'trap \"\" TERM; sample; exit 0' TERM  # once: it cuts a pending nap short\n"
         "i=0\n"
-        "exec {nap}<> <(:)  # its sleeps are `read -t` on a pipe no one writes: no process per sample\n"
-        f"read -rt {FIRST_SAMPLE_SEC:g} -u $nap\n"
+        f"declare -F _pm_nap > /dev/null || {{\n{NAP_FUNCTION}\n}}  # the launcher's, or its own when run alone\n"
+        f"_pm_nap {FIRST_SAMPLE_SEC:g}\n"
         f"while [ $i -lt {int(max_samples)} ]; do\n"
         "  sample; i=$((i + 1))\n"
         f"  [ $i -lt {int(max_samples)} ] || break\n"
-        f"  read -rt {interval_sec:g} -u $nap\n"
+        f"  _pm_nap {interval_sec:g}\n"
         f"{stale}"
         "done\n"
     )
