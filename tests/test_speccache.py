@@ -95,9 +95,14 @@ def test_the_key_follows_the_text_the_offset_and_the_code(kept, tmp_path, monkey
     fake_yaml = tmp_path / "yaml_init.py"
     fake_yaml.write_text("")
     monkeypatch.setattr(speccache, "_yaml_file", lambda: str(fake_yaml))
+    speccache._code_stamp.cache_clear()  # the stamp is taken once a process: these stand for new processes
     before = speccache._key(SPEC, 0)
+    assert before != base
     os.utime(fake_yaml, ns=(1, 1))
+    assert speccache._key(SPEC, 0) == before  # the same process keeps its stamp
+    speccache._code_stamp.cache_clear()
     assert speccache._key(SPEC, 0) != before  # another PyYAML: compose again
+    speccache._code_stamp.cache_clear()
 
 
 def test_off_keeps_nothing_and_the_folder_is_pruned(tmp_path, monkeypatch):

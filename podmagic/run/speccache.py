@@ -18,6 +18,7 @@ when this user wrote it, in a folder (made 0700) no one else can write to. Impor
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -62,8 +63,16 @@ def nodes(text: str, *, source: str = "cell", line_offset: int = 0):
 
 
 def _key(text: str, line_offset: int) -> str:
-    stamp = [FORMAT, line_offset, _stamp(jobspec.__file__), _stamp(_yaml_file())]
-    return hashlib.sha256(json.dumps(stamp).encode() + b"\0" + text.encode("utf-8", "surrogatepass")).hexdigest()
+    stamp = f"[{FORMAT}, {line_offset}, {_code_stamp()}]"
+    return hashlib.sha256(stamp.encode() + b"\0" + text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@functools.cache
+def _code_stamp() -> str:
+    """The files of the code that composes, stamped once a process (a sweep prepares many texts). A PyYAML
+    replaced under a running kernel is then keyed as the one before it: such an entry is read back by
+    that kernel alone, as the next process stamps the new files."""
+    return json.dumps([_stamp(jobspec.__file__), _stamp(_yaml_file())])
 
 
 def _yaml_file() -> str | None:

@@ -11,7 +11,7 @@ a detached sweep's shards (started or pending) go on without it. The caller's
 `fail_fast`; a stop (`.sweeps/<sweep_id>.stop`) cancels pending shards and
 stops running ones.
 
-Imports: `run.api`, `run.detached`, `run.store`, `spec.jobspec`, `errors`.
+Imports: `run.api`, `run.detached`, `run.speccache`, `run.store`, `spec.jobspec`, `records`, `errors`.
 """
 
 from __future__ import annotations
@@ -20,14 +20,12 @@ import itertools
 import sysconfig
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-import yaml
-
 from podmagic.errors import RunNotFound
-from podmagic.run import api, detached, store
+from podmagic.records import field, mutable
+from podmagic.run import api, detached, speccache, store
 from podmagic.spec.jobspec import IDENT_RE, SpecError, parse
 
 SWEEPS_DIR = ".sweeps"
@@ -52,6 +50,8 @@ def parse_axes(items: Sequence[str]) -> list[tuple[str, list[str]]]:
 
 def load_file(path: Path) -> list[dict[str, str]]:
     """A sweep file: a mapping of name → list of values (a grid), or a list of mappings (shards)."""
+    import yaml  # only for a sweep file: a sweep from flags or a cell never loads it
+
     data = yaml.safe_load(Path(path).read_text())
     if isinstance(data, dict) and all(isinstance(v, list) for v in data.values()):
         return grid([(k, [str(x) for x in v]) for k, v in data.items()])
@@ -69,7 +69,7 @@ TERMINAL = frozenset({"succeeded", "failed", "interrupted", "lost", "cancelled"}
 FAILED = frozenset({"failed", "interrupted", "lost"})
 
 
-@dataclass
+@mutable
 class Shard:
     variables: dict[str, str]
     prepared: api.Prepared
@@ -77,7 +77,7 @@ class Shard:
     state: str = "pending"
 
 
-@dataclass
+@mutable
 class Sweep:
     sweep_id: str
     shards: list[Shard]
@@ -240,7 +240,8 @@ def prepare(text: str, combos: Sequence[dict[str, str]], *, base_variables: Sequ
     """Prepare every shard (all validated before any starts); returns the sweep id and shards."""
     if not combos:
         raise SpecError("the sweep has no shards", source="--sweep")
-    name = parse(text, source=prepare_kw.get("source", "cell"), line_offset=prepare_kw.get("line_offset", 0)).name
+    where = {"source": prepare_kw.get("source", "cell"), "line_offset": prepare_kw.get("line_offset", 0)}
+    name = parse(text, **where, nodes=speccache.nodes(text, **where)).name  # kept nodes: each shard reads them
     sweep_id = new_sweep_id((name or prepare_kw.get("default_name") or "sweep").split("{")[0] or "sweep")
     shards = []
     for combo in combos:
