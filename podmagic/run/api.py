@@ -251,10 +251,10 @@ def start(prepared: Prepared) -> Prepared:
     rundir = store.RunDir(plan.run_dir)
     rundir.write_inputs(prepared.redactor.mask(prepared.spec.text), {**prepared.inputs, "suffix": ctx.run_suffix},
                         plan_mod.describe(plan, prepared.redactor.mask) + "\n")
-    journal = Journal(rundir.events_path)
-    for note in prepared.notes:
-        journal(Event("reconcile_" + note.severity, {"message": note.message}))
-    _record_recipe(prepared, rundir, journal)
+    with Journal(rundir.events_path) as journal:
+        for note in prepared.notes:
+            journal(Event("reconcile_" + note.severity, {"message": note.message}))
+        _record_recipe(prepared, rundir, journal)
     return prepared
 
 
@@ -280,9 +280,9 @@ def execute(prepared: Prepared, *, listeners: Iterable[Listener] = (), cancel: t
 
     plan = prepared.plan
     backend = backend or get_backend(plan.backend, **prepared.backend_options)
-    journal = Journal(store.RunDir(plan.run_dir).events_path, prepared.redactor.mask)
-    runner = Runner(plan, backend, listeners=[journal, *listeners], redactor=prepared.redactor, cancel=cancel)
-    manifest = runner.execute()
+    with Journal(store.RunDir(plan.run_dir).events_path, prepared.redactor.mask) as journal:
+        runner = Runner(plan, backend, listeners=[journal, *listeners], redactor=prepared.redactor, cancel=cancel)
+        manifest = runner.execute()
     honour_state_file(prepared, manifest)
     return manifest
 

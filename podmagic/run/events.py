@@ -39,20 +39,38 @@ def utc_iso(ts: float | None = None) -> str:
 
 
 class Journal:
-    """Appends journaled events to `events.jsonl`, one JSON object a line."""
+    """Appends journaled events to `events.jsonl`, one JSON object a line, each written out at once.
+
+    The file is opened at the first event and kept open until `close` (a run journals a few dozen)."""
 
     def __init__(self, path: Path, redact: Callable[[str], str] = lambda s: s):
         self._path = path
         self._redact = redact
         self._lock = threading.Lock()
+        self._fh = None
 
     def __call__(self, event: Event) -> None:
         if event.kind in NOT_JOURNALED:
             return
         record = {"ts_utc": utc_iso(event.ts), "event": event.kind, **event.data}
         line = self._redact(json.dumps(record, default=str)) + "\n"
-        with self._lock, self._path.open("a", encoding="utf-8") as fh:
-            fh.write(line)
+        with self._lock:
+            if self._fh is None:
+                self._fh = self._path.open("a", encoding="utf-8")
+            self._fh.write(line)
+            self._fh.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fh is not None:
+                self._fh.close()
+                self._fh = None
+
+    def __enter__(self) -> "Journal":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:
