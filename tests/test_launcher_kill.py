@@ -14,6 +14,7 @@ from pathlib import Path
 
 from podmagic.backends import podside
 from podmagic.plan.requests import Launch, PodTelemetry
+from podmagic.records import replace
 
 
 def _launch(tmp_path: Path, body: str, telemetry: PodTelemetry | None = None) -> Launch:
@@ -173,3 +174,24 @@ def test_the_first_sample_waits_for_the_job_to_start_and_a_shorter_job_still_get
         assert len(samples) == count, samples  # the short one: the TERM's sample; the other: 0.05 s in, and the TERM's
         assert all("\tload=" in s and "\tdisk=" in s for s in samples)
     assert podside.FIRST_SAMPLE_SEC < 0.5
+
+
+def test_the_captures_run_in_the_launcher_and_leave_the_job_its_environment(tmp_path):
+    """The captures are functions of the launcher (no subshell): the `PATH` they extend and the variables
+    they set stay theirs, so the job sees the launcher's environment; an nvidia-smi on that extended
+    PATH is still found by the capture, and the watchdog and sampler nap on the one shared pipe."""
+    bin_dir = tmp_path / ".local" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "nvidia-smi").write_text("#!/bin/sh\necho 'GPU 0: Fake (UUID: GPU-0)'\n")
+    (bin_dir / "nvidia-smi").chmod(0o755)
+    telemetry = PodTelemetry(sample_interval_sec=30, max_samples=10, mount=str(tmp_path), remote_env=False)
+    launch = _launch(tmp_path, 'echo "PATH=$PATH"; echo "gq=${gq-unset} o=${o-unset} f=${f-unset}"\n', telemetry)
+    launch = replace(launch, heartbeat_path=str(tmp_path / "beat"), heartbeat_timeout_sec=600)  # a watchdog too
+    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    _start(launch, env)
+    _wait_for(Path(launch.exit_path), limit=30)
+    assert Path(launch.log_path).read_text().splitlines() == ["PATH=/usr/bin:/bin", "gq=unset o=unset f=unset"]
+    start = Path(podside.capture_output_path(launch.exit_path, "start")).read_text()
+    assert "GPU 0: Fake" in start and start.rstrip().endswith(podside.CAPTURE_DONE)
+    script = Path(podside.launcher_path(launch.exit_path)).read_text()
+    assert script.count("_pm_nap()") == 1 and "{nap}" not in script and "( capture_" not in script

@@ -96,3 +96,25 @@ def test_utc_stamps_are_what_datetime_writes(ts):
     from podmagic.run.events import utc_iso
 
     assert utc_iso(ts) == datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def test_the_journal_shows_each_event_at_once_and_closes_its_file(tmp_path):
+    """One open file a run: every event is on disk as soon as it is journaled (a panel reads them while the
+    run goes on), the redactor masks it, output is not journaled, and `close` lets the file go."""
+    import os
+
+    from podmagic.run.events import Event, Journal, read_events
+
+    path = tmp_path / "events.jsonl"
+    fds = len(os.listdir("/proc/self/fd"))
+    with Journal(path, lambda s: s.replace("hunter2", "***")) as journal:
+        journal(Event("warning", {"message": "token hunter2"}))
+        assert [e["message"] for e in read_events(path)] == ["token ***"]
+        journal(Event("output", {"text": "not journaled"}))
+        journal(Event("error", {"message": "boom"}))
+        assert [e["event"] for e in read_events(path)] == ["warning", "error"]
+        assert len(os.listdir("/proc/self/fd")) == fds + 1
+    assert len(os.listdir("/proc/self/fd")) == fds
+    journal(Event("warning", {"message": "after the end"}))  # a late event opens the file again
+    journal.close()
+    assert [e["event"] for e in read_events(path)] == ["warning", "error", "warning"]
