@@ -129,3 +129,26 @@ def test_a_record_rebuilt_from_disk_keeps_the_attempts_and_notes(tmp_path):
     out = render.run_html({**MANIFEST, "failed": True, "error": "boom"}, run_dir=tmp_path, attempts={}, notes=[])
     assert "no longer any instances" in out and "warning: tree is dirty" in out
     assert "error: boom" not in out  # the error is shown once in red, not again as a note
+
+
+def test_the_sweep_view_ends_when_the_sweep_does_not_at_its_next_refresh(tmp_path, monkeypatch):
+    """The cell waits for the view's block to turn static: the view's thread is woken by the sweep's end,
+    so even with a refresh period far longer than the wait, it ends at once."""
+    import threading
+    import time
+
+    from podmagic.run.sweep import Shard, Sweep
+    from podmagic.ui import sweepview
+
+    monkeypatch.setattr(sweepview, "REFRESH_SEC", 60.0)
+    sweep = Sweep("sweep-view-1", [Shard({"seed": "0"}, None, state="cancelled")], tmp_path)
+    release = threading.Event()
+    sweep._thread = threading.Thread(target=release.wait, daemon=True)
+    sweep._thread.start()
+    view = sweepview.SweepView(sweep)
+    view._thread.start()  # `show` without a cell to display in
+    time.sleep(0.2)
+    assert view._thread.is_alive() and view.final is None  # refreshing while the sweep runs
+    release.set()
+    view.wait(10)
+    assert not view._thread.is_alive() and "podmagic-sweep-record" in view.final

@@ -72,7 +72,10 @@ class SweepView:
     def _loop(self) -> None:
         while self.sweep._thread is None or self.sweep._thread.is_alive():
             self.refresh()
-            time.sleep(REFRESH_SEC)
+            if self.sweep._thread is None:
+                time.sleep(REFRESH_SEC)
+            else:  # woken when the sweep ends, not at the next refresh: the cell waits for this block
+                self.sweep._thread.join(REFRESH_SEC)
         self.refresh()
         self.end()
 
