@@ -280,15 +280,20 @@ def end_capture_command(exit_path: str, t) -> str:
 
 
 def _sampler_start(c: str) -> list[str]:
-    # sourced in a subshell: a fork of the launcher, no new bash to start
-    return [f"( . {q(sampler_path(c))} ) < /dev/null > /dev/null 2>&1 & sampler=$!",
+    """Sourced in a subshell: a fork of the launcher, no new bash to start. It starts with TERM ignored
+    (the launcher's own disposition for that instant): a TERM that comes before the sampler's trap is
+    set (a job that ends at once, on a loaded pod) must not end it without its sample; `_sampler_gone`
+    sends TERM again until the trap takes it."""
+    return ["trap '' TERM",
+            f"( . {q(sampler_path(c))} ) < /dev/null > /dev/null 2>&1 & sampler=$!",
+            "trap - TERM",
             f"echo $sampler > {q(c + '.sampler_pid')}"]
 
 
 def _sampler_gone(limit_sec: float = 5.0) -> str:
     """Wait for the TERMed sampler, sending TERM again at each look, KILL after `limit_sec`: a TERM that
-    reaches the subshell in its first moments can be lost (about one launch in 300 here, when the job ends
-    as the sampler starts), and the exit file must never wait on it. Costs nothing when it is gone; looks
+    reaches the subshell before its trap is set is ignored (`_sampler_start`), and the exit file must
+    never wait on it. Costs nothing when it is gone; looks
     every 5 ms at first (the job's end waits on it), with the launcher's fork-free `_pm_nap`."""
     return (f'if [ -n "$sampler" ]; then '
             f'{_until_gone("$sampler", limit_sec, each="kill -TERM $sampler 2>/dev/null", nap="_pm_nap")}; '
