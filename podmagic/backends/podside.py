@@ -293,8 +293,8 @@ def _sampler_start(c: str) -> list[str]:
 def _sampler_gone(limit_sec: float = 5.0) -> str:
     """Wait for the TERMed sampler, sending TERM again at each look, KILL after `limit_sec`: a TERM that
     reaches the subshell before its trap is set is ignored (`_sampler_start`), and the exit file must
-    never wait on it. Costs nothing when it is gone; looks
-    every 5 ms at first (the job's end waits on it), with the launcher's fork-free `_pm_nap`."""
+    never wait on it. Costs nothing when it is gone; looks every 5 ms at first (the job's end waits on
+    it), with the launcher's fork-free `_pm_nap`."""
     return (f'if [ -n "$sampler" ]; then '
             f'{_until_gone("$sampler", limit_sec, each="kill -TERM $sampler 2>/dev/null", nap="_pm_nap")}; '
             "kill -KILL $sampler 2>/dev/null; wait $sampler 2>/dev/null; fi")

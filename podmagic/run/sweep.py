@@ -241,7 +241,7 @@ def prepare(text: str, combos: Sequence[dict[str, str]], *, base_variables: Sequ
     if not combos:
         raise SpecError("the sweep has no shards", source="--sweep")
     where = {"source": prepare_kw.get("source", "cell"), "line_offset": prepare_kw.get("line_offset", 0)}
-    name = parse(text, **where, nodes=speccache.nodes(text, **where)).name  # kept nodes: each shard reads them
+    name = parse(text, **where, nodes=speccache.nodes(text, **where)).name  # kept: each shard's prepare reads them
     sweep_id = new_sweep_id((name or prepare_kw.get("default_name") or "sweep").split("{")[0] or "sweep")
     shards = []
     for combo in combos:
