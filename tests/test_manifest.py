@@ -118,3 +118,19 @@ def test_the_journal_shows_each_event_at_once_and_closes_its_file(tmp_path):
     journal(Event("warning", {"message": "after the end"}))  # a late event opens the file again
     journal.close()
     assert [e["event"] for e in read_events(path)] == ["warning", "error", "warning"]
+
+
+def test_a_journal_on_a_full_disk_loses_the_event_not_the_run():
+    """/dev/full takes the open and refuses every write (ENOSPC): the event's write raises (the runner
+    swallows a listener's error), the file is let go, and closing never raises."""
+    import os
+
+    from podmagic.run.events import Event, Journal
+
+    fds = len(os.listdir("/proc/self/fd"))
+    journal = Journal(Path("/dev/full"))
+    for _ in range(2):
+        with pytest.raises(OSError):
+            journal(Event("warning", {"message": "no room"}))
+        assert len(os.listdir("/proc/self/fd")) == fds
+    journal.close()

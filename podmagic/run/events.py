@@ -55,16 +55,27 @@ class Journal:
         record = {"ts_utc": utc_iso(event.ts), "event": event.kind, **event.data}
         line = self._redact(json.dumps(record, default=str)) + "\n"
         with self._lock:
-            if self._fh is None:
-                self._fh = self._path.open("a", encoding="utf-8")
-            self._fh.write(line)
-            self._fh.flush()
+            try:
+                if self._fh is None:
+                    self._fh = self._path.open("a", encoding="utf-8")
+                self._fh.write(line)
+                self._fh.flush()
+            except OSError:
+                self._drop()  # a full disk: this event is lost (the runner goes on), the next opens the file again
+                raise
 
     def close(self) -> None:
+        """Never raises: the run's end (its manifest, its error) must not wait on a journal a full disk broke."""
         with self._lock:
-            if self._fh is not None:
-                self._fh.close()
-                self._fh = None
+            self._drop()
+
+    def _drop(self) -> None:
+        fh, self._fh = self._fh, None
+        if fh is not None:
+            try:
+                fh.close()
+            except OSError:
+                pass  # the file is closed all the same; what it held back is lost
 
     def __enter__(self) -> "Journal":
         return self
