@@ -564,7 +564,8 @@ def test_the_cell_is_a_terminal_and_ends_as_a_record(magic, page, lab, shots, tm
         assert "\x1b" not in record.text_content() and record.locator("span[style*='color']").count() >= 10
         assert "progress 100%" in record.text_content() and "progress 50%" not in record.text_content()
         controls = cell.locator(".podmagic-relaunch")
-        assert controls.count() == 1 and controls.locator("button").count() >= 3
+        assert controls.count() == 1 and _button(controls, "Relaunch").count() == 1
+        assert _button(controls, "Edit & relaunch").count() == 1  # its form is made when first opened
         assert cell.locator("button", has_text="Stop").count() == 0  # nothing to stop any more
         _snap(page, tmp_path, "terminal-record-light")
 
@@ -600,8 +601,9 @@ def test_relaunch_sweep_and_compare_records_in_both_themes(magic, page, lab, sho
             cell = _cell_after_typing(page, TERM)
             controls = cell.locator(".podmagic-relaunch").first
             fields = controls.locator("input[type='text']")
-            if not fields.first.is_visible():  # the button opens (and closes) the form
+            if not fields.first.is_visible():  # the button makes the form (once) and opens (or closes) it
                 _button(controls, "Edit & relaunch").click()
+                fields.nth(4).wait_for()  # all five fields, made by the click
             values = [fields.nth(i).input_value() for i in range(fields.count())]
             assert values[:2] == ["NVIDIA RTX A4000, NVIDIA A40", "EU-RO-1"] and values[-1] == ("2.75" if dark else "2.5"), values  # the last run's values
             fields.nth(len(values) - 1).fill("3" if dark else "2.75")  # the cost cap

@@ -152,3 +152,24 @@ def test_the_sweep_view_ends_when_the_sweep_does_not_at_its_next_refresh(tmp_pat
     release.set()
     view.wait(10)
     assert not view._thread.is_alive() and "podmagic-sweep-record" in view.final
+
+
+def test_the_relaunch_form_is_made_when_first_opened():
+    """Most runs are never edited: the controls open no field widgets until "Edit & relaunch" is clicked,
+    and then the form holds the run's current values (untouched, they change nothing)."""
+    from types import SimpleNamespace
+
+    from podmagic.ui.relaunch import RelaunchControls
+
+    text = "pod:\n  gpu_order: [A40, A4000]\nbudget: {cost_cap_usd: 2.5}\nrun: echo\n"
+    controls = RelaunchControls(SimpleNamespace(inputs={"text": text, "variables": [["lr", "0.1"]]}),
+                                {"run_id": "r1"}, {})
+    assert controls.fields == {} and controls.run_edited_button is None and controls.form.children == ()
+    controls.edit_button.click()
+    assert controls.form.layout.display is None and controls.form.children[-1] is controls.run_edited_button
+    values = {k: f.value for k, f in controls.fields.items()}
+    assert values == {"gpu_order": "A40, A4000", "datacenters": "", "python_version": "", "variables": "lr=0.1",
+                      "cost_cap": "2.5"}
+    assert controls.edited() == (text, [("lr", "0.1")])
+    controls.edit_button.click()
+    assert controls.form.layout.display == "none" and controls.fields["cost_cap"].value == "2.5"

@@ -2,12 +2,11 @@
 
 Imports ipywidgets, yaml, `podmagic.run` (api, compare, store) and `podmagic.ui`.
 
-The form starts with the run's current values. A relaunch runs in a kernel
-thread (the buttons work while no cell is executing); its live view appears as
-a block of its own under the controls (in the cell that ran, or in the cell
-that called `relaunch()`), and ends as static HTML: the new run's record and
-what differs from the previous run (spec fields changed, manifest fields that
-moved: git SHA, dirty flag, lockfile hash, interpreter, GPU, cost ...). The
+The form (made when it is first opened) starts with the run's current values. A relaunch runs in a
+kernel thread (the buttons work while no cell is executing); its live view appears as a block of its
+own under the controls (in the cell that ran, or in the cell that called `relaunch()`), and ends as
+static HTML: the new run's record and what differs from the previous run (spec fields changed,
+manifest fields that moved: git SHA, dirty flag, lockfile hash, interpreter, GPU, cost ...). The
 buttons say what can be done now: disabled with "Relaunching…" while one runs.
 """
 
@@ -105,24 +104,35 @@ class RelaunchControls:
         self.cell_parent = current_parent()
         self.relaunch_button = w.Button(description="Relaunch", icon="redo", tooltip="run the same cell again")
         self.edit_button = w.Button(description="Edit & relaunch", icon="edit")
-        self.fields = {key: w.Text(description=label, placeholder=hint, style={"description_width": "7em"},
-                                   layout=w.Layout(width="32em")) for key, label, hint in FIELDS}
-        self.run_edited_button = w.Button(description="Run edited", button_style="primary", icon="play")
-        self.form = w.VBox([*self.fields.values(), self.run_edited_button], layout=w.Layout(display="none"))
+        self.fields: dict[str, w.Text] = {}
+        """The form's fields, made when the form is first opened (most runs are never edited: each field
+        is three widgets to open in the front end, and the cell ends only once they are)."""
+        self.run_edited_button: w.Button | None = None
+        self.form = w.VBox([], layout=w.Layout(display="none"))
         self.status = w.HTML()
         self.relaunch_button.on_click(lambda _b: self.relaunch())
         self.edit_button.on_click(lambda _b: self._toggle_form())
-        self.run_edited_button.on_click(lambda _b: self.relaunch(edited=True))
         self.widget = _Controls([w.HBox([self.relaunch_button, self.edit_button, self.status]), self.form])
         self.widget.add_class("podmagic-relaunch")
         self._prefill()
 
     def _prefill(self) -> None:
         self.prefilled = current_values(self.inputs["text"], [tuple(v) for v in self.inputs["variables"]])
-        for key, value in self.prefilled.items():
-            self.fields[key].value = value
+        for key, field in self.fields.items():
+            field.value = self.prefilled.get(key, "")
+
+    def _make_form(self) -> None:
+        self.fields = {key: w.Text(description=label, placeholder=hint, style={"description_width": "7em"},
+                                   layout=w.Layout(width="32em")) for key, label, hint in FIELDS}
+        self.run_edited_button = w.Button(description="Run edited", button_style="primary", icon="play",
+                                          disabled=self.busy())
+        self.run_edited_button.on_click(lambda _b: self.relaunch(edited=True))
+        self._prefill()
+        self.form.children = [*self.fields.values(), self.run_edited_button]
 
     def _toggle_form(self) -> None:
+        if self.run_edited_button is None:
+            self._make_form()
         self.form.layout.display = None if self.form.layout.display == "none" else "none"
 
     def busy(self) -> bool:
@@ -130,7 +140,8 @@ class RelaunchControls:
 
     def _buttons(self, busy: bool, note: str = "") -> None:
         for button in (self.relaunch_button, self.edit_button, self.run_edited_button):
-            button.disabled = busy
+            if button is not None:
+                button.disabled = busy
         self.relaunch_button.description = "Relaunching…" if busy else "Relaunch"
         self.status.value = note
 
