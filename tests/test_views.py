@@ -164,7 +164,7 @@ def test_the_relaunch_form_is_made_when_first_opened():
     text = "pod:\n  gpu_order: [A40, A4000]\nbudget: {cost_cap_usd: 2.5}\nrun: echo\n"
     controls = RelaunchControls(SimpleNamespace(inputs={"text": text, "variables": [["lr", "0.1"]]}),
                                 {"run_id": "r1"}, {})
-    assert controls.fields == {} and controls.run_edited_button is None and controls.form.children == ()
+    assert controls.form.children == () and controls._fields == {}  # nothing made yet
     controls.edit_button.click()
     assert controls.form.layout.display is None and controls.form.children[-1] is controls.run_edited_button
     values = {k: f.value for k, f in controls.fields.items()}
@@ -173,3 +173,6 @@ def test_the_relaunch_form_is_made_when_first_opened():
     assert controls.edited() == (text, [("lr", "0.1")])
     controls.edit_button.click()
     assert controls.form.layout.display == "none" and controls.fields["cost_cap"].value == "2.5"
+    asked = RelaunchControls(SimpleNamespace(inputs={"text": text, "variables": []}), {"run_id": "r1"}, {})
+    assert asked.fields["gpu_order"].value == "A40, A4000"  # asked for in code: made then, still closed
+    assert asked.form.children[-1] is asked.run_edited_button and asked.form.layout.display == "none"

@@ -104,10 +104,10 @@ class RelaunchControls:
         self.cell_parent = current_parent()
         self.relaunch_button = w.Button(description="Relaunch", icon="redo", tooltip="run the same cell again")
         self.edit_button = w.Button(description="Edit & relaunch", icon="edit")
-        self.fields: dict[str, w.Text] = {}
-        """The form's fields, made when the form is first opened (most runs are never edited: each field
-        is three widgets to open in the front end, and the cell ends only once they are)."""
-        self.run_edited_button: w.Button | None = None
+        # the form is made when first opened or asked for (`fields`, `run_edited_button`): most runs are
+        # never edited, and each field is three widgets the front end opens before the cell can end
+        self._fields: dict[str, w.Text] = {}
+        self._run_edited: w.Button | None = None
         self.form = w.VBox([], layout=w.Layout(display="none"))
         self.status = w.HTML()
         self.relaunch_button.on_click(lambda _b: self.relaunch())
@@ -116,30 +116,42 @@ class RelaunchControls:
         self.widget.add_class("podmagic-relaunch")
         self._prefill()
 
+    @property
+    def fields(self) -> dict[str, w.Text]:
+        """The form's fields by key (`FIELDS`), holding the run's current values."""
+        self._make_form()
+        return self._fields
+
+    @property
+    def run_edited_button(self) -> w.Button:
+        self._make_form()
+        return self._run_edited
+
     def _prefill(self) -> None:
         self.prefilled = current_values(self.inputs["text"], [tuple(v) for v in self.inputs["variables"]])
-        for key, field in self.fields.items():
+        for key, field in self._fields.items():
             field.value = self.prefilled.get(key, "")
 
     def _make_form(self) -> None:
-        self.fields = {key: w.Text(description=label, placeholder=hint, style={"description_width": "7em"},
-                                   layout=w.Layout(width="32em")) for key, label, hint in FIELDS}
-        self.run_edited_button = w.Button(description="Run edited", button_style="primary", icon="play",
-                                          disabled=self.busy())
-        self.run_edited_button.on_click(lambda _b: self.relaunch(edited=True))
+        if self._run_edited is not None:
+            return
+        self._fields = {key: w.Text(description=label, placeholder=hint, style={"description_width": "7em"},
+                                    layout=w.Layout(width="32em")) for key, label, hint in FIELDS}
+        self._run_edited = w.Button(description="Run edited", button_style="primary", icon="play",
+                                    disabled=self.busy())
+        self._run_edited.on_click(lambda _b: self.relaunch(edited=True))
         self._prefill()
-        self.form.children = [*self.fields.values(), self.run_edited_button]
+        self.form.children = [*self._fields.values(), self._run_edited]
 
     def _toggle_form(self) -> None:
-        if self.run_edited_button is None:
-            self._make_form()
+        self._make_form()
         self.form.layout.display = None if self.form.layout.display == "none" else "none"
 
     def busy(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
 
     def _buttons(self, busy: bool, note: str = "") -> None:
-        for button in (self.relaunch_button, self.edit_button, self.run_edited_button):
+        for button in (self.relaunch_button, self.edit_button, self._run_edited):
             if button is not None:
                 button.disabled = busy
         self.relaunch_button.description = "Relaunching…" if busy else "Relaunch"
