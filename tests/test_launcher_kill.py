@@ -195,3 +195,12 @@ def test_the_captures_run_in_the_launcher_and_leave_the_job_its_environment(tmp_
     assert "GPU 0: Fake" in start and start.rstrip().endswith(podside.CAPTURE_DONE)
     script = Path(podside.launcher_path(launch.exit_path)).read_text()
     assert script.count("_pm_nap()") == 1 and "{nap}" not in script and "( capture_" not in script
+
+
+def test_the_exit_wait_ends_when_the_launcher_left_no_pid(tmp_path):
+    """The SSH pod's one-channel wait (`exit_wait_command`) must not outlive a launcher that never wrote its
+    pid (a full disk) or whose folder is gone: it gives up at its first look at the launcher, 2 s in."""
+    launch = _launch(tmp_path, "true\n")  # never started: no exit file, no pid file
+    started = time.monotonic()
+    subprocess.run(["bash", "-c", podside.exit_wait_command(launch)], check=True, timeout=20)
+    assert time.monotonic() - started < 10

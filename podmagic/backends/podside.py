@@ -416,12 +416,14 @@ def kill_command(launch: Launch, grace_sec: float = 2.0, launcher_sec: float = 1
 
 
 def exit_wait_command(launch: Launch) -> str:
-    """Ends when the job's exit file exists (or the launcher is gone): one channel waits on it instead of the
-    client polling. Looks every 50 ms; cheap on the pod (no new connection, one `sleep` per look)."""
+    """Ends when the job's exit file exists, or (looked at every 2 s) the launcher is gone or left no pid
+    (a full disk, a removed folder: it would wait forever on the host, the client long gone): one channel
+    waits on it instead of the client polling. Looks every 50 ms; cheap on the pod (no new connection,
+    one `sleep` per look)."""
     c = q(launch.control_prefix)
     pid = q(launch.control_prefix + ".launcher_pid")
     return (f"n=0; until [ -e {c} ]; do sleep 0.05; n=$((n + 1)); if [ $((n % 40)) = 0 ]; then "
-            f"p=$(cat {pid} 2>/dev/null); [ -n \"$p\" ] && ! kill -0 $p 2>/dev/null && break; fi; done; true")
+            f"p=$(cat {pid} 2>/dev/null); {{ [ -z \"$p\" ] || ! kill -0 $p 2>/dev/null; }} && break; fi; done; true")
 
 
 def touch_command(path: str) -> str:
