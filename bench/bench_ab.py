@@ -17,12 +17,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from bench_common import alternating, timed  # noqa: E402
 from report import worktree  # noqa: E402
 
 CLI = "import sys; from podmagic.ui.cli import main; sys.exit(main())"
@@ -33,10 +33,9 @@ SWEEP = ("import json, os, sys, tempfile; from pathlib import Path; from bench_s
 
 
 def try_cli(tree: Path, spec: Path) -> list[float]:
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", CLI, "run", str(spec)], env=_env(tree), cwd=spec.parent, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return [time.perf_counter() - t0]
+    return [timed(lambda: subprocess.run([sys.executable, "-c", CLI, "run", str(spec)], env=_env(tree),
+                                         cwd=spec.parent, check=True, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL))]
 
 
 def try_sweep(tree: Path, _spec: Path) -> list[float]:
@@ -63,9 +62,8 @@ def main() -> None:
     os.environ["PODMAGIC_LOCAL_ROOT"] = str(work / "pods")
     one = try_cli if args.what == "cli" else try_sweep
     samples: dict[str, list[list[float]]] = {k: [] for k in trees}
-    for i in range(args.tries):
-        for name, tree in (list(trees.items()) if i % 2 == 0 else list(reversed(trees.items()))):
-            samples[name].append(one(tree, spec))
+    for name, tree in alternating(trees, args.tries):
+        samples[name].append(one(tree, spec))
     for name, rows in samples.items():
         cols = list(zip(*rows))
         labels = ("wall",) if args.what == "cli" else ("wall", "CPU")

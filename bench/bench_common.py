@@ -13,7 +13,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 TREE = Path(os.environ.get("PODMAGIC_BENCH_TREE") or Path(__file__).resolve().parents[1])
 """The podmagic checkout being measured: this one, or another revision's (`report.py --baseline REV`)."""
@@ -76,6 +76,12 @@ def duel(ours: Callable[[], object], theirs: Callable[[], object], repeat: int,
                 reset()
             times.append(timed(fn))
     return a, b
+
+
+def alternating(trees: dict[str, Path], rounds: int) -> Iterator[tuple[str, Path]]:
+    """Each of `trees` once a round, the order reversed every other round, so drifting load hits all alike."""
+    for i in range(rounds):
+        yield from (list(trees.items()) if i % 2 == 0 else list(reversed(trees.items())))
 
 
 def best_of(fn: Callable[[], object], repeat: int) -> list[float]:

@@ -21,6 +21,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from bench_common import alternating  # noqa: E402
 from report import worktree  # noqa: E402
 
 SWEEP = "%%pod --sweep i=" + ",".join(map(str, range(16))) + " --max-parallel 16\nname: nb-sweep-{i}\nstaging: []\n" \
@@ -62,10 +63,9 @@ def main() -> None:
     trees = {"this tree": HERE.parent, **({args.baseline: worktree(args.baseline)} if args.baseline else {})}
     work = Path(tempfile.mkdtemp(prefix="podmagic-bench-notebook-"))
     samples = {name: {k: [] for k in JOBS} for name in trees}
-    for turn in range(2):
-        for name, tree in (list(trees.items()) if turn == 0 else list(reversed(trees.items()))):
-            for kind, values in run(tree, args.tries, work).items():
-                samples[name][kind] += values
+    for name, tree in alternating(trees, 2):
+        for kind, values in run(tree, args.tries, work).items():
+            samples[name][kind] += values
     for kind, (_, job) in JOBS.items():
         for name, by_kind in samples.items():
             v = by_kind[kind]
