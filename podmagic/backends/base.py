@@ -9,12 +9,18 @@ maps them (the local sandbox does). Backends import nothing from front ends.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable, Protocol
 
 from podmagic.errors import BackendError, CapacityError  # noqa: F401 - the backends' error kinds
 from podmagic.plan.requests import Launch, PodRequest  # noqa: F401 - what a backend is asked for
 from podmagic.records import record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Protocol
+else:
+    Protocol = object  # the protocols below are for type checkers; a backend need not subclass them
 
 OnOutput = Callable[[str], None]
 """Receives decoded output of an attached command, chunk by chunk."""

@@ -8,13 +8,13 @@ lifecycle. `describe` prints a plan; that is all `--dry-run` does.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shlex
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterator, Mapping
 
+from podmagic.digest import sha256
 from podmagic.plan import podpaths
 from podmagic.plan.naming import RUN_LOG, RUNS_SUBDIR, slug
 from podmagic.plan.requests import Launch, PodRequest
@@ -258,7 +258,7 @@ def _build(spec: JobSpec, ctx: Context, raw: dict[str, str], variables: "_Variab
     return Plan(
         run_id=run_id, run_dir=run_dir, job_name=job_name, backend=ctx.backend,
         project_root=ctx.project_root,
-        spec_sha256=hashlib.sha256(spec.text.encode("utf-8", "surrogatepass")).hexdigest(),
+        spec_sha256=sha256(spec.text.encode("utf-8", "surrogatepass")).hexdigest(),
         request=_request(spec, run_id, run_dir, job_name),
         setup=tuple(_commands(spec, "setup", r, None)),
         secrets=secrets,

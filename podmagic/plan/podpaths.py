@@ -12,8 +12,8 @@ part (it resolves them inside the pod when it touches a path). Pure.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import PurePosixPath
-from typing import Iterable
 
 from podmagic.records import record
 from podmagic.spec.jobspec import JobSpec

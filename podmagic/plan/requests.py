@@ -5,8 +5,8 @@ Pure data: imports only the standard library. Backends read these; the plan buil
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from podmagic.records import field, record
 

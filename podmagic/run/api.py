@@ -12,8 +12,8 @@ import json
 import os
 import threading
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from podmagic.backends import check_front_end_options, ssh_host
 from podmagic.errors import RunNotFound, close_matches

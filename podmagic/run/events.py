@@ -11,10 +11,14 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
 
 from podmagic.records import field, record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 NOT_JOURNALED = frozenset({"output", "tick", "metrics"})
 """`metrics` rows are in metrics.jsonl / user_metrics.jsonl already."""

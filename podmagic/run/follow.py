@@ -19,13 +19,17 @@ from __future__ import annotations
 import codecs
 import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import IO, Callable, Iterable
 
 from podmagic.errors import PodmagicError
 from podmagic.run import store
 from podmagic.run.events import Event
 from podmagic.run.redact import StreamMasker
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO
 
 INTERVAL = 0.25
 READ_LIMIT = 1 << 20

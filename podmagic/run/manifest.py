@@ -17,8 +17,6 @@ it is recorded when telemetry's start capture is off or fails.
 
 from __future__ import annotations
 
-from typing import Any
-
 from podmagic import __version__
 from podmagic.backends.base import PodInfo
 from podmagic.plan.build import Plan
@@ -26,6 +24,10 @@ from podmagic.records import field, mutable
 from podmagic.run.events import utc_iso
 from podmagic.run.redact import MASK
 from podmagic.run.store import status_word
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 DISPLAY_KEYS = (
     ("run_id", "run"), ("job_name", "job"), ("backend", "backend"), ("status", "status"),

@@ -16,14 +16,18 @@ entries a day at most. Imports: `run.store`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
 
+from podmagic.digest import sha256
 from podmagic.run import store
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 FILE = ".probe-cache.json"
 MAX_AGE_SEC = 86400.0
@@ -32,7 +36,7 @@ _guard = threading.Lock()
 
 
 def key_of(parts: object) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+    return sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def pin_files(sources: list[Path]) -> list[str]:
@@ -42,7 +46,7 @@ def pin_files(sources: list[Path]) -> list[str]:
         for name in (".python-version", "pyproject.toml", "uv.lock"):
             path = Path(source) / name
             if path.is_file():
-                out.append(f"{source}/{name}:{hashlib.sha256(path.read_bytes()).hexdigest()}")
+                out.append(f"{source}/{name}:{sha256(path.read_bytes()).hexdigest()}")
     return out
 
 

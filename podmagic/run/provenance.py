@@ -9,10 +9,11 @@ raises. Imports only the standard library.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 from pathlib import Path
+
+from podmagic.digest import sha256
 
 LOCKFILES = ("uv.lock", "requirements.txt")
 
@@ -62,14 +63,14 @@ def local_git_diff(root: Path) -> tuple[bytes | None, str | None]:
     data = _git_bytes(root, *DIFF_ARGS)
     if not data:
         return None, None
-    return data, hashlib.sha256(data).hexdigest()
+    return data, sha256(data).hexdigest()
 
 
 def lockfile(root: Path) -> tuple[str | None, str | None]:
     for name in LOCKFILES:
         path = Path(root) / name
         if path.is_file():
-            return name, hashlib.sha256(path.read_bytes()).hexdigest()
+            return name, sha256(path.read_bytes()).hexdigest()
     return None, None
 
 

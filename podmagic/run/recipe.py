@@ -17,15 +17,19 @@ missing). May import `plan`, `run.provenance`, `run.store`, `run.redact`.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
 
+from podmagic import digest
 from podmagic.plan import staging
 from podmagic.plan.naming import RUNS_SUBDIR
 from podmagic.run import provenance, store
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 PATCH_CAP_BYTES = 16 << 20
 """Bigger uncommitted state (data files not ignored, usually) is not kept: commit or ignore it."""
@@ -45,7 +49,7 @@ def git(root: Path, *args: str, env: dict[str, str] | None = None, stdin: bytes 
 
 
 def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+    return digest.sha256(data).hexdigest()
 
 
 def repo_facts(path: Path) -> tuple[Path | None, str | None, str | None]:

@@ -16,7 +16,7 @@ Imports: `podmagic.spec.template` (the `$'...'` form podmagic writes).
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 from podmagic.spec.template import ansi_c_quote
 

@@ -18,9 +18,9 @@ import shlex
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable
 
 from podmagic.backends.base import POD_HANDLE, Pod
 from podmagic.errors import StepFailed, Stopped

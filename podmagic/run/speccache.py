@@ -19,13 +19,13 @@ when this user wrote it, in a folder (made 0700) no one else can write to. Impor
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import sys
 from importlib.machinery import PathFinder
 from pathlib import Path
 
+from podmagic.digest import sha256
 from podmagic.run import store
 from podmagic.spec import jobspec
 
@@ -64,7 +64,7 @@ def nodes(text: str, *, source: str = "cell", line_offset: int = 0):
 
 def _key(text: str, line_offset: int) -> str:
     stamp = f"[{FORMAT}, {line_offset}, {_code_stamp()}]"
-    return hashlib.sha256(stamp.encode() + b"\0" + text.encode("utf-8", "surrogatepass")).hexdigest()
+    return sha256(stamp.encode() + b"\0" + text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @functools.cache

@@ -17,14 +17,18 @@ import os
 import re
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Iterator
 
 from podmagic.errors import PodmagicError, RunNotFound
 from podmagic.plan.naming import RUN_LOG, RUNS_SUBDIR, slug  # noqa: F401 - slug re-exported for the store's users
 from podmagic.records import record
 from podmagic.run.events import utc_iso
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 MANIFEST = "runpod_deploy_pull_manifest.json"
 STATUS = "status.json"

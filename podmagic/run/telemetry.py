@@ -40,14 +40,18 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
 
 from podmagic.backends import podside
 from podmagic.backends.podside import GPU_QUERY, SAMPLE_QUERY, SECTION
 from podmagic.plan.requests import PodTelemetry
 from podmagic.records import asdict, field, mutable
 from podmagic.run import probecache, store
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 METRICS = store.RunDir.METRICS
 USER_METRICS = store.RunDir.USER_METRICS

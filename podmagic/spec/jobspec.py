@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
 
 from podmagic.errors import SpecError, close_matches  # SpecError lives in errors: front ends catch it without spec
 from podmagic.records import field, mutable, record, replace
 from podmagic.spec import schema
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     import yaml  # imported by `compose` only: a spec whose nodes are kept (`run.speccache`) never loads it
 
 MAX_CELL_BYTES = 512 * 1024

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 from podmagic.errors import PodmagicError, close_matches
 from podmagic.records import record

@@ -14,14 +14,18 @@ from __future__ import annotations
 import html
 import os
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
 from urllib.parse import quote
 
 from podmagic.run.events import read_events
 from podmagic.run.manifest import DISPLAY_KEYS, lookup, rows
 from podmagic.run.store import status_word
 from podmagic.ui import ansi
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 RUN_COLUMNS = (("run_id", "run"), ("job_name", "job"), ("state", "status"), ("backend", "backend"),
                ("gpu_id", "GPU"), ("exit_code", "exit"), ("wall_time_sec", "wall s"),

@@ -30,8 +30,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 from podmagic.backends import podside as remote
 from podmagic.backends.base import POD_HANDLE, CommandResult, Launch, OnOutput, PodInfo, PodRequest, Transfer
