@@ -71,14 +71,25 @@ def test_import_is_light():
     assert out.stdout.strip() == "[]"
 
 
-def test_what_a_run_from_the_shell_imports_leaves_out_yaml_dataclasses_and_inspect():
-    """About 30 ms of a `podmagic run`: PyYAML (its kept nodes, `run.speccache`), `dataclasses` and
-    the `inspect` it imports (`records`), until something asks for them."""
+def test_what_a_run_from_the_shell_imports_leaves_out_yaml_dataclasses_inspect_typing_and_hashlib():
+    """About 40 ms of a `podmagic run`: PyYAML (its kept nodes, `run.speccache`), `dataclasses` and
+    the `inspect` it imports (`records`), until something asks for them; `typing` (annotations only)
+    and `hashlib` with OpenSSL (`podmagic.digest`)."""
     code = ("import sys, podmagic.ui.cli.runs, podmagic.run.api, podmagic.run.runner, podmagic.run.telemetry, "
-            "podmagic.run.manifest, podmagic.backends.local, podmagic.backends; podmagic.backends.get_backend('local'); "
-            "print(sorted({'yaml', 'dataclasses', 'inspect'} & set(sys.modules)))")
+            "podmagic.run.manifest, podmagic.backends.local, podmagic.backends, podmagic.ui.render; "
+            "podmagic.backends.get_backend('local'); "
+            "print(sorted({'yaml', 'dataclasses', 'inspect', 'typing', 'hashlib', '_hashlib'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_digest_is_sha256():
+    import hashlib
+
+    from podmagic import digest
+
+    for data in (b"", b"podmagic", bytes(range(256)) * 1000):
+        assert digest.sha256(data).hexdigest() == hashlib.sha256(data).hexdigest()
 
 
 def test_the_command_map_names_every_command_and_only_its_module_is_imported():
