@@ -164,7 +164,7 @@ def test_the_relaunch_form_is_made_when_first_opened():
     text = "pod:\n  gpu_order: [A40, A4000]\nbudget: {cost_cap_usd: 2.5}\nrun: echo\n"
     controls = RelaunchControls(SimpleNamespace(inputs={"text": text, "variables": [["lr", "0.1"]]}),
                                 {"run_id": "r1"}, {})
-    assert controls.form.children == () and controls._fields == {}  # nothing made yet
+    assert controls.form.children == () and controls._fields == {} and controls.prefilled == {}  # nothing made yet
     controls.edit_button.click()
     assert controls.form.layout.display is None and controls.form.children[-1] is controls.run_edited_button
     values = {k: f.value for k, f in controls.fields.items()}

@@ -114,7 +114,7 @@ class RelaunchControls:
         self.edit_button.on_click(lambda _b: self._toggle_form())
         self.widget = _Controls([w.HBox([self.relaunch_button, self.edit_button, self.status]), self.form])
         self.widget.add_class("podmagic-relaunch")
-        self._prefill()
+        self.prefilled: dict[str, str] = {}  # the fields' first values: read from the cell when the form is made
 
     @property
     def fields(self) -> dict[str, w.Text]:
@@ -128,6 +128,8 @@ class RelaunchControls:
         return self._run_edited
 
     def _prefill(self) -> None:
+        if self._run_edited is None:
+            return  # no form yet: `_make_form` fills it from the inputs of that time
         self.prefilled = current_values(self.inputs["text"], [tuple(v) for v in self.inputs["variables"]])
         for key, field in self._fields.items():
             field.value = self.prefilled.get(key, "")
