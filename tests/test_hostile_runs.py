@@ -281,6 +281,37 @@ def test_a_pod_root_that_is_not_one_shell_word_is_refused(backend, name, piece, 
     assert "step_started" not in [e["event"] for e in read_events(prepared.plan.run_dir / "events.jsonl")]
 
 
+LAUNCHER_KILLED = """staging: []
+run: |
+  echo started; kill -KILL $PPID; sleep 5; echo late
+budget: {max_runtime_minutes: 1}
+lifecycle: {on_failure: preserve}
+"""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_launcher_killed_fails_the_run_at_once_and_ends_its_job(backend, pod_env, project, tmp_path, server):
+    """The job kills the launcher (as the out-of-memory killer might): no exit file will ever come. The
+    run fails at once, saying so, instead of waiting out its time budget (on the local pod it spun a core
+    all that time), and the orphaned job is ended: it never prints its last line."""
+    import time
+
+    prepared = api.start(api.prepare(LAUNCHER_KILLED, cwd=project, backend=backend))
+    STARTED.append(prepared.plan.run_dir)
+    started = time.monotonic()
+    manifest = api.execute(prepared, backend=_backend(backend, tmp_path, server))
+    assert time.monotonic() - started < 5  # the SSH pod looks at its launcher every 2 s
+    assert manifest["failed"] is True and "launcher ended without recording the job's exit code" in \
+        manifest["error"], manifest["error"]
+    assert manifest["pod_final_state"] == "RUNNING"  # on_failure: preserve, so its log can be read below
+    sandbox = Path(os.environ["PODMAGIC_LOCAL_ROOT"]) / "pods" / f"local-{prepared.plan.run_id}" \
+        if backend == "local" else tmp_path / "pod"
+    time.sleep(max(0.0, started + 6.5 - time.monotonic()))  # past the job's `sleep 5`, had it survived
+    (pod_log,) = [p for p in sandbox.rglob("run.log") if prepared.plan.run_id in str(p)]
+    assert pod_log.read_text() == "started\n"
+    assert (prepared.plan.run_dir / "run.log").read_text() == "started\n"
+
+
 def test_no_run_was_lost():
     """The README's `runs lost` count: every run started in this module has its manifest."""
     lost = [d for d in STARTED if store.read_json(d / store.MANIFEST) is None]

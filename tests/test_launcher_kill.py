@@ -199,8 +199,12 @@ def test_the_captures_run_in_the_launcher_and_leave_the_job_its_environment(tmp_
 
 def test_the_exit_wait_ends_when_the_launcher_left_no_pid(tmp_path):
     """The SSH pod's one-channel wait (`exit_wait_command`) must not outlive a launcher that never wrote its
-    pid (a full disk) or whose folder is gone: it gives up at its first look at the launcher, 2 s in."""
+    pid (a full disk) or whose folder is gone: it gives up at its first look at the launcher, 2 s in, and its
+    status says the launcher is lost; with the exit file there it ends at once, with 0."""
     launch = _launch(tmp_path, "true\n")  # never started: no exit file, no pid file
     started = time.monotonic()
-    subprocess.run(["bash", "-c", podside.exit_wait_command(launch)], check=True, timeout=20)
+    lost = subprocess.run(["bash", "-c", podside.exit_wait_command(launch)], timeout=20)
     assert time.monotonic() - started < 10
+    assert lost.returncode == podside.LAUNCHER_LOST_STATUS
+    Path(launch.exit_path).write_text("0\n")
+    assert subprocess.run(["bash", "-c", podside.exit_wait_command(launch)], timeout=5).returncode == 0

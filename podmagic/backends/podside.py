@@ -415,15 +415,24 @@ def kill_command(launch: Launch, grace_sec: float = 2.0, launcher_sec: float = 1
     )
 
 
+LAUNCHER_LOST_STATUS = 3
+"""`exit_wait_command`'s exit status when the launcher is gone and left no exit file."""
+LAUNCHER_LOST = ("the pod's launcher ended without recording the job's exit code (it was killed, e.g. by the "
+                 "out-of-memory killer, or the pod's disk is full); the job was ended and its log so far kept")
+"""The run's error when a backend sees that (`Pod.wait_exit` raises it): the job's end can no longer be known,
+so the runner stops waiting at once instead of until its time budget."""
+
+
 def exit_wait_command(launch: Launch) -> str:
     """Ends when the job's exit file exists, or (looked at every 2 s) the launcher is gone or left no pid
-    (a full disk, a removed folder: it would wait forever on the host, the client long gone): one channel
-    waits on it instead of the client polling. Looks every 50 ms; cheap on the pod (no new connection,
-    one `sleep` per look)."""
+    (a full disk, a removed folder: it would wait forever on the host, the client long gone), then with
+    `LAUNCHER_LOST_STATUS` unless the file is there: one channel waits on it instead of the client polling.
+    Looks every 50 ms; cheap on the pod (no new connection, one `sleep` per look)."""
     c = q(launch.control_prefix)
     pid = q(launch.control_prefix + ".launcher_pid")
     return (f"n=0; until [ -e {c} ]; do sleep 0.05; n=$((n + 1)); if [ $((n % 40)) = 0 ]; then "
-            f"p=$(cat {pid} 2>/dev/null); {{ [ -z \"$p\" ] || ! kill -0 $p 2>/dev/null; }} && break; fi; done; true")
+            f"p=$(cat {pid} 2>/dev/null); {{ [ -z \"$p\" ] || ! kill -0 $p 2>/dev/null; }} && break; fi; done; "
+            f"[ -e {c} ] || exit {LAUNCHER_LOST_STATUS}")
 
 
 def touch_command(path: str) -> str:

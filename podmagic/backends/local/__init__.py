@@ -37,7 +37,7 @@ from podmagic.backends import podside as remote
 from podmagic.backends.base import POD_HANDLE, CommandResult, Launch, OnOutput, PodInfo, PodRequest, Transfer
 from podmagic.backends.local import files, sandbox
 from podmagic.backends.local.files import OutsidePod
-from podmagic.errors import BackendError
+from podmagic.errors import BackendError, StepFailed
 
 PASSTHROUGH = ("LANG", "LC_ALL", "TERM", "TZ", "USER", "LOGNAME", "SSL_CERT_FILE", "SSL_CERT_DIR")
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -255,7 +255,8 @@ class LocalPod:
 
     def wait_exit(self, launch: Launch, timeout: float) -> int | None:
         """Block up to `timeout` for the launcher (it exits right after writing the exit file; in a
-        namespace the launcher's bwrap exits with it): woken by the kernel through a pidfd."""
+        namespace the launcher's bwrap exits with it): woken by the kernel through a pidfd. A launcher
+        that exited without the file (killed) is `StepFailed`: nothing would ever write it."""
         proc = self._launchers.get(launch.exit_path)
         if proc is None:
             time.sleep(timeout)
@@ -263,7 +264,10 @@ class LocalPod:
             _wait_process(proc, timeout)
             if proc.poll() is None:
                 return None  # still running (an exit file written this instant is read next time)
-        return self.exit_code(launch)
+        code = self.exit_code(launch)
+        if code is None and proc is not None:
+            raise StepFailed(remote.LAUNCHER_LOST)
+        return code
 
     def read_from(self, path: str, offset: int, limit: int = 1 << 20) -> bytes:
         try:

@@ -37,6 +37,7 @@ from podmagic.backends.ssh.transport import (
     SSHTransport,
     is_connection_error,
 )
+from podmagic.errors import StepFailed
 from podmagic.plan import staging
 from podmagic.records import replace
 
@@ -158,7 +159,10 @@ class SSHPod:
             return None
         code = self.exit_code(launch)
         if code is None:  # the channel ended without the file (a dropped link): a new one next time
+            lost = waiter.exit_status == remote.LAUNCHER_LOST_STATUS  # or the launcher is gone for good
             self._close_waiter(launch.exit_path)
+            if lost and self.exit_code(launch) is None:
+                raise StepFailed(remote.LAUNCHER_LOST)
         return code
 
     def _close_waiter(self, exit_path: str) -> None:
