@@ -177,6 +177,18 @@ def test_a_remote_path_through_a_pod_symlink_out_of_the_pod_fails_that_pull(mode
     assert not (plan.run_dir / "e").exists() or not any((plan.run_dir / "e").iterdir())
 
 
+def test_a_job_that_puts_a_symlink_where_its_log_was_cannot_redirect_the_log(mode, pod_env, project, canary):
+    """The runner reads the log the job writes to (the file open from its first read), not whatever later
+    stands at its path: a symlink to the client's files there is never read, and no line is lost."""
+    body = (f'log=$(readlink /proc/$$/fd/1); echo first; sleep 0.5; rm -f "$log"; '
+            f'ln -s {canary / "precious.txt"} "$log"; sleep 0.5; echo second')
+    manifest, plan, rec = run_spec(f"staging: []\nrun: '{body}'\n", project)
+    assert manifest["failed"] is False, manifest["error"]
+    assert (plan.run_dir / "run.log").read_text() == "first\nsecond\n"
+    assert "".join(e.data["text"] for e in rec.events if e.kind == "output") == "first\nsecond\n"
+    untouched(canary)
+
+
 def test_staging_into_a_pod_symlink_to_client_files_never_touches_them(mode, pod_env, project, canary):
     """setup makes the staging destination a link out of the pod; delete: true must not reach the link's target."""
     setup = f"ln -s {canary} /workspace/dest && ln -s ../../../.. /workspace/dest2"

@@ -127,6 +127,10 @@ class LocalPod:
                                     proc=sandbox.proc_args() or ("--proc", "/proc")) \
             if mode == "namespace" else None
         self._launchers: dict[str, subprocess.Popen] = {}
+        self._logs: dict[str, int | None] = {}
+        """Each launch's log (by pod path), open from its first read: the job appends to that one file for
+        the whole run, so the reads at every look need no path resolution and no open of their own (and a
+        job that puts a symlink where its log was cannot redirect them)."""
 
     # -- environment ---------------------------------------------------------
     @property
@@ -242,6 +246,8 @@ class LocalPod:
         self.files.makedirs(str(Path(launch.log_path).parent))
         if launch.heartbeat_path:
             self.write_file(launch.heartbeat_path, b"", 0o600)
+        self._close_log(launch.log_path)
+        self._logs[launch.log_path] = None
         seen = self._launch(launch)
         texts = remote.launch_files(seen, seen.env)
         paths = texts if seen is launch else remote.launch_files(launch)  # mapped mode: text sees host paths
@@ -270,12 +276,30 @@ class LocalPod:
         return code
 
     def read_from(self, path: str, offset: int, limit: int = 1 << 20) -> bytes:
+        if path in self._logs:
+            return self._read_log(path, offset, limit)
         try:
             with open(self.files.resolve(path), "rb") as fh:
                 fh.seek(offset)
                 return fh.read(limit)
         except (FileNotFoundError, IsADirectoryError):
             return b""
+
+    def _read_log(self, path: str, offset: int, limit: int) -> bytes:
+        try:
+            fd = self._logs[path]
+            if fd is None:  # not there until the launcher makes it
+                fd = self._logs[path] = os.open(self.files.resolve(path), os.O_RDONLY | os.O_CLOEXEC)
+            return os.pread(fd, limit, offset)
+        except (FileNotFoundError, IsADirectoryError):
+            self._close_log(path)
+            self._logs[path] = None
+            return b""
+
+    def _close_log(self, path: str) -> None:
+        fd = self._logs.pop(path, None)
+        if fd is not None:
+            os.close(fd)
 
     def exit_code(self, launch: Launch) -> int | None:
         try:
@@ -330,6 +354,8 @@ class LocalPod:
         return Transfer(moved, count)
 
     def release(self, action: str) -> str:
+        for path in list(self._logs):
+            self._close_log(path)
         if action == "delete":
             shutil.rmtree(self.sandbox, ignore_errors=True)
             return "TERMINATED"
