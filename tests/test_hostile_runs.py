@@ -310,6 +310,23 @@ def test_a_launcher_killed_fails_the_run_at_once_and_ends_its_job(backend, pod_e
     (pod_log,) = [p for p in sandbox.rglob("run.log") if prepared.plan.run_id in str(p)]
     assert pod_log.read_text() == "started\n"
     assert (prepared.plan.run_dir / "run.log").read_text() == "started\n"
+    deadline = time.monotonic() + 10  # the watchdog looks every 5 s; the sampler was TERMed by the teardown
+    while _processes_of(prepared.plan.run_id) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _processes_of(prepared.plan.run_id) == []
+
+
+def _processes_of(run_id: str) -> list[str]:
+    """The command lines of live processes naming `run_id` (the pod's launcher, sampler, watchdog)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if run_id in text:
+            found.append(text)
+    return found
 
 
 def test_no_run_was_lost():

@@ -208,3 +208,39 @@ def test_the_exit_wait_ends_when_the_launcher_left_no_pid(tmp_path):
     assert lost.returncode == podside.LAUNCHER_LOST_STATUS
     Path(launch.exit_path).write_text("0\n")
     assert subprocess.run(["bash", "-c", podside.exit_wait_command(launch)], timeout=5).returncode == 0
+
+
+def _killed_launcher_and_its_sampler(tmp_path: Path) -> tuple[Launch, int]:
+    """A launch whose launcher is KILLed while the job and the sampler run; the sampler's pid."""
+    telemetry = PodTelemetry(sample_interval_sec=30, max_samples=10, mount=str(tmp_path), nvidia_smi=False,
+                             remote_env=False, dmesg=False)
+    launch = _launch(tmp_path, "sleep 30\n", telemetry)
+    _start(launch)
+    _wait_for(Path(launch.exit_path + ".sampler_pid"))
+    _wait_for(Path(podside.samples_path(launch.exit_path)))  # its first sample: it naps now
+    os.kill(int(Path(launch.exit_path + ".launcher_pid").read_text()), 9)
+    return launch, int(Path(launch.exit_path + ".sampler_pid").read_text())
+
+
+def test_a_sampler_whose_launcher_was_killed_ends_by_itself(tmp_path):
+    """Its launcher will never TERM it: it looks every `LAUNCHER_LOOK_SEC` while it naps, not only after its
+    30 s interval (or the hours of a run's max samples)."""
+    launch, sampler = _killed_launcher_and_its_sampler(tmp_path)
+    try:
+        end = time.monotonic() + podside.LAUNCHER_LOOK_SEC + 3
+        while _alive(sampler) and time.monotonic() < end:
+            time.sleep(0.1)
+        assert not _alive(sampler)
+    finally:
+        _kill(launch, launcher_sec=1)
+
+
+def test_the_kill_ends_the_sampler_of_a_launcher_killed_before(tmp_path):
+    """The teardown's kill TERMs it: it takes its last sample and ends at once."""
+    launch, sampler = _killed_launcher_and_its_sampler(tmp_path)
+    took = _kill(launch, launcher_sec=1)
+    end = time.monotonic() + 2
+    while _alive(sampler) and time.monotonic() < end:
+        time.sleep(0.02)
+    assert not _alive(sampler) and took < 3
+    assert len(Path(podside.samples_path(launch.exit_path)).read_text().splitlines()) == 2  # the first, the TERM's

@@ -335,7 +335,8 @@ def sampler_script(out_path: str, *, interval_sec: float, mount: str, query: str
     MemTotal/MemAvailable are read by bash itself. It samples `FIRST_SAMPLE_SEC` after the start (the
     sampler is forked just after the job, whose start its `df` would slow on a small pod), then every
     `interval_sec`, and once more on TERM (so a shorter job still gets one sample); it ends by itself
-    after `max_samples` or when the client's heartbeat is older than `heartbeat_timeout_sec`. `query`
+    after `max_samples`, when the client's heartbeat is older than `heartbeat_timeout_sec`, or when the
+    launcher that sourced it is gone (killed: it will never send the TERM). `query`
     may list field sets to try in order (an nvidia-smi that refuses a field refuses the whole query);
     the one that works is written in each line (`gpuf=`).
     """
@@ -377,10 +378,24 @@ def sampler_script(out_path: str, *, interval_sec: float, mount: str, query: str
         f"while [ $i -lt {int(max_samples)} ]; do\n"
         "  sample; i=$((i + 1))\n"
         f"  [ $i -lt {int(max_samples)} ] || break\n"
-        f"  _pm_nap {interval_sec:g}\n"
+        f"{_nap_while_launcher(interval_sec)}"
         f"{stale}"
         "done\n"
     )
+
+
+LAUNCHER_LOOK_SEC = 5
+"""How often a napping sampler looks whether its launcher is still there."""
+
+
+def _nap_while_launcher(interval_sec: float) -> str:
+    """The sampler's nap between samples, in slices of `LAUNCHER_LOOK_SEC`: sourced by the launcher, `$$`
+    is the launcher, and one killed before its end (it never sends the TERM) must not leave the sampler
+    behind for hours. Run alone, `$$` is the sampler itself and the look is moot."""
+    slices, rest = int(interval_sec // LAUNCHER_LOOK_SEC), interval_sec % LAUNCHER_LOOK_SEC
+    looks = (f"  k=0; while [ $k -lt {slices} ]; do _pm_nap {LAUNCHER_LOOK_SEC}; kill -0 $$ 2>/dev/null || exit 0; "
+             f"k=$((k + 1)); done\n") if slices else ""
+    return looks + (f"  _pm_nap {rest:g}\n" if rest else "")
 
 
 def sampler_stop_command(exit_path: str) -> str:
@@ -399,7 +414,8 @@ def kill_command(launch: Launch, grace_sec: float = 2.0, launcher_sec: float = 1
     """End the job's process group (TERM, then KILL after `grace_sec`), then wait for the launcher to finish.
 
     When it returns, the launcher writes nothing more (its end capture and exit file are there, or it was
-    KILLed after `launcher_sec`), so a teardown that reads or removes the pod's files races nothing. A kill
+    KILLed after `launcher_sec`), so a teardown that reads or removes the pod's files races nothing (but
+    for the last sample of a sampler whose launcher was killed before: it is TERMed last). A kill
     before the job's pid exists is carried out by the launcher, which looks for `.ended_by` around the start.
     """
     c = launch.control_prefix
@@ -411,7 +427,9 @@ def kill_command(launch: Launch, grace_sec: float = 2.0, launcher_sec: float = 1
         f"l={launcher}; if [ -n \"$l\" ]; then {_until_gone('$l', launcher_sec)}; fi; "
         # a job that started after the first look: the launcher has TERMed it; this ends what lingers
         f"job={job}; [ -n \"$job\" ] && kill -KILL -- -$job 2>/dev/null; "
-        f"[ -n \"$l\" ] && kill -0 $l 2>/dev/null && kill -KILL -- -$l 2>/dev/null; true"
+        f"[ -n \"$l\" ] && _pm_alive $l && kill -KILL -- -$l 2>/dev/null; "
+        # a launcher killed before its end left its sampler running: TERMed, it takes its last sample and ends
+        f"s=$(cat {q(c + '.sampler_pid')} 2>/dev/null); [ -n \"$s\" ] && kill -TERM $s 2>/dev/null; true"
     )
 
 
