@@ -206,8 +206,29 @@ def test_the_exit_wait_ends_when_the_launcher_left_no_pid(tmp_path):
     lost = subprocess.run(["bash", "-c", podside.exit_wait_command(launch)], timeout=20)
     assert time.monotonic() - started < 10
     assert lost.returncode == podside.LAUNCHER_LOST_STATUS
+    Path(launch.exit_path).write_text("")  # the launcher's `echo` has opened it, not yet written the code
+    assert subprocess.run(["bash", "-c", podside.exit_wait_command(launch)], timeout=20).returncode \
+        == podside.LAUNCHER_LOST_STATUS
     Path(launch.exit_path).write_text("0\n")
     assert subprocess.run(["bash", "-c", podside.exit_wait_command(launch)], timeout=5).returncode == 0
+
+
+def test_the_exit_wait_takes_an_empty_exit_file_for_not_yet(tmp_path):
+    """The launcher writes the exit code with one `echo` (no `mv`): a wait that looks between its open and
+    its write sees an empty file, and must go on waiting for the code while the launcher is there."""
+    launch = _launch(tmp_path, "true\n")
+    launcher = subprocess.Popen(["sleep", "30"])
+    try:
+        Path(launch.exit_path + ".launcher_pid").write_text(f"{launcher.pid}\n")
+        Path(launch.exit_path).write_text("")
+        waiter = subprocess.Popen(["bash", "-c", podside.exit_wait_command(launch)])
+        time.sleep(0.5)
+        assert waiter.poll() is None, "an empty exit file ended the wait"
+        Path(launch.exit_path).write_text("7\n")
+        assert waiter.wait(timeout=5) == 0
+    finally:
+        launcher.kill()
+        launcher.wait()
 
 
 def _killed_launcher_and_its_sampler(tmp_path: Path) -> tuple[Launch, int]:

@@ -141,7 +141,9 @@ def launcher_script(launch: Launch, exports: dict[str, str] | None = None) -> st
         # the end capture comes first: once the exit code is there, so is everything the launcher writes
         *(["kill -TERM $sampler 2>/dev/null", _capture(c, "end"), _sampler_gone()]
           if t else []),  # the sampler takes its last sample (TERM) while the end capture runs
-        f"echo $rc > {q(c + '.tmp')} && mv {q(c + '.tmp')} {q(c)}",
+        # one write of a few bytes, no `mv` (a fork and an exec on the job's end path): the readers take
+        # an empty file for "not yet" (`exit_wait_command` waits for a non-empty one)
+        f"echo $rc > {q(c)}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -315,10 +317,12 @@ its own waits on the job's end path, the watchdog's looks and the sampler's inte
 def _until_gone(pid: str, limit_sec: float, each: str = "", nap: str = "") -> str:
     """Wait for `pid` to end (`_pm_alive`, defined here), at most about `limit_sec`; `each` runs at every look
     while it is there. No process is started when it is already gone. With `nap` (the launcher's
-    `_pm_nap`) it looks every 5 ms for the first 0.2 s, then every 50 ms; without, `sleep 0.05` each time."""
+    `_pm_nap`) it looks every 1 ms for the first 20 ms (a sampler's last sample takes a few: the job's end
+    waits on it), every 5 ms to 0.2 s, then every 50 ms; without, `sleep 0.05` each time."""
     looks, wait = max(1, int(limit_sec / 0.05)), "sleep 0.05"
-    if nap:  # the first 40 looks take 5 ms each: 0.2 s, the time of 4 looks of 50 ms
-        looks, wait = looks - 4 + 40, f"if [ $n -lt 40 ]; then {nap} 0.005; else {nap} 0.05; fi"
+    if nap:  # 20 looks of 1 ms and 36 of 5 ms: 0.2 s, the time of 4 looks of 50 ms
+        looks = looks - 4 + 20 + 36
+        wait = f"if [ $n -lt 20 ]; then {nap} 0.001; elif [ $n -lt 56 ]; then {nap} 0.005; else {nap} 0.05; fi"
     return (f"{ALIVE_FUNCTION}; n=0; while [ $n -lt {looks} ] && _pm_alive {pid}; do {each + '; ' if each else ''}"
             f"{wait}; n=$((n + 1)); done")
 
@@ -442,15 +446,16 @@ so the runner stops waiting at once instead of until its time budget."""
 
 
 def exit_wait_command(launch: Launch) -> str:
-    """Ends when the job's exit file exists, or (looked at every 2 s) the launcher is gone or left no pid
-    (a full disk, a removed folder: it would wait forever on the host, the client long gone), then with
-    `LAUNCHER_LOST_STATUS` unless the file is there: one channel waits on it instead of the client polling.
+    """Ends when the job's exit file holds its code (is not empty), or (looked at every 2 s) the launcher
+    is gone or left no pid (a full disk, a removed folder: it would wait forever on the host, the client
+    long gone), then with `LAUNCHER_LOST_STATUS` unless the code is there: one channel waits on it
+    instead of the client polling.
     Looks every 50 ms; cheap on the pod (no new connection, one `sleep` per look)."""
     c = q(launch.control_prefix)
     pid = q(launch.control_prefix + ".launcher_pid")
-    return (f"n=0; until [ -e {c} ]; do sleep 0.05; n=$((n + 1)); if [ $((n % 40)) = 0 ]; then "
+    return (f"n=0; until [ -s {c} ]; do sleep 0.05; n=$((n + 1)); if [ $((n % 40)) = 0 ]; then "
             f"p=$(cat {pid} 2>/dev/null); {{ [ -z \"$p\" ] || ! kill -0 $p 2>/dev/null; }} && break; fi; done; "
-            f"[ -e {c} ] || exit {LAUNCHER_LOST_STATUS}")
+            f"[ -s {c} ] || exit {LAUNCHER_LOST_STATUS}")
 
 
 def touch_command(path: str) -> str:
