@@ -182,7 +182,7 @@ class Runner:
         self._enter("secrets", busy=bool(secret_files))
         for path, data, mode in secret_files:
             self.pod.write_file(path, data, mode)
-        self._enter("staging")
+        self._enter("staging", busy=bool(plan.staging))
         for push in plan.staging:
             self._push(push)
         self._enter("preflight", busy=bool(plan.preflight))

@@ -482,10 +482,12 @@ class RunDir:
         write_json_atomic(self.path / self.STATUS, dict(vars(status)))  # flat: no deep copy needed
 
     def record_pod(self, record: dict[str, Any]) -> None:
-        """Merge into `pod.json`: a later, shorter record never drops what an earlier one said."""
-        merged = {**(self.pod() or {}), **{k: v for k, v in record.items() if v is not None},
-                  "run_id": self.run_id, "recorded_at_utc": utc_iso()}
-        write_json_atomic(self.path / self.POD, merged)
+        """Merge into `pod.json`: a later, shorter record never drops what an earlier one said, and one
+        that adds nothing (a local pod's info after its handle) writes nothing."""
+        known, news = self.pod() or {}, {k: v for k, v in record.items() if v is not None}
+        if known and all(known.get(k) == v for k, v in news.items()):
+            return
+        write_json_atomic(self.path / self.POD, {**known, **news, "run_id": self.run_id, "recorded_at_utc": utc_iso()})
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         """Written even on a full disk when it can be: the space kept at the start is given back for it."""
