@@ -30,6 +30,10 @@ from podmagic.spec.jobspec import IDENT_RE, SpecError, parse
 
 SWEEPS_DIR = ".sweeps"
 POLL_SEC = 0.05
+"""How often the caller's side reads the sweep's record (the cell ends this soon after the last shard)."""
+SCHEDULE_SEC = 0.5
+"""How often the host looks for a stop request between shard ends: a shard's end wakes it at once, and
+it looks again before each start, so no shard starts after a stop."""
 
 
 def grid(axes: Sequence[tuple[str, Sequence[str]]]) -> list[dict[str, str]]:
@@ -152,11 +156,9 @@ class Sweep:
     # -- the host's side: run the shards here, in threads
     def run_here(self) -> None:
         """Schedule and run every shard in this process (the host); returns when all have ended."""
-        pending, threads = list(self.shards), []
+        pending, threads, stop_file = list(self.shards), [], self.stop_file()
         sysconfig.get_config_vars()  # its lazy set-up is not thread-safe: uv.find_uv_bin saw EXE None
         while True:
-            if self.stop_file().exists():
-                self._stop.set()
             if self._stop.is_set() or (self.fail_fast and self.any_failed()):
                 for shard in pending:
                     shard.state = "cancelled"
@@ -164,10 +166,15 @@ class Sweep:
                     self._record()
                 pending = []
             while pending and len(self.running()) < self.max_parallel:
+                if stop_file.exists():
+                    break
                 threads.append(self._launch(pending.pop(0)))
+            if not self._stop.is_set() and stop_file.exists():
+                self._stop.set()
+                continue  # the pending shards are cancelled at once
             if not pending and not any(t.is_alive() for t in threads):
                 break
-            self._ended.wait(POLL_SEC)  # a shard that ends wakes the scheduler at once
+            self._ended.wait(SCHEDULE_SEC)  # a shard that ends wakes the scheduler at once
             self._ended.clear()
         self._record()
 
