@@ -172,10 +172,13 @@ class Sweep:
             if not self._stop.is_set() and stop_file.exists():
                 self._stop.set()
                 continue  # the pending shards are cancelled at once
-            if not pending and not any(t.is_alive() for t in threads):
+            # by state, not by thread: a shard's thread is still alive for a moment after the end it signals
+            if not pending and not self.running():
                 break
             self._ended.wait(SCHEDULE_SEC)  # a shard that ends wakes the scheduler at once
             self._ended.clear()
+        for thread in threads:
+            thread.join()  # each has only its wake-up left
         self._record()
 
     def _launch(self, shard: Shard) -> threading.Thread:
