@@ -363,7 +363,8 @@ def test_a_phase_with_nothing_to_do_writes_no_status(project, monkeypatch):
     assert "provision" in written and "run" in written
     assert not {"setup", "secrets", "staging", "preflight"} & set(written), written
     written.clear()
-    run(project, pod(), spec=bare.replace("staging: []", "staging: [{label: code, source: train.py, destination: /workspace/repo/}]"))
+    staged = bare.replace("staging: []", "staging: [{label: code, source: train.py, destination: /workspace/repo/}]")
+    run(project, pod(), spec=staged)
     assert "staging" in written
 
 

@@ -158,20 +158,23 @@ class Sweep:
         """Schedule and run every shard in this process (the host); returns when all have ended."""
         pending, threads, stop_file = list(self.shards), [], self.stop_file()
         sysconfig.get_config_vars()  # its lazy set-up is not thread-safe: uv.find_uv_bin saw EXE None
+
+        def stopped() -> bool:  # the caller's stop file, looked at before each wait and each start
+            if not self._stop.is_set() and stop_file.exists():
+                self._stop.set()
+            return self._stop.is_set()
+
         while True:
-            if self._stop.is_set() or (self.fail_fast and self.any_failed()):
+            if stopped() or (self.fail_fast and self.any_failed()):
                 for shard in pending:
                     shard.state = "cancelled"
                 if pending:
                     self._record()
                 pending = []
-            while pending and len(self.running()) < self.max_parallel:
-                if stop_file.exists():
-                    break
+            while pending and len(self.running()) < self.max_parallel and not stopped():
                 threads.append(self._launch(pending.pop(0)))
-            if not self._stop.is_set() and stop_file.exists():
-                self._stop.set()
-                continue  # the pending shards are cancelled at once
+            if pending and self._stop.is_set():
+                continue  # a stop that came while starting: the pending shards are cancelled at once
             # by state, not by thread: a shard's thread is still alive for a moment after the end it signals
             if not pending and not self.running():
                 break
