@@ -12,6 +12,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from podmagic.backends import podside
 from podmagic.plan.requests import Launch, PodTelemetry
 from podmagic.records import replace
@@ -135,14 +137,55 @@ def test_a_sampler_that_will_not_end_never_holds_the_exit_file(tmp_path):
 
 
 def test_the_log_is_whole_when_the_exit_file_comes(tmp_path):
-    """The job appends to the log itself, stdout and stderr interleaved as written: every line is in the
-    log by the time the exit code is written."""
+    """stdout and stderr go into the log interleaved as written, and every line is in the log by the time
+    the exit code is written (the launcher waits for the log's `cat` to end)."""
     launch = _launch(tmp_path, "for i in $(seq 1 50000); do echo \"line $i\"; done; echo last >&2; exit 4\n")
     _start(launch)
     _wait_for(Path(launch.exit_path), limit=30)
     lines = Path(launch.log_path).read_text().splitlines()
     assert Path(launch.exit_path).read_text().strip() == "4"
     assert lines[:-1] == [f"line {i}" for i in range(1, 50001)] and lines[-1] == "last"
+
+
+def test_a_job_that_prints_on_its_way_out_of_a_kill_has_those_lines_in_the_log(tmp_path):
+    """The job's output goes through a pipe that a `cat` empties into the log: the `cat` is not in the job's
+    process group, so a kill of the job leaves it to take what the job prints as it ends (a checkpoint
+    saved on TERM), and the launcher writes the exit code once the log is whole."""
+    launch = _launch(tmp_path, "trap 'for i in $(seq 1 2000); do echo saving $i; done; echo saved; exit 5' TERM\n"
+                               "echo started\nsleep 30 & wait $!\n")
+    _start(launch)
+    log = Path(launch.log_path)
+    end = time.monotonic() + 10
+    while not (log.exists() and log.read_text() == "started\n"):
+        assert time.monotonic() < end, "the job never started"
+        time.sleep(0.02)
+    _kill(launch)
+    assert Path(launch.exit_path).read_text().strip() == "5"
+    lines = log.read_text().splitlines()
+    assert lines == ["started", *(f"saving {i}" for i in range(1, 2001)), "saved"]
+
+
+def test_a_log_that_cannot_be_written_does_not_end_the_job(tmp_path):
+    """The pod's disk is full under the log (a 64 KiB tmpfs): the `cat` fails, the job's further output is
+    dropped, and the job goes on to its end and its own exit code (a job that appends to a file would
+    only see its writes fail)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True,
+                             text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}); this test needs one")
+    try:
+        marker = tmp_path / "reached"
+        launch = replace(_launch(tmp_path, f"for i in $(seq 1 20000); do echo line $i; done\n: > {marker}\nexit 7\n"),
+                         log_path=str(disk / "run.log"))
+        _start(launch)
+        _wait_for(Path(launch.exit_path), limit=30)
+        assert Path(launch.exit_path).read_text().strip() == "7" and marker.exists()
+        lines = Path(launch.log_path).read_text().splitlines()
+        assert 0 < len(lines) < 20000 and lines[:100] == [f"line {i}" for i in range(1, 101)]
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 def test_a_process_left_holding_the_log_does_not_hold_the_exit_file(tmp_path):

@@ -2,7 +2,7 @@
 
 Pure functions, shared by every backend:
 - `launcher_script`: starts the job in its own process group, writes its
-  log (the job appends to it itself, stdout and stderr interleaved), its
+  log (the job writes into a pipe, stdout and stderr interleaved, that a `cat` empties into it), its
   exit code (atomically, at the end, once the log is whole) and,
   when a watchdog ends the job, why. The watchdog lives in the launcher, on
   the pod, so a dead client cannot leave a job running past its runtime cap or heartbeat limit; it has a
@@ -119,12 +119,20 @@ def launcher_script(launch: Launch, exports: dict[str, str] | None = None) -> st
         f"cd {q(launch.workdir)} 2>/dev/null || cd \"$HOME\"" if launch.workdir else 'cd "$HOME"',
         # a kill that came while the start capture ran found no job to end: the job then never starts
         f"if [ -f {q(c + '.ended_by')} ]; then rc=143; else",
-        # the job appends to the log itself: every line is there once it has ended (a pipe and a `cat`
-        # emptying it cost a job that prints line by line twice the CPU, the reader woken at each line)
+        # the job writes into a pipe that a `cat` empties into the log: a `write()` to a pipe costs a job
+        # that prints line by line much less than an append to a file, and the log gets large writes.
+        # The `cat` is outside the job's group (a kill of the job lets it empty the pipe) and holds the
+        # write end of a second pipe, whose end tells the launcher that the log is whole (`_log_whole`)
         f": > {q(launch.log_path)}",
+        # (on a full disk the `cat` fails: the job's output then goes to /dev/null, the job is not killed)
+        f"coproc _pm_log {{ exec 3>&1 >> {q(launch.log_path)}; cat 2>/dev/null || exec cat > /dev/null; }}",
+        # a coproc's own descriptors are closed in subshells (the job is one): copies of them are not
+        'exec {_pm_logw}>&"${_pm_log[1]}" {_pm_logr}<&"${_pm_log[0]}"; '
+        'eval "exec ${_pm_log[1]}>&- ${_pm_log[0]}<&-"',
         "set -m  # job control: the job gets a process group of its own",
-        f"bash {q(launch.script_path)} >> {q(launch.log_path)} 2>&1 < /dev/null &",
+        f"bash {q(launch.script_path)} >&$_pm_logw 2>&1 < /dev/null {{_pm_logw}}>&- {{_pm_logr}}<&- &",
         "job=$!",
+        "exec {_pm_logw}>&-  # the job holds the pipe's only write end: its end is the `cat`'s",
         f"echo $job > {q(c + '.pid')}",
         # ... and one that came between that look and the pid's write is carried out here
         f"[ -f {q(c + '.ended_by')} ] && kill -TERM -- -$job 2>/dev/null",
@@ -141,11 +149,23 @@ def launcher_script(launch: Launch, exports: dict[str, str] | None = None) -> st
         # the end capture comes first: once the exit code is there, so is everything the launcher writes
         *(["kill -TERM $sampler 2>/dev/null", _capture(c, "end"), _sampler_gone()]
           if t else []),  # the sampler takes its last sample (TERM) while the end capture runs
+        _log_whole(),
         # one write of a few bytes, no `mv` (a fork and an exec on the job's end path): the readers take
         # an empty file for "not yet" (`exit_wait_command` waits for a non-empty one)
         f"echo $rc > {q(c)}",
     ]
     return "\n".join(lines) + "\n"
+
+
+LOG_DRAIN_SEC = 1
+"""How long the launcher waits, once the job has ended, for the `cat` to empty the log's pipe: longer only when
+a process the job left behind holds the job's output (a server started with `&`). The `cat` then goes on
+appending what it writes; the exit file does not wait for it."""
+
+
+def _log_whole() -> str:
+    """Wait for the log's `cat` to end: `read` returns at once when its end closes the pipe it alone holds."""
+    return f'[ -z "$_pm_logr" ] || read -rt {LOG_DRAIN_SEC} -u $_pm_logr'
 
 
 def _watchdog(launch: Launch) -> list[str]:
