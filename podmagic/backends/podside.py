@@ -130,10 +130,12 @@ def launcher_script(launch: Launch, exports: dict[str, str] | None = None) -> st
         'exec {_pm_logw}>&"${_pm_log[1]}" {_pm_logr}<&"${_pm_log[0]}"; '
         'eval "exec ${_pm_log[1]}>&- ${_pm_log[0]}<&-"',
         "set -m  # job control: the job gets a process group of its own",
-        f"bash {q(launch.script_path)} >&$_pm_logw 2>&1 < /dev/null {{_pm_logw}}>&- {{_pm_logr}}<&- &",
+        # the job's pid is written by its own process before the job's first instruction: a job that kills
+        # the launcher at once (as the out-of-memory killer might) can still be ended by `kill_command`
+        f"{{ echo $BASHPID > {q(c + '.pid')}; exec bash {q(launch.script_path)}; }} >&$_pm_logw 2>&1 < /dev/null "
+        "{_pm_logw}>&- {_pm_logr}<&- &",
         "job=$!",
         "exec {_pm_logw}>&-  # the job holds the pipe's only write end: its end is the `cat`'s",
-        f"echo $job > {q(c + '.pid')}",
         # ... and one that came between that look and the pid's write is carried out here
         f"[ -f {q(c + '.ended_by')} ] && kill -TERM -- -$job 2>/dev/null",
         # after the job (its fork does not delay the job's start), before the watchdog and the sampler use it
