@@ -4,6 +4,8 @@ as plain bytes, and the pod's job end noticed through one waiting channel. Real 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import time
 
 import pytest
@@ -68,6 +70,58 @@ def test_single_file_pull_is_bytes_with_mode_and_mtime(ssh_pod_factory, tmp_path
     assert got.stat().st_mode & 0o777 == 0o640 and int(got.stat().st_mtime) == 1_700_000_000
     assert not (tmp_path / "elsewhere").exists() and not list(local.glob(".*part"))
     assert pod.pull("/workspace/out/model.bin", local).bytes_transferred == 0
+
+
+requires_ssh_client = pytest.mark.skipif(not shutil.which("ssh"), reason="no OpenSSH client on this machine")
+
+
+def _far_tree(tmp_path):
+    far = tmp_path / "pod" / "workspace" / "out"
+    (far / "ckpt").mkdir(parents=True)
+    (far / "model.bin").write_bytes(os.urandom(3 << 20))
+    os.chmod(far / "model.bin", 0o640)
+    os.utime(far / "model.bin", (1_700_000_000, 1_700_000_000))
+    for i in range(5):
+        (far / "ckpt" / f"step{i}.pt").write_bytes(os.urandom(300_000 + i))
+    return far
+
+
+@requires_ssh_client
+def test_a_bulk_pull_goes_through_the_systems_ssh_with_modes_and_mtimes(ssh_pod_factory, tmp_path, monkeypatch):
+    """A pull of many bytes runs through OpenSSH's `ssh` (same key, podmagic's known-hosts file checked
+    strictly): one file as bytes, a directory as an archive, each with its mode and mtime."""
+    monkeypatch.setattr(sync, "BULK_BYTES", 1 << 20)
+    pod = ssh_pod_factory()
+    far = _far_tree(tmp_path)
+    local = tmp_path / "got"
+    local.mkdir()
+    moved = pod.pull("/workspace/out/model.bin", local)
+    assert moved.bytes_transferred == 3 << 20 and pod.transport.openssh_pulls == 1
+    assert _tree(local) == {"model.bin": _tree(far)["model.bin"]}
+    back = tmp_path / "back"
+    result = pod.pull("/workspace/out/", back)
+    assert _tree(back) == _tree(far) and result.files == 6 and pod.transport.openssh_pulls == 2
+    assert pod.pull("/workspace/out/", back).bytes_transferred == 0 and pod.transport.openssh_pulls == 2
+
+
+@requires_ssh_client
+def test_a_host_key_that_ssh_does_not_find_recorded_leaves_the_pull_to_paramiko(ssh_pod_factory, tmp_path,
+                                                                                  monkeypatch):
+    """The system's `ssh` trusts only podmagic's known-hosts file: with another key recorded there for the
+    host, it refuses to connect, and the pull goes on over the connection that checked the key itself
+    (and does not try `ssh` again)."""
+    monkeypatch.setattr(sync, "BULK_BYTES", 1 << 20)
+    pod = ssh_pod_factory()
+    far = _far_tree(tmp_path)
+    known = pod.transport.known_hosts
+    name, key_type, _ = known.read_text().split("\n")[0].split(" ", 2)
+    other = tmp_path / "other"
+    subprocess.run(["ssh-keygen", "-q", "-t", key_type.removeprefix("ssh-").split("-")[0], "-N", "", "-f",
+                    str(other)], check=True)
+    known.write_text(f"{name} {key_type} {(other.with_suffix('.pub')).read_text().split()[1]}\n")
+    back = tmp_path / "back"
+    assert pod.pull("/workspace/out/", back).files == 6 and _tree(back) == _tree(far)
+    assert pod.transport.openssh_refused and pod.transport.openssh_pulls == 0
 
 
 def test_the_end_of_a_detached_job_arrives_on_a_waiting_channel(ssh_pod_factory, tmp_path):
