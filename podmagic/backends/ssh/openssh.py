@@ -36,10 +36,10 @@ PIPE_SIZE = 1 << 20
 def client_argv(target: SSHTarget, known_hosts: Path, *, use_agent: bool, connect_timeout_sec: float,
                 keepalive_sec: int) -> list[str] | None:
     """`ssh` with every option the transport's own connection has, up to the remote command; None where
-    there is no `ssh`, or a path OpenSSH would split on its spaces."""
+    there is no `ssh`, or a path OpenSSH would read otherwise (split on its spaces, `%` tokens expanded)."""
     ssh = shutil.which("ssh")
     keys = [os.path.expanduser(p) for p in target.key_paths]
-    if ssh is None or any(c.isspace() or c in "\"'" for c in str(known_hosts)):
+    if ssh is None or any(c.isspace() or c in "\"'%" for c in str(known_hosts) + "".join(keys)):
         return None
     argv = [ssh, "-F", "/dev/null", "-T", "-x", "-a", "-p", str(target.port), "-l", target.user,
             "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts}",
