@@ -20,7 +20,7 @@ import pytest
 from podmagic.errors import PodmagicError
 from podmagic.run import api, store
 
-from helpers import Recorder
+from helpers import Recorder, small_tmpfs
 from sshd_fixtures import requires_sshd
 from test_hostile import module_sshd  # noqa: F401
 
@@ -31,16 +31,8 @@ SPEC = f"name: full\nstaging: []\nrun: |\n  {BODY.replace(chr(10), chr(10) + '  
 
 @pytest.fixture
 def small_disk(tmp_path):
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True,
-                         text=True)
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({res.stderr.strip()}); the full-disk tests need one")
-    try:
+    with small_tmpfs(tmp_path / "disk", "1m") as disk:
         yield disk
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 @pytest.fixture

@@ -12,11 +12,11 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 from podmagic.backends import podside
 from podmagic.plan.requests import Launch, PodTelemetry
 from podmagic.records import replace
+
+from helpers import small_tmpfs
 
 
 def _launch(tmp_path: Path, body: str, telemetry: PodTelemetry | None = None) -> Launch:
@@ -169,13 +169,7 @@ def test_a_log_that_cannot_be_written_does_not_end_the_job(tmp_path):
     """The pod's disk is full under the log (a 64 KiB tmpfs): the `cat` fails, the job's further output is
     dropped, and the job goes on to its end and its own exit code (a job that appends to a file would
     only see its writes fail)."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True,
-                             text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}); this test needs one")
-    try:
+    with small_tmpfs(tmp_path / "disk", "64k") as disk:
         marker = tmp_path / "reached"
         launch = replace(_launch(tmp_path, f"for i in $(seq 1 20000); do echo line $i; done\n: > {marker}\nexit 7\n"),
                          log_path=str(disk / "run.log"))
@@ -184,8 +178,6 @@ def test_a_log_that_cannot_be_written_does_not_end_the_job(tmp_path):
         assert Path(launch.exit_path).read_text().strip() == "7" and marker.exists()
         lines = Path(launch.log_path).read_text().splitlines()
         assert 0 < len(lines) < 20000 and lines[:100] == [f"line {i}" for i in range(1, 101)]
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 def test_a_process_left_holding_the_log_does_not_hold_the_exit_file(tmp_path):
