@@ -53,6 +53,27 @@ def test_system_tar_push_mirrors_modes_and_mtimes_and_survives_a_drop(ssh_pod_fa
     assert again.bytes_transferred == 0  # whole-second mtimes: the quick check sees nothing changed
 
 
+def test_a_first_push_makes_its_directories_first_with_their_modes_and_never_sends_a_symlink_as_one(
+        ssh_pod_factory, tmp_path):
+    """The archive opens with the directories the pod lacks, parents first, carrying their local modes (as
+    rsync -a makes them); a symlink among a file's parents is not one of them: the pod gets a directory."""
+    pod = ssh_pod_factory()
+    src = tmp_path / "src"
+    (src / "data" / "private").mkdir(parents=True)
+    (src / "data" / "private" / "x.txt").write_text("x")
+    (src / "data" / "y.txt").write_text("y")
+    os.chmod(src / "data" / "private", 0o750)
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "z.txt").write_text("z")
+    (src / "link").symlink_to(tmp_path / "outside")
+    files = ["data/private/x.txt", "data/y.txt", "link/z.txt"]
+    pod.push(src, "/workspace/repo", files=files, excludes=(), delete=False)
+    dest = tmp_path / "pod" / "workspace" / "repo"
+    assert (dest / "data" / "private").stat().st_mode & 0o777 == 0o750
+    assert not (dest / "link").is_symlink() and (dest / "link" / "z.txt").read_text() == "z"
+    assert sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file()) == sorted(files)
+
+
 def test_single_file_pull_is_bytes_with_mode_and_mtime(ssh_pod_factory, tmp_path):
     pod = ssh_pod_factory()
     far = tmp_path / "pod" / "workspace" / "out" / "model.bin"

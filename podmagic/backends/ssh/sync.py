@@ -163,8 +163,19 @@ def push_tree(transport: SSHTransport, base: Path, files: Iterable[str], destina
     clash = [rel for rel in changed if far.entries.get(rel, Entry("f", 0, 0)).kind == "d"]
     doomed = _doomed(far.entries, set(selected), excludes) if delete else []
     _remove(transport, destination, sorted(set(doomed) | set(clash)))
-    sent = _send_tar(transport, base, changed, destination, size=size) if changed else 0
+    dirs = _new_dirs(prefix, changed, far)
+    sent = _send_tar(transport, base, dirs + changed, destination, size=size) if changed else 0
     return Transfer(sent, len(selected))
+
+
+def _new_dirs(prefix: str, changed: list[str], far: Listing) -> list[str]:
+    """The directories the changed files need that the pod lacks, parents first: the archive creates them
+    before any file, as rsync does (a directory made between two files' creations lands where ext4 then
+    scans past every recently deleted inode; on this VM that made a first push 3x slower). Only real
+    local directories: a symlink among a file's parents is never sent as one."""
+    there = {rel for rel, entry in far.entries.items() if entry.kind == "d"}
+    wanted = sorted({a for rel in changed for a in _ancestors(rel)} - there)
+    return [rel for rel in wanted if (entry := local_entry(prefix + rel)) is not None and entry.kind == "d"]
 
 
 def push_file(transport: SSHTransport, source: Path, remote: str) -> Transfer:
