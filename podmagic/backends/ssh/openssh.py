@@ -77,10 +77,10 @@ class PipeReader(io.RawIOBase):
 
 
 def stream_out(argv: list[str], host: str, command: str, consume: Callable[[IO[bytes]], T],
-               stdin: bytes = b"") -> tuple[int, T | None, str, int]:
-    """Run `command` on `host` through `ssh`, handing its stdout to `consume`: (status, value, stderr,
-    bytes read). An exception from `consume` is raised after `ssh` has ended, unless `ssh` itself failed
-    before any byte (status 255, value None): the caller then uses its own connection."""
+               stdin: bytes = b"") -> tuple[int, T, str] | None:
+    """Run `command` on `host` through `ssh`, handing its stdout to `consume`: (status, value, stderr), or
+    None when `ssh` itself failed before any byte (status 255): the caller then uses its own connection.
+    An exception from `consume` is raised after `ssh` has ended."""
     proc = subprocess.Popen([*argv, "--", host, command], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, bufsize=0)
     try:
@@ -106,12 +106,12 @@ def stream_out(argv: list[str], host: str, command: str, consume: Callable[[IO[b
         proc.stdout.close()
         for helper in helpers:
             helper.join()
-    text = b"".join(err).decode("utf-8", "replace")
-    if status == LOGIN_FAILED and reader.count == 0 and isinstance(failure, (Exception, type(None))):
-        return status, None, text, 0
+    interrupted = failure is not None and not isinstance(failure, Exception)
+    if status == LOGIN_FAILED and reader.count == 0 and not interrupted:
+        return None
     if failure is not None:
         raise failure
-    return status, value, text, reader.count
+    return status, value, b"".join(err).decode("utf-8", "replace")
 
 
 def _end(proc: subprocess.Popen, *, at_once: bool) -> None:

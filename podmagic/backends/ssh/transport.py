@@ -357,7 +357,6 @@ class SSHTransport:
         finally:
             chan.close()
 
-
     def _stream_out_openssh(self, command: str, consume: Callable[[IO[bytes]], T], stdin: bytes):
         """`stream_out` through `ssh`, once the transport's own connection has checked the host key; None
         when there is no usable `ssh` (it is then not tried again on this transport)."""
@@ -372,14 +371,14 @@ class SSHTransport:
         if argv is None:
             self.openssh_refused = True
             return None
-        status, value, err, count = openssh.stream_out(argv, self.target.host, command, consume, stdin)
-        if status == openssh.LOGIN_FAILED and count == 0:
+        done = openssh.stream_out(argv, self.target.host, command, consume, stdin)
+        if done is None:
             self.openssh_refused = True
             return None
-        if status == openssh.LOGIN_FAILED:
-            raise EOFError(f"connection lost during the transfer: {err.strip()[-300:]}")
+        if done[0] == openssh.LOGIN_FAILED:  # after some bytes: the link, not the login, failed
+            raise EOFError(f"connection lost during the transfer: {done[2].strip()[-300:]}")
         self.openssh_pulls += 1
-        return status, value, err
+        return done
 
 
 def _quiet_paramiko() -> None:
